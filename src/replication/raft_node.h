@@ -1,0 +1,130 @@
+// RaftNode: the one adapter between Latchkey and libraft (Canonical raft 0.15,
+// libuv backend, TCP transport). Nothing else in the tree includes raft.h.
+//
+// Threading: the node owns a libuv loop running on its own thread (the "loop
+// thread"). Every libraft call happens there, and so do all hook and callback
+// invocations. Other threads talk to it only through Post(), which is
+// thread-safe (mutex-guarded queue + uv_async_send). Methods marked LOOP
+// THREAD ONLY must be called from code already running on the loop thread
+// (a Post()ed closure, a hook, a callback or a tick handler).
+//
+// Durability: an entry is durable on a majority (for one voter: fsynced
+// locally) before Apply() sees it. Restart = latest snapshot + log replay
+// through Restore() and Apply().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace latchkey::replication {
+
+// Opaque result of applying one entry; handed to the proposer's callback.
+class ApplyOutput {
+ public:
+  virtual ~ApplyOutput() = default;
+};
+
+// What the replicated application implements. Called on the loop thread only.
+class StateMachineHooks {
+ public:
+  virtual ~StateMachineHooks() = default;
+  // Applies one committed entry, in log order. A non-null return value is
+  // passed to the ProposeCallback of the proposal that created the entry (if
+  // it was proposed by this process and is still pending); otherwise dropped.
+  virtual std::unique_ptr<ApplyOutput> Apply(uint64_t index, std::string_view data) = 0;
+  // Serializes the full state (including the applied index the app tracks).
+  virtual Result<std::string> TakeSnapshot() = 0;
+  // Replaces the state with a snapshot produced by TakeSnapshot().
+  virtual Status Restore(std::string_view data) = 0;
+};
+
+struct RaftPeer {
+  uint64_t id = 0;
+  std::string address;  // "127.0.0.1:7412"
+};
+
+struct RaftNodeOptions {
+  uint64_t node_id = 1;
+  std::string raft_address = "127.0.0.1:7412";  // libraft TCP transport address
+  std::string data_dir;                         // must exist
+  // Initial configuration, used only on first boot (no state in data_dir).
+  // Empty = a single voter: this node.
+  std::vector<RaftPeer> initial_voters;
+  uint32_t election_timeout_ms = 1000;
+  uint32_t heartbeat_timeout_ms = 100;
+  // Large threshold avoids the segment-close loop stalls (libraft-notes.md).
+  uint32_t snapshot_threshold = 65536;
+  uint32_t snapshot_trailing = 8192;
+  bool pre_vote = true;
+};
+
+struct RaftInfo {
+  enum class Role { kUnavailable, kFollower, kCandidate, kLeader };
+  Role role = Role::kUnavailable;
+  uint64_t term = 0;
+  uint64_t leader_id = 0;
+  std::string leader_address;
+  uint64_t commit_index = 0;
+  uint64_t last_applied = 0;
+  uint32_t voters = 0;
+};
+
+std::string_view RoleName(RaftInfo::Role role);
+
+// status: OK when the entry was committed and applied; otherwise the error
+// (NOT_LEADER, UNAVAILABLE when shutting down, MAYBE_APPLIED when leadership
+// was lost after the entry was appended). index is 0 on failure.
+using ProposeCallback =
+    std::function<void(Status status, uint64_t index, std::unique_ptr<ApplyOutput> output)>;
+
+class RaftNode {
+ public:
+  // REQUIRES: hooks outlives the node.
+  static Result<std::unique_ptr<RaftNode>> Create(RaftNodeOptions options,
+                                                  StateMachineHooks* hooks);
+  ~RaftNode();  // calls Stop()
+
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Starts the loop thread and raft. Returns once raft_start succeeded (the
+  // snapshot and log have been loaded and replayed through the hooks) or
+  // failed (with a message naming the cause: port in use, bad data dir...).
+  Status Start();
+
+  // Closes raft, drains callbacks (pending proposals fail with UNAVAILABLE),
+  // joins the loop thread. Idempotent. Must not be called from the loop thread.
+  void Stop();
+
+  // Thread-safe. Runs fn on the loop thread soon, in FIFO order. After Stop()
+  // the closure is dropped without running.
+  void Post(std::function<void()> fn);
+
+  // LOOP THREAD ONLY. Proposes an entry; cb runs on the loop thread exactly
+  // once (possibly synchronously if the proposal fails immediately).
+  void Propose(std::string data, ProposeCallback cb);
+
+  // LOOP THREAD ONLY.
+  RaftInfo Info() const;
+  bool IsLeader() const;
+
+  // LOOP THREAD ONLY. Called on the loop thread whenever this node gains or
+  // loses leadership (polled after every loop iteration). Set before Start().
+  void SetLeadershipHandler(std::function<void(bool is_leader)> fn);
+
+  // Set before Start(). fn runs on the loop thread every period_ms.
+  void SetTickHandler(uint32_t period_ms, std::function<void()> fn);
+
+ private:
+  struct Impl;
+  explicit RaftNode(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace latchkey::replication
