@@ -1,0 +1,171 @@
+// The replicated state machine: sessions and exclusive locks with FIFO wait
+// queues. Pure and deterministic: no clocks, threads, sockets or files. The
+// only inputs are log entries (with the leader's timestamp inside) and
+// snapshots, so every replica, a restart and a test replay reach the same
+// state.
+//
+// Semantics (see docs/architecture.md):
+// - A session is created by OpenSession; its id is the revision at creation.
+//   Keepalives never reach the core: the leader tracks leases and proposes
+//   ExpireSession when one runs out.
+// - A lock is held by one (session, owner) at a time. Waiters queue in FIFO
+//   order; on release the head of the queue is granted.
+// - Every state change bumps the revision. A grant's fencing token is the
+//   revision at the grant, so tokens are strictly increasing per lock (and
+//   globally).
+// - Acquire is idempotent: acquiring a lock the (session, owner) holds returns
+//   the existing grant; re-acquiring while waiting keeps the place in line.
+// - Closing or expiring a session releases everything it holds and withdraws
+//   everything it waits for, granting the next waiters in order.
+//
+// Thread-safety: none; the owner serializes all calls (the raft loop thread).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "log.pb.h"
+
+namespace latchkey::core {
+
+inline constexpr uint32_t kLogEntryVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 1;
+
+struct GrantInfo {
+  uint64_t session_id = 0;
+  std::string owner;
+  std::string name;
+  uint64_t fencing_token = 0;
+  uint64_t granted_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+};
+
+// Side effects that must reach clients (pushes, late replies).
+struct Event {
+  enum class Kind {
+    kGranted,       // a waiter was granted (grant)
+    kSessionEnded,  // session_id closed or expired (reason)
+    kLockLost,      // grant lost by its lock TTL (grant, reason)
+  };
+  Kind kind = Kind::kGranted;
+  uint64_t session_id = 0;
+  GrantInfo grant;
+  std::string reason;
+};
+
+// Outcome of one command of an entry.
+struct CommandResult {
+  Status status;
+  uint64_t session_id = 0;  // OpenSession
+  bool queued = false;      // Acquire: waiting in line
+  bool granted = false;     // Acquire: grant is valid
+  GrantInfo grant;          // Acquire granted / CancelWait found it held
+};
+
+struct ApplyResult {
+  uint64_t index = 0;
+  std::vector<CommandResult> results;  // one per command, same order
+  std::vector<Event> events;
+};
+
+struct Session {
+  uint64_t id = 0;
+  uint64_t ttl_ms = 0;
+  std::string client_name;
+  uint64_t opened_at_ms = 0;
+  std::set<std::string> held;                                 // lock names
+  std::set<std::pair<std::string, std::string>> waiting;      // (name, owner)
+};
+
+struct Holder {
+  uint64_t session_id = 0;
+  std::string owner;
+  uint64_t fencing_token = 0;
+  uint64_t granted_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+};
+
+struct Waiter {
+  uint64_t session_id = 0;
+  std::string owner;
+  uint64_t queued_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+};
+
+struct Lock {
+  std::optional<Holder> holder;
+  std::deque<Waiter> waiters;  // FIFO
+};
+
+class StateMachine {
+ public:
+  StateMachine() = default;
+
+  // Applies one committed entry. Commands that fail (bad name, unknown
+  // session...) fail alone and change nothing. Returns a non-OK status only
+  // for an undecodable or unknown-version entry: the caller must stop the
+  // node rather than diverge.
+  Result<ApplyResult> ApplyBytes(uint64_t index, std::string_view entry_bytes);
+  ApplyResult Apply(uint64_t index, const log::v1::LogEntry& entry);
+
+  // Snapshots: deterministic bytes (same state -> same bytes) carrying a
+  // version and a digest that Restore verifies.
+  std::string Snapshot() const;
+  Status Restore(std::string_view bytes);
+  // Digest of the state (FNV-1a over the canonical snapshot encoding).
+  uint64_t Digest() const;
+
+  // ---- Queries -----------------------------------------------------------
+  const Session* FindSession(uint64_t id) const;
+  const Lock* FindLock(std::string_view name) const;
+  std::vector<GrantInfo> HeldBy(uint64_t session_id) const;
+  const std::map<uint64_t, Session>& sessions() const { return sessions_; }
+  // Grants whose lock TTL ended at or before now_ms: (name, fencing token).
+  std::vector<std::pair<std::string, uint64_t>> ExpiredLocks(uint64_t now_ms) const;
+
+  uint64_t revision() const { return revision_; }
+  uint64_t time_ms() const { return time_ms_; }
+  uint64_t applied_index() const { return applied_index_; }
+  size_t locks_held() const { return locks_held_; }
+  size_t waiter_count() const { return waiter_count_; }
+
+ private:
+  CommandResult ApplyCommand(const log::v1::Command& cmd, std::vector<Event>* events);
+  CommandResult OpenSession(const log::v1::OpenSessionCmd& c);
+  CommandResult EndSession(uint64_t session_id, std::string_view reason,
+                           std::vector<Event>* events);
+  CommandResult Acquire(const log::v1::AcquireCmd& c);
+  CommandResult Release(const log::v1::ReleaseCmd& c, std::vector<Event>* events);
+  CommandResult CancelWait(const log::v1::CancelWaitCmd& c);
+  CommandResult ExpireLock(const log::v1::ExpireLockCmd& c, std::vector<Event>* events);
+
+  GrantInfo GrantTo(const std::string& name, Lock& lock, uint64_t session_id,
+                    const std::string& owner, uint64_t lock_ttl_ms);
+  // Removes the holder of `name` and grants the next waiter (event).
+  void ReleaseHolder(const std::string& name, Lock& lock, std::vector<Event>* events);
+  void EraseIfIdle(const std::string& name);
+  log::v1::Snapshot ToProto() const;
+
+  std::map<uint64_t, Session> sessions_;
+  std::map<std::string, Lock, std::less<>> locks_;
+  std::set<std::pair<uint64_t, std::string>> ttl_deadlines_;  // (deadline, name)
+  uint64_t revision_ = 0;
+  uint64_t time_ms_ = 0;
+  uint64_t applied_index_ = 0;
+  size_t locks_held_ = 0;
+  size_t waiter_count_ = 0;
+};
+
+// Helpers to build log entries (used by the server and tests).
+log::v1::LogEntry MakeEntry(uint64_t time_ms);
+std::string EncodeEntry(const log::v1::LogEntry& entry);
+
+}  // namespace latchkey::core
