@@ -1,0 +1,287 @@
+// `latchkey lock NAME -- COMMAND...`: runs COMMAND while holding NAME.
+//
+// Signals: SIGINT/SIGTERM/SIGHUP/SIGQUIT are blocked in every thread and
+// taken by a sigwait thread. While waiting for the lock they abort the wait
+// (the session is closed so the server withdraws the request); while the
+// command runs they are forwarded to it. If the session is lost while the
+// command runs, the command gets SIGTERM: it no longer holds the lock.
+#include <pthread.h>
+#include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "cli/commands.h"
+#include "common/duration.h"
+#include "latchkey/client.h"
+
+namespace latchkey::cli {
+namespace {
+
+struct LockFlags {
+  ClientFlags client;
+  std::string name;
+  std::string wait;  // empty = wait without limit
+  bool no_wait = false;
+  std::string ttl;
+  bool quiet = false;
+  std::vector<std::string> command;
+};
+
+std::string ClientName() {
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  const char* user = std::getenv("USER");
+  if (user == nullptr) {
+    if (const passwd* pw = getpwuid(getuid())) user = pw->pw_name;
+  }
+  return std::string("latchkey-lock ") + (user ? user : "?") + "@" + host + " pid " +
+         std::to_string(getpid());
+}
+
+// State shared between the main thread, the signal thread, the acquiring
+// thread and the client's session-lost callback.
+struct Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  int signal = 0;                   // first stop signal received
+  std::optional<Result<Grant>> acquired;
+  std::atomic<pid_t> child{0};
+  std::atomic<bool> session_lost{false};
+};
+
+void SignalThread(std::shared_ptr<Shared> sh, sigset_t set) {
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    pid_t child = sh->child.load();
+    if (child > 0) {
+      kill(child, sig);  // forward; the child decides what to do
+      continue;
+    }
+    std::lock_guard<std::mutex> g(sh->mu);
+    if (sh->signal == 0) sh->signal = sig;
+    sh->cv.notify_all();
+  }
+}
+
+std::string Describe(const LockInfo& info) {
+  if (!info.held) return "not held (being handed over)";
+  const auto& h = info.holder;
+  std::string who = "session " + std::to_string(h.session_id);
+  if (!h.client_name.empty()) who += " (" + h.client_name + ")";
+  uint64_t age = info.server_time_ms > h.granted_at_ms ? info.server_time_ms - h.granted_at_ms : 0;
+  std::string s = "held by " + who + " for " + FormatDurationMs(age);
+  if (info.waiters > 1) s += ", " + std::to_string(info.waiters - 1) + " others waiting";
+  return s;
+}
+
+int RunChild(const LockFlags& f, const Grant& grant, uint64_t session_id,
+             const std::shared_ptr<Shared>& sh, const sigset_t& blocked) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    std::fprintf(stderr, "latchkey lock: fork failed: %s\n", std::strerror(errno));
+    return kExitSoftware;
+  }
+  if (pid == 0) {
+    pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
+    setenv("LATCHKEY_LOCK_NAME", f.name.c_str(), 1);
+    setenv("LATCHKEY_FENCING_TOKEN", std::to_string(grant.fencing_token).c_str(), 1);
+    setenv("LATCHKEY_SESSION_ID", std::to_string(session_id).c_str(), 1);
+    setenv("LATCHKEY_ENDPOINT", f.client.endpoint.c_str(), 1);
+    std::vector<char*> argv;
+    for (const auto& a : f.command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    std::fprintf(stderr, "latchkey lock: cannot run '%s': %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  sh->child = pid;
+  // A signal that arrived between the grant and the fork is forwarded now.
+  {
+    std::lock_guard<std::mutex> g(sh->mu);
+    if (sh->signal != 0) kill(pid, sh->signal);
+  }
+  if (sh->session_lost) kill(pid, SIGTERM);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  sh->child = 0;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return kExitSoftware;
+}
+
+int RunLock(LockFlags f) {
+  if (!f.command.empty() && f.command.front() == "--") f.command.erase(f.command.begin());
+  if (f.command.empty()) {
+    std::fprintf(stderr, "latchkey lock: no command given; write: latchkey lock NAME -- COMMAND\n");
+    return kExitUsage;
+  }
+  AcquireOptions ao;
+  if (f.no_wait && !f.wait.empty()) {
+    std::fprintf(stderr, "latchkey lock: --wait and --no-wait exclude each other\n");
+    return kExitUsage;
+  }
+  ao.try_only = f.no_wait;
+  if (!f.wait.empty()) {
+    auto ms = ParseDurationMs(f.wait);
+    if (!ms.ok()) {
+      std::fprintf(stderr, "latchkey lock: --wait: %s\n", ms.status().message().c_str());
+      return kExitUsage;
+    }
+    if (*ms == 0) ao.try_only = true;
+    ao.wait_timeout = std::chrono::milliseconds(*ms);
+  }
+  if (!f.ttl.empty()) {
+    auto ms = ParseDurationMs(f.ttl);
+    if (!ms.ok()) {
+      std::fprintf(stderr, "latchkey lock: --ttl: %s\n", ms.status().message().c_str());
+      return kExitUsage;
+    }
+    ao.lock_ttl = std::chrono::milliseconds(*ms);
+  }
+  auto session_ttl = ParseDurationMs(f.client.session_ttl);
+  if (!session_ttl.ok()) {
+    std::fprintf(stderr, "latchkey lock: --session-ttl: %s\n",
+                 session_ttl.status().message().c_str());
+    return kExitUsage;
+  }
+
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop, s);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  auto sh = std::make_shared<Shared>();
+  std::thread(SignalThread, sh, stop).detach();
+
+  const bool chatty = !f.quiet && isatty(STDERR_FILENO);
+  ClientOptions co;
+  co.endpoint = f.client.endpoint;
+  co.client_name = ClientName();
+  co.session_ttl = std::chrono::milliseconds(*session_ttl);
+  co.on_session_lost = [sh, name = f.name](const Status& why) {
+    sh->session_lost = true;
+    pid_t child = sh->child.load();
+    std::fprintf(stderr,
+                 "latchkey lock: session lost (%s): '%s' is no longer held%s\n",
+                 why.ToString().c_str(), name.c_str(),
+                 child > 0 ? "; sending SIGTERM to the command" : "");
+    if (child > 0) kill(child, SIGTERM);
+    std::lock_guard<std::mutex> g(sh->mu);
+    sh->cv.notify_all();
+  };
+  auto connected = Client::Connect(co);
+  if (!connected.ok()) {
+    std::fprintf(stderr, "latchkey lock: cannot reach %s: %s\n", f.client.endpoint.c_str(),
+                 connected.status().ToString().c_str());
+    return kExitUnavailable;
+  }
+  std::unique_ptr<Client> client = std::move(connected.value());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread acquirer([&] {
+    Result<Grant> r = client->Acquire(f.name, ao);
+    std::lock_guard<std::mutex> g(sh->mu);
+    sh->acquired.emplace(std::move(r));
+    sh->cv.notify_all();
+  });
+
+  bool shown = false;
+  {
+    std::unique_lock<std::mutex> lk(sh->mu);
+    auto next_report = t0 + std::chrono::milliseconds(300);
+    while (!sh->acquired && sh->signal == 0) {
+      sh->cv.wait_until(lk, next_report);
+      if (sh->acquired || sh->signal != 0) break;
+      if (std::chrono::steady_clock::now() < next_report) continue;
+      next_report += std::chrono::seconds(1);
+      if (!chatty) continue;
+      lk.unlock();
+      auto info = client->GetLock(f.name);
+      if (info.ok()) {
+        std::fprintf(stderr, "\r\033[Klatchkey: waiting for '%s': %s", f.name.c_str(),
+                     Describe(*info).c_str());
+        shown = true;
+      }
+      lk.lock();
+    }
+  }
+  if (shown) std::fprintf(stderr, "\r\033[K");
+
+  int sig = 0;
+  {
+    std::lock_guard<std::mutex> g(sh->mu);
+    sig = sh->acquired ? 0 : sh->signal;
+  }
+  if (sig != 0) {
+    // Closing the session withdraws the wait on the server; Acquire returns.
+    if (chatty) std::fprintf(stderr, "latchkey lock: interrupted; withdrawing the request\n");
+    (void)client->Close();
+    acquirer.join();
+    return 128 + sig;
+  }
+  acquirer.join();
+  Result<Grant> grant = std::move(*sh->acquired);
+  if (!grant.ok()) {
+    const Status& s = grant.status();
+    std::fprintf(stderr, "latchkey lock: '%s' not acquired: %s\n", f.name.c_str(),
+                 s.ToString().c_str());
+    if (s.code() == Code::kLockBusy || s.code() == Code::kTimeout) return kExitBusy;
+    if (s.code() == Code::kInvalidArgument) return kExitUsage;
+    return kExitUnavailable;
+  }
+  if (chatty) {
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    std::fprintf(stderr, "latchkey: acquired '%s' (fencing token %llu) after %s\n",
+                 f.name.c_str(), static_cast<unsigned long long>(grant->fencing_token),
+                 FormatDurationMs(static_cast<uint64_t>(waited.count())).c_str());
+  }
+
+  int rc = RunChild(f, *grant, client->session_id(), sh, stop);
+  if (sh->session_lost) return kExitSessionLost;
+  Status rel = client->Release(f.name);
+  if (!rel.ok()) {
+    std::fprintf(stderr, "latchkey lock: release of '%s' failed: %s\n", f.name.c_str(),
+                 rel.ToString().c_str());
+  }
+  (void)client->Close();
+  return rc;
+}
+
+}  // namespace
+
+Subcommand AddLockCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "lock",
+      "Run COMMAND while holding the exclusive lock NAME, then release it.\n"
+      "The command gets LATCHKEY_LOCK_NAME, LATCHKEY_FENCING_TOKEN and LATCHKEY_SESSION_ID in "
+      "its environment; pass the fencing token to the resource you guard so it can reject a "
+      "stale holder. Exit status: the command's; 75 when the lock was busy or the wait timed "
+      "out; 76 when the session was lost while the command ran; 69 when the server is "
+      "unreachable; 64 on bad arguments.");
+  auto f = std::make_shared<LockFlags>();
+  cmd->add_option("name", f->name, "Lock name, e.g. build.artifacts")->required();
+  cmd->add_option("command", f->command, "Command to run (after --)")->required();
+  cmd->add_option("-w,--wait", f->wait,
+                  "Give up if not acquired within this time (e.g. 10s, 500ms); default: wait");
+  cmd->add_flag("-n,--no-wait", f->no_wait, "Fail at once (exit 75) if the lock is held");
+  cmd->add_option("--ttl", f->ttl,
+                  "Lock time-to-live: the server releases it after this long even if the "
+                  "command still runs (default: held until the command exits)");
+  cmd->add_flag("-q,--quiet", f->quiet, "Do not show who holds the lock while waiting");
+  AddClientFlags(cmd, &f->client);
+  cmd->positionals_at_end();
+  return {cmd, [f]() { return RunLock(*f); }};
+}
+
+}  // namespace latchkey::cli

@@ -1,0 +1,34 @@
+// Subcommands of the `latchkey` binary. Each registers its CLI11 options and
+// returns the process exit code when run.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace latchkey::cli {
+
+// Exit codes (sysexits-style) shared by the client subcommands.
+inline constexpr int kExitUsage = 64;        // bad arguments
+inline constexpr int kExitUnavailable = 69;  // server unreachable / not ready
+inline constexpr int kExitSoftware = 70;     // internal error
+inline constexpr int kExitBusy = 75;         // lock busy or wait timed out
+inline constexpr int kExitSessionLost = 76;  // session lost while holding
+
+struct Subcommand {
+  CLI::App* app;
+  std::function<int()> run;  // called when app->parsed()
+};
+
+Subcommand AddServerCommand(CLI::App& app);
+Subcommand AddLockCommand(CLI::App& app);
+Subcommand AddStatusCommand(CLI::App& app);
+
+// Options every client subcommand takes.
+struct ClientFlags {
+  std::string endpoint = "127.0.0.1:7411";
+  std::string session_ttl = "10s";
+};
+void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
+
+}  // namespace latchkey::cli

@@ -1,0 +1,32 @@
+// `latchkey`: the server and the command-line client in one binary.
+#include <csignal>
+#include <cstdio>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{
+      "Latchkey: a distributed lock and coordination service.\n\n"
+      "Start a single-node server:      latchkey server\n"
+      "Run a command under a lock:      latchkey lock build.artifacts -- ./make-release.sh\n"
+      "Look at the server:              latchkey status\n",
+      "latchkey"};
+  app.set_version_flag("--version", std::string("latchkey ") + LATCHKEY_VERSION);
+  app.require_subcommand(1);
+  const latchkey::cli::Subcommand subs[] = {
+      latchkey::cli::AddServerCommand(app),
+      latchkey::cli::AddLockCommand(app),
+      latchkey::cli::AddStatusCommand(app),
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : latchkey::cli::kExitUsage;
+  }
+  for (const auto& sub : subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  return latchkey::cli::kExitUsage;
+}

@@ -1,0 +1,71 @@
+#include "server/proposer.h"
+
+#include <utility>
+
+namespace latchkey::server {
+
+Proposer::Proposer(replication::RaftNode* raft, const Clock* clock, uint64_t nonce,
+                   size_t max_batch)
+    : raft_(raft), clock_(clock), nonce_(nonce), max_batch_(max_batch) {}
+
+void Proposer::Add(log::v1::Command cmd, Done done) {
+  *pending_.add_commands() = std::move(cmd);
+  pending_done_.push_back(std::move(done));
+  if (pending_done_.size() >= max_batch_) {
+    Flush();
+    return;
+  }
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    raft_->Post([this] {
+      flush_scheduled_ = false;
+      Flush();
+    });
+  }
+}
+
+void Proposer::Flush() {
+  if (pending_done_.empty()) return;
+  log::v1::LogEntry entry = std::move(pending_);
+  pending_.Clear();
+  entry.set_version(core::kLogEntryVersion);
+  entry.set_time_ms(clock_->WallMs());
+  entry.set_proposer(nonce_);
+  const uint64_t seq = next_seq_++;
+  entry.set_proposal_seq(seq);
+  in_flight_.emplace(seq, std::move(pending_done_));
+  pending_done_.clear();
+  raft_->Propose(core::EncodeEntry(entry),
+                 [this, seq](Status status, uint64_t, std::unique_ptr<replication::ApplyOutput>) {
+                   auto it = in_flight_.find(seq);
+                   if (it == in_flight_.end()) return;  // applied and answered
+                   std::vector<Done> dones = std::move(it->second);
+                   in_flight_.erase(it);
+                   if (status.ok()) {
+                     status = Internal("entry committed but its results were not routed");
+                   }
+                   for (Done& d : dones) d(status, nullptr);
+                 });
+}
+
+std::vector<Proposer::Done> Proposer::TakeBatch(const log::v1::LogEntry& entry) {
+  if (entry.proposer() != nonce_) return {};
+  auto it = in_flight_.find(entry.proposal_seq());
+  if (it == in_flight_.end()) return {};
+  std::vector<Done> dones = std::move(it->second);
+  in_flight_.erase(it);
+  return dones;
+}
+
+void Proposer::FailAll(const Status& status) {
+  std::vector<Done> all = std::move(pending_done_);
+  pending_done_.clear();
+  pending_.Clear();
+  for (auto& [seq, dones] : in_flight_) {
+    for (Done& d : dones) all.push_back(std::move(d));
+  }
+  in_flight_.clear();
+  for (Done& d : all) d(status, nullptr);
+}
+
+}  // namespace latchkey::server

@@ -1,0 +1,138 @@
+// Server: the request pipeline between the client listener and the
+// replicated state machine.
+//
+// Threads:
+// - io thread(s) (transport::Listener): read frames, decode ClientFrame,
+//   post each request to the loop thread; write responses.
+// - the raft loop thread (replication::RaftNode): everything else. Server
+//   state (connections, sessions' leases, pending acquires) and the core
+//   state machine are touched only there, so none of it needs locks.
+//
+// Path of an acquire: socket -> io thread decodes -> Post -> loop thread
+// validates, renews the lease, queues an AcquireCmd in the Proposer -> one
+// log entry per loop iteration -> libraft makes it durable -> Apply hook ->
+// core::StateMachine::Apply -> the Proposer routes the CommandResult back ->
+// Response (granted) or a PendingAcquire that a later Granted event answers.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <tuple>
+
+#include "common/clock.h"
+#include "core/state_machine.h"
+#include "latchkey.pb.h"
+#include "replication/raft_node.h"
+#include "server/lease_tracker.h"
+#include "server/options.h"
+#include "server/proposer.h"
+#include "transport/listener.h"
+
+namespace latchkey::server {
+
+class Server final : public transport::ConnectionHandler, public replication::StateMachineHooks {
+ public:
+  explicit Server(ServerOptions options, const Clock* clock = &SystemClock::Instance());
+  ~Server() override;
+
+  // Creates the data dir if needed, replays state, starts listening.
+  Status Start();
+  // Graceful: stops accepting, fails pending requests with UNAVAILABLE,
+  // closes raft (all acknowledged state is durable). Idempotent.
+  void Stop();
+
+  // The address clients connect to (real port when listen had port 0).
+  std::string listen_address() const;
+
+  // ConnectionHandler (io threads).
+  void OnOpen(const std::shared_ptr<transport::Connection>& conn) override;
+  void OnFrame(const std::shared_ptr<transport::Connection>& conn,
+               std::string_view payload) override;
+  void OnStreamError(const std::shared_ptr<transport::Connection>& conn,
+                     const Status& status) override;
+  void OnClose(const std::shared_ptr<transport::Connection>& conn) override;
+
+  // StateMachineHooks (loop thread).
+  std::unique_ptr<replication::ApplyOutput> Apply(uint64_t index, std::string_view data) override;
+  Result<std::string> TakeSnapshot() override;
+  Status Restore(std::string_view data) override;
+
+ private:
+  using ConnPtr = std::shared_ptr<transport::Connection>;
+  using Request = v1::Request;
+
+  struct ConnState {
+    ConnPtr conn;
+    bool hello_done = false;
+  };
+  struct SessionState {
+    uint64_t ttl_ms = 0;
+    uint64_t conn_id = 0;  // bound connection, 0 = none
+  };
+  // An acquire that is waiting in the queue, answered when granted.
+  struct PendingAcquire {
+    uint64_t conn_id = 0;
+    uint64_t request_id = 0;
+    uint64_t deadline_mono_ms = 0;  // 0 = no timeout
+    bool cancelling = false;
+    Code cancel_code = Code::kTimeout;
+  };
+  using WaitKey = std::tuple<uint64_t, std::string, std::string>;  // session, owner, name
+
+  // Loop thread.
+  void HandleOpen(ConnPtr conn);
+  void HandleClose(uint64_t conn_id);
+  void HandleRequest(uint64_t conn_id, std::shared_ptr<Request> req);
+  struct CommandSpec;
+  static const CommandSpec kCommands[];
+  void Dispatch(ConnState& cs, const Request& req);
+  void OnHello(ConnState& cs, const Request& req);
+  void OnOpenSession(ConnState& cs, const Request& req);
+  void OnAttachSession(ConnState& cs, const Request& req);
+  void OnKeepAlive(ConnState& cs, const Request& req);
+  void OnCloseSession(ConnState& cs, const Request& req);
+  void OnAcquire(ConnState& cs, const Request& req);
+  void OnRelease(ConnState& cs, const Request& req);
+  void OnCancel(ConnState& cs, const Request& req);
+  void OnGetLock(ConnState& cs, const Request& req);
+  void OnGetStatus(ConnState& cs, const Request& req);
+  // Checks the session exists and renews its lease; replies with an error
+  // and returns false otherwise.
+  bool TouchSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id);
+  void HandleEvents(const std::vector<core::Event>& events);
+  void Tick();
+  void OnLeadershipChange(bool is_leader);
+  void FailAllPending(const Status& status);
+
+  void Reply(uint64_t conn_id, v1::Response& resp);
+  void ReplyError(uint64_t conn_id, uint64_t request_id, const Status& status);
+  void Push(uint64_t conn_id, const v1::Push& push);
+  static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame);
+
+  ServerOptions options_;
+  const Clock* clock_;
+  uint64_t started_mono_ms_ = 0;
+  std::unique_ptr<replication::RaftNode> raft_;
+  std::unique_ptr<transport::Listener> listener_;
+  std::unique_ptr<Proposer> proposer_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> started_{false};
+
+  // ---- Loop thread only ----
+  core::StateMachine sm_;
+  bool is_leader_ = false;
+  std::map<uint64_t, ConnState> conns_;
+  std::map<uint64_t, SessionState> sessions_;  // leader-side view of live sessions
+  LeaseTracker leases_;
+  std::set<uint64_t> expiring_;               // ExpireSession proposed, not applied
+  std::set<uint64_t> expiring_locks_;         // ExpireLock proposed (by token)
+  std::map<WaitKey, PendingAcquire> pending_;
+};
+
+}  // namespace latchkey::server

@@ -1,0 +1,293 @@
+// Request handlers of the Server (loop thread). See server.h for the path of
+// a request and the command table in server.cc for their properties.
+#include <algorithm>
+
+#include "common/log.h"
+#include "core/names.h"
+#include "server/server.h"
+
+namespace latchkey::server {
+
+namespace lv = log::v1;
+
+namespace {
+
+void FillGrant(v1::AcquireReply* out, const core::GrantInfo& g) {
+  out->set_fencing_token(g.fencing_token);
+  out->set_granted_at_ms(g.granted_at_ms);
+}
+
+}  // namespace
+
+bool Server::TouchSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end() || expiring_.count(session_id)) {
+    ReplyError(conn_id, request_id,
+               Status(Code::kSessionExpired, "session " + std::to_string(session_id) +
+                                                 " does not exist or has expired; open a new one"));
+    return false;
+  }
+  leases_.Renew(session_id, it->second.ttl_ms, clock_->MonoMs());
+  return true;
+}
+
+void Server::OnOpenSession(ConnState& cs, const Request& req) {
+  const auto& r = req.open_session();
+  uint64_t ttl = r.ttl_ms() == 0 ? options_.default_session_ttl_ms : r.ttl_ms();
+  if (ttl < options_.min_session_ttl_ms || ttl > options_.max_session_ttl_ms) {
+    ReplyError(cs.conn->id(), req.id(),
+               InvalidArgument("session ttl " + std::to_string(ttl) + "ms is outside [" +
+                               std::to_string(options_.min_session_ttl_ms) + ", " +
+                               std::to_string(options_.max_session_ttl_ms) + "] ms"));
+    return;
+  }
+  if (Status s = core::ValidateClientName(r.client_name()); !s.ok()) {
+    ReplyError(cs.conn->id(), req.id(), s);
+    return;
+  }
+  lv::Command cmd;
+  cmd.mutable_open_session()->set_ttl_ms(ttl);
+  cmd.mutable_open_session()->set_client_name(r.client_name());
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  proposer_->Add(std::move(cmd), [this, conn_id, rid, ttl](const Status& st,
+                                                          const core::CommandResult* res) {
+    if (!st.ok() || !res->status.ok()) {
+      ReplyError(conn_id, rid, st.ok() ? res->status : st);
+      return;
+    }
+    // sessions_/leases_ were filled when the entry applied; bind the conn.
+    auto it = sessions_.find(res->session_id);
+    if (it != sessions_.end() && conns_.count(conn_id)) it->second.conn_id = conn_id;
+    v1::Response resp;
+    resp.set_id(rid);
+    resp.mutable_open_session()->set_session_id(res->session_id);
+    resp.mutable_open_session()->set_ttl_ms(static_cast<uint32_t>(ttl));
+    Reply(conn_id, resp);
+  });
+}
+
+void Server::OnAttachSession(ConnState& cs, const Request& req) {
+  const uint64_t sid = req.attach_session().session_id();
+  if (!TouchSession(cs.conn->id(), req.id(), sid)) return;
+  SessionState& s = sessions_.at(sid);
+  s.conn_id = cs.conn->id();
+  v1::Response resp;
+  resp.set_id(req.id());
+  auto* out = resp.mutable_attach_session();
+  out->set_ttl_ms(static_cast<uint32_t>(s.ttl_ms));
+  for (const core::GrantInfo& g : sm_.HeldBy(sid)) {
+    auto* h = out->add_held();
+    h->set_name(g.name);
+    h->set_owner(g.owner);
+    h->set_fencing_token(g.fencing_token);
+    h->set_granted_at_ms(g.granted_at_ms);
+    h->set_lock_ttl_ms(g.lock_ttl_ms);
+  }
+  // Pending acquires of this session now answer on this connection.
+  for (auto& [key, p] : pending_) {
+    if (std::get<0>(key) == sid && p.conn_id == 0) p.conn_id = cs.conn->id();
+  }
+  Reply(cs.conn->id(), resp);
+}
+
+void Server::OnKeepAlive(ConnState& cs, const Request& req) {
+  const uint64_t sid = req.keep_alive().session_id();
+  if (!TouchSession(cs.conn->id(), req.id(), sid)) return;
+  v1::Response resp;
+  resp.set_id(req.id());
+  resp.mutable_keep_alive()->set_ttl_ms(static_cast<uint32_t>(sessions_.at(sid).ttl_ms));
+  Reply(cs.conn->id(), resp);
+}
+
+void Server::OnCloseSession(ConnState& cs, const Request& req) {
+  const uint64_t sid = req.close_session().session_id();
+  if (!TouchSession(cs.conn->id(), req.id(), sid)) return;
+  lv::Command cmd;
+  cmd.mutable_close_session()->set_session_id(sid);
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  proposer_->Add(std::move(cmd),
+                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok()) {
+                     ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                     return;
+                   }
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   resp.mutable_close_session();
+                   Reply(conn_id, resp);
+                 });
+}
+
+void Server::OnAcquire(ConnState& cs, const Request& req) {
+  const auto& a = req.acquire();
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  if (Status s = core::ValidateLockName(a.name()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (Status s = core::ValidateOwner(a.owner()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (a.lock_ttl_ms() > options_.max_lock_ttl_ms) {
+    return ReplyError(conn_id, rid,
+                      InvalidArgument("lock ttl " + std::to_string(a.lock_ttl_ms()) +
+                                      "ms exceeds the limit of " +
+                                      std::to_string(options_.max_lock_ttl_ms) + "ms"));
+  }
+  if (!TouchSession(conn_id, rid, a.session_id())) return;
+  WaitKey key{a.session_id(), a.owner(), a.name()};
+  uint64_t deadline = 0;
+  if (!a.try_only() && a.wait_timeout_ms() > 0) {
+    deadline = clock_->MonoMs() + std::min<uint64_t>(a.wait_timeout_ms(), 1ull << 40);
+  }
+  lv::Command cmd;
+  auto* c = cmd.mutable_acquire();
+  c->set_session_id(a.session_id());
+  c->set_owner(a.owner());
+  c->set_name(a.name());
+  c->set_try_only(a.try_only());
+  c->set_lock_ttl_ms(a.lock_ttl_ms());
+  proposer_->Add(std::move(cmd), [this, conn_id, rid, key, deadline](
+                                     const Status& st, const core::CommandResult* res) {
+    if (!st.ok()) return ReplyError(conn_id, rid, st);
+    if (!res->status.ok()) return ReplyError(conn_id, rid, res->status);
+    if (res->granted) {
+      v1::Response resp;
+      resp.set_id(rid);
+      FillGrant(resp.mutable_acquire(), res->grant);
+      Reply(conn_id, resp);
+      return;
+    }
+    // Queued: the Granted event answers later. A re-sent acquire (after a
+    // reconnect) replaces the earlier reply target but keeps its place.
+    auto [it, inserted] = pending_.try_emplace(key);
+    PendingAcquire& p = it->second;
+    if (!inserted && p.conn_id != 0 && p.conn_id != conn_id) {
+      ReplyError(p.conn_id, p.request_id,
+                 Status(Code::kCancelled, "superseded by a newer acquire of the same owner"));
+    }
+    p.conn_id = conn_id;
+    p.request_id = rid;
+    if (!p.cancelling) p.deadline_mono_ms = deadline;
+  });
+}
+
+void Server::OnRelease(ConnState& cs, const Request& req) {
+  const auto& r = req.release();
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  if (Status s = core::ValidateLockName(r.name()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (!TouchSession(conn_id, rid, r.session_id())) return;
+  lv::Command cmd;
+  auto* c = cmd.mutable_release();
+  c->set_session_id(r.session_id());
+  c->set_owner(r.owner());
+  c->set_name(r.name());
+  proposer_->Add(std::move(cmd),
+                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok()) {
+                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                   }
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   resp.mutable_release();
+                   Reply(conn_id, resp);
+                 });
+}
+
+void Server::OnCancel(ConnState& cs, const Request& req) {
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t target = req.cancel().request_id();
+  for (auto& [key, p] : pending_) {
+    if (p.conn_id != conn_id || p.request_id != target) continue;
+    if (!p.cancelling) {
+      p.cancelling = true;
+      p.cancel_code = Code::kCancelled;
+      lv::Command cmd;
+      auto* c = cmd.mutable_cancel_wait();
+      c->set_session_id(std::get<0>(key));
+      c->set_owner(std::get<1>(key));
+      c->set_name(std::get<2>(key));
+      WaitKey k = key;
+      proposer_->Add(std::move(cmd), [this, k](const Status&, const core::CommandResult* res) {
+        // If the cancel applied, the waiter is gone: answer the acquire.
+        auto it = pending_.find(k);
+        if (it == pending_.end()) return;  // granted first; already answered
+        if (res != nullptr && res->status.ok()) {
+          ReplyError(it->second.conn_id, it->second.request_id,
+                     Status(it->second.cancel_code,
+                            it->second.cancel_code == Code::kTimeout
+                                ? "lock '" + std::get<2>(k) + "' was not granted in time"
+                                : "acquire cancelled by the client"));
+          pending_.erase(it);
+        } else {
+          it->second.cancelling = false;  // retry at the next tick / cancel
+        }
+      });
+    }
+    break;
+  }
+  v1::Response resp;
+  resp.set_id(req.id());
+  resp.mutable_cancel();
+  Reply(conn_id, resp);
+}
+
+void Server::OnGetLock(ConnState& cs, const Request& req) {
+  const std::string& name = req.get_lock().name();
+  if (Status s = core::ValidateLockName(name); !s.ok()) {
+    return ReplyError(cs.conn->id(), req.id(), s);
+  }
+  v1::Response resp;
+  resp.set_id(req.id());
+  auto* out = resp.mutable_get_lock();
+  out->set_name(name);
+  out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
+  if (const core::Lock* lock = sm_.FindLock(name)) {
+    auto client_name = [this](uint64_t sid) {
+      const core::Session* s = sm_.FindSession(sid);
+      return s ? s->client_name : std::string();
+    };
+    if (lock->holder) {
+      out->set_held(true);
+      auto* h = out->mutable_holder();
+      h->set_session_id(lock->holder->session_id);
+      h->set_owner(lock->holder->owner);
+      h->set_client_name(client_name(lock->holder->session_id));
+      h->set_fencing_token(lock->holder->fencing_token);
+      h->set_granted_at_ms(lock->holder->granted_at_ms);
+      h->set_lock_ttl_ms(lock->holder->lock_ttl_ms);
+    }
+    for (const core::Waiter& w : lock->waiters) {
+      auto* pw = out->add_waiters();
+      pw->set_session_id(w.session_id);
+      pw->set_owner(w.owner);
+      pw->set_client_name(client_name(w.session_id));
+      pw->set_queued_at_ms(w.queued_at_ms);
+    }
+  }
+  Reply(cs.conn->id(), resp);
+}
+
+void Server::OnGetStatus(ConnState& cs, const Request& req) {
+  v1::Response resp;
+  resp.set_id(req.id());
+  auto* out = resp.mutable_get_status();
+  replication::RaftInfo info = raft_->Info();
+  out->set_server_version(LATCHKEY_VERSION);
+  out->set_node_id(options_.node_id);
+  out->set_listen_address(listen_address());
+  out->set_raft_state(std::string(replication::RoleName(info.role)));
+  out->set_raft_term(info.term);
+  out->set_commit_index(info.commit_index);
+  out->set_applied_index(info.last_applied);
+  out->set_sessions(sm_.sessions().size());
+  out->set_locks_held(sm_.locks_held());
+  out->set_waiters(sm_.waiter_count());
+  out->set_revision(sm_.revision());
+  out->set_uptime_ms(clock_->MonoMs() - started_mono_ms_);
+  out->set_data_dir(options_.data_dir);
+  out->set_connections(conns_.size());
+  out->set_voters(info.voters);
+  Reply(cs.conn->id(), resp);
+}
+
+}  // namespace latchkey::server

@@ -1,0 +1,179 @@
+#include "testlib/server_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace latchkey::testing {
+
+std::string LatchkeyBinary() {
+  const char* env = std::getenv("LATCHKEY_BIN");
+  return env ? env : LATCHKEY_BIN;
+}
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base ? base : "/tmp") + "/latchkey-test-XXXXXX";
+  char* p = mkdtemp(tmpl.data());
+  if (p == nullptr) std::abort();
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling interval
+  }
+  return cond();
+}
+
+ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extra_args)
+    : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Kill9();
+}
+
+bool ServerProcess::Start(int listen_port) {
+  if (raft_port_ == 0) raft_port_ = PickFreePort();
+  const std::string ready = data_dir_ + ".ready";
+  std::filesystem::remove(ready);
+  std::vector<std::string> argv = {LatchkeyBinary(),
+                                   "server",
+                                   "--listen",
+                                   "127.0.0.1:" + std::to_string(listen_port),
+                                   "--data-dir",
+                                   data_dir_,
+                                   "--raft-address",
+                                   "127.0.0.1:" + std::to_string(raft_port_),
+                                   "--ready-file",
+                                   ready,
+                                   "--log-level",
+                                   "warn"};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  pid_ = SpawnCommand(argv, data_dir_ + ".log");
+  std::string addr;
+  bool ok = WaitFor([&] {
+    std::ifstream f(ready);
+    if (!(f >> addr)) return false;
+    return true;
+  });
+  if (!ok) return false;
+  endpoint_ = addr;
+  port_ = std::stoi(addr.substr(addr.rfind(':') + 1));
+  return true;
+}
+
+void ServerProcess::Kill9() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  WaitPid(pid_);
+  pid_ = -1;
+}
+
+bool ServerProcess::Terminate() {
+  if (pid_ <= 0) return false;
+  kill(pid_, SIGTERM);
+  int rc = WaitPid(pid_);
+  pid_ = -1;
+  return rc == 0;
+}
+
+bool ServerProcess::Restart() { return Start(port_); }
+
+void ServerProcess::Stop(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+void ServerProcess::Cont() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
+pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!output_file.empty()) {
+      int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+      }
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int WaitPid(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+int RunCommand(const std::vector<std::string>& argv, std::string* output,
+               const std::vector<std::string>& env) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    dup2(pipefd[1], 1);
+    dup2(pipefd[1], 2);
+    close(pipefd[1]);
+    for (const auto& kv : env) putenv(const_cast<char*>(kv.c_str()));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(pipefd[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  if (output) *output = out;
+  return WaitPid(pid);
+}
+
+}  // namespace latchkey::testing

@@ -1,0 +1,75 @@
+// ServerProcess: runs the real `latchkey server` binary for integration and
+// fault tests, on 127.0.0.1 port 0 (or a given port) and a temp data dir.
+// Waits for readiness by polling the --ready-file with a deadline.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace latchkey::testing {
+
+// Path of the latchkey binary (set by CMake as LATCHKEY_BIN).
+std::string LatchkeyBinary();
+
+// A fresh directory under $TMPDIR (or /tmp), removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Returns a port that was free a moment ago on 127.0.0.1.
+int PickFreePort();
+
+// Polls cond every 5 ms until it holds or the deadline passes.
+bool WaitFor(const std::function<bool()>& cond,
+             std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+class ServerProcess {
+ public:
+  explicit ServerProcess(std::string data_dir, std::vector<std::string> extra_args = {});
+  ~ServerProcess();  // SIGKILL if still running
+
+  // Starts and waits until it serves. listen_port 0 picks a free port; the
+  // same port is reused by Restart().
+  bool Start(int listen_port = 0);
+  void Kill9();
+  bool Terminate();  // SIGTERM + wait; true if it exited with status 0
+  bool Restart();    // Start on the same listen port and data dir
+  void Stop(int sig);
+  void Cont();
+
+  const std::string& endpoint() const { return endpoint_; }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> extra_args_;
+  std::string endpoint_;
+  int port_ = 0;
+  int raft_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// Runs a command (argv) to completion; returns its exit status (or 128+sig),
+// capturing stdout+stderr into *output if given.
+int RunCommand(const std::vector<std::string>& argv, std::string* output = nullptr,
+               const std::vector<std::string>& env = {});
+
+// Starts a command in the background; returns its pid.
+pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file = "");
+int WaitPid(pid_t pid);
+
+}  // namespace latchkey::testing
