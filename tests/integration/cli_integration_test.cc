@@ -1,0 +1,152 @@
+// The `latchkey` CLI against a real server.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "latchkey/client.h"
+#include "testlib/server_process.h"
+
+namespace latchkey {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LatchkeyBinary;
+using testing::RunCommand;
+using testing::ServerProcess;
+using testing::TempDir;
+using testing::WaitFor;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.Start()); }
+  std::vector<std::string> Lock(std::vector<std::string> args) {
+    std::vector<std::string> argv = {LatchkeyBinary(), "lock", "-e", server_.endpoint()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  std::unique_ptr<Client> Connect() {
+    ClientOptions o;
+    o.endpoint = server_.endpoint();
+    auto c = Client::Connect(o);
+    EXPECT_TRUE(c.ok());
+    return std::move(c.value());
+  }
+  bool Held(Client& c, const std::string& name) {
+    auto i = c.GetLock(name);
+    return i.ok() && i->held;
+  }
+
+  TempDir dir_;
+  ServerProcess server_{dir_.File("data")};
+};
+
+TEST_F(CliTest, RunsCommandWithTokenInEnvironmentAndReturnsItsExitCode) {
+  std::string out;
+  int rc = RunCommand(Lock({"build.artifacts", "--", "sh", "-c",
+                            "echo name=$LATCHKEY_LOCK_NAME token=$LATCHKEY_FENCING_TOKEN; exit 3"}),
+                      &out);
+  EXPECT_EQ(rc, 3);
+  EXPECT_NE(out.find("name=build.artifacts"), std::string::npos) << out;
+  EXPECT_NE(out.find("token="), std::string::npos);
+  EXPECT_EQ(out.find("token= "), std::string::npos) << "token missing: " << out;
+  auto c = Connect();
+  EXPECT_FALSE(Held(*c, "build.artifacts"));  // released after the command
+}
+
+TEST_F(CliTest, NoWaitAndWaitTimeoutExitWith75WhenBusy) {
+  auto c = Connect();
+  ASSERT_TRUE(c->Acquire("busy").ok());
+  std::string out;
+  EXPECT_EQ(RunCommand(Lock({"--no-wait", "busy", "--", "true"}), &out), 75);
+  EXPECT_NE(out.find("LOCK_BUSY"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Lock({"--wait", "200ms", "busy", "--", "true"}), &out), 75);
+  EXPECT_NE(out.find("TIMEOUT"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Lock({"--wait", "soon", "busy", "--", "true"}), &out), 64);
+}
+
+TEST_F(CliTest, TwoLockProcessesNeverOverlap) {
+  const std::string file = dir_.File("journal");
+  // Each critical section writes "begin <pid>" then "end <pid>"; a short
+  // pause inside widens the window in which an overlap would show.
+  const std::string body = "for i in 1 2 3 4 5 6 7 8 9 10; do " + LatchkeyBinary() + " lock -e " +
+                           server_.endpoint() + " -q journal -- sh -c 'echo begin $$ >> " + file +
+                           "; sleep 0.02; echo end $$ >> " + file + "' || exit 1; done";
+  pid_t p1 = testing::SpawnCommand({"/bin/sh", "-c", body});
+  pid_t p2 = testing::SpawnCommand({"/bin/sh", "-c", body});
+  EXPECT_EQ(testing::WaitPid(p1), 0);
+  EXPECT_EQ(testing::WaitPid(p2), 0);
+  std::ifstream f(file);
+  std::string word, pid, open_pid;
+  int sections = 0;
+  while (f >> word >> pid) {
+    if (word == "begin") {
+      ASSERT_TRUE(open_pid.empty()) << "overlap: " << pid << " began inside " << open_pid;
+      open_pid = pid;
+    } else {
+      ASSERT_EQ(open_pid, pid);
+      open_pid.clear();
+      ++sections;
+    }
+  }
+  EXPECT_EQ(sections, 20);
+}
+
+TEST_F(CliTest, SigtermIsForwardedAndTheLockReleased) {
+  const std::string marker = dir_.File("started");
+  pid_t p = testing::SpawnCommand(
+      Lock({"-q", "sig", "--", "sh", "-c",
+            "trap 'exit 7' TERM; touch " + marker + "; while true; do sleep 0.05; done"}));
+  auto c = Connect();
+  ASSERT_TRUE(WaitFor([&] { return std::ifstream(marker).good(); }));
+  ASSERT_TRUE(Held(*c, "sig"));
+  kill(p, SIGTERM);
+  EXPECT_EQ(testing::WaitPid(p), 7);
+  EXPECT_FALSE(Held(*c, "sig"));
+}
+
+TEST_F(CliTest, InterruptWhileWaitingWithdrawsTheRequest) {
+  auto c = Connect();
+  ASSERT_TRUE(c->Acquire("queue").ok());
+  pid_t p = testing::SpawnCommand(Lock({"-q", "queue", "--", "true"}));
+  ASSERT_TRUE(WaitFor([&] {
+    auto i = c->GetLock("queue");
+    return i.ok() && i->waiters == 1;
+  }));
+  kill(p, SIGINT);
+  EXPECT_EQ(testing::WaitPid(p), 128 + SIGINT);
+  EXPECT_TRUE(WaitFor([&] {
+    auto i = c->GetLock("queue");
+    return i.ok() && i->waiters == 0;
+  }));
+}
+
+TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
+  auto c = Connect();
+  ASSERT_TRUE(c->Acquire("one").ok());
+  std::string out;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "status", "-e", server_.endpoint()}, &out), 0);
+  EXPECT_NE(out.find("leader"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 held"), std::string::npos) << out;
+  EXPECT_NE(out.find("sessions    2"), std::string::npos) << out;
+}
+
+TEST_F(CliTest, UnreachableServerIsReportedClearly) {
+  std::string out;
+  int port = testing::PickFreePort();
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "status", "-e", "127.0.0.1:" + std::to_string(port)},
+                       &out),
+            69);
+  EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
+}
+
+TEST_F(CliTest, HelpReadsWell) {
+  std::string out;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "lock", "--help"}, &out), 0);
+  EXPECT_NE(out.find("LATCHKEY_FENCING_TOKEN"), std::string::npos);
+  EXPECT_NE(out.find("--no-wait"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace latchkey
