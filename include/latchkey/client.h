@@ -28,14 +28,28 @@
 
 namespace latchkey {
 
+// A lock the session lost without releasing it (e.g. its lock_ttl ran out),
+// as reported by the server's LockLostEvent.
+struct LockLost {
+  std::string name;
+  std::string owner;
+  uint64_t fencing_token = 0;
+  std::string reason;
+};
+
 struct ClientOptions {
-  // "127.0.0.1:7411", "localhost:7411" or "unix:/path/to/sock".
+  // "127.0.0.1:7411", "localhost:7411" or "unix:/path/to/sock". A comma-
+  // separated list ("10.0.0.1:7411,10.0.0.2:7411") is tried in order, on
+  // connect and on every reconnect.
   std::string endpoint = "127.0.0.1:7411";
   std::string client_name;  // shown to other users in introspection
   std::chrono::milliseconds session_ttl{10'000};
   std::chrono::milliseconds connect_timeout{5'000};
   // Runs once when the session is lost for good. Must not block.
   std::function<void(const Status&)> on_session_lost;
+  // Runs for every LockLostEvent pushed by the server (on the client's io
+  // thread: do not block in it). Optional.
+  std::function<void(const LockLost&)> on_lock_lost;
 };
 
 struct AcquireOptions {
@@ -112,6 +126,10 @@ class Client {
 
   // Closes the session now (its locks are released). Idempotent.
   Status Close();
+
+  // Locks reported lost by the server (LockLostEvent) since Connect, oldest
+  // first (bounded: the last 1000).
+  std::vector<LockLost> lost_locks() const;
 
   // Test hook: drop the TCP connection without closing the session, as a
   // network fault would. The client reconnects and re-attaches.

@@ -62,7 +62,7 @@ class Mutex {
 
   // Errors as values.
   Status Lock();
-  Status TryLock();  // LOCK_BUSY when held elsewhere
+  Status TryLock();                                   // LOCK_BUSY when held elsewhere
   Status LockFor(std::chrono::milliseconds timeout);  // TIMEOUT when it ran out
   Status Unlock();
 

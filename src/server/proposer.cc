@@ -61,11 +61,15 @@ void Proposer::FailAll(const Status& status) {
   std::vector<Done> all = std::move(pending_done_);
   pending_done_.clear();
   pending_.Clear();
-  for (auto& [seq, dones] : in_flight_) {
-    for (Done& d : dones) all.push_back(std::move(d));
-  }
-  in_flight_.clear();
   for (Done& d : all) d(status, nullptr);
+  // Entries already handed to raft may still commit (e.g. after a restart).
+  const Status maybe(Code::kMaybeApplied,
+                     status.message() + "; the request may or may not have taken effect");
+  auto in_flight = std::move(in_flight_);
+  in_flight_.clear();
+  for (auto& [seq, dones] : in_flight) {
+    for (Done& d : dones) d(maybe, nullptr);
+  }
 }
 
 }  // namespace latchkey::server

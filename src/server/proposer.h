@@ -37,7 +37,8 @@ class Proposer {
   // For the apply hook: the callbacks of this entry if this process proposed
   // it (then removed from the in-flight set), else empty.
   std::vector<Done> TakeBatch(const log::v1::LogEntry& entry);
-  // Fails everything queued or in flight (shutdown, lost leadership).
+  // Fails everything queued with `status`, and everything already proposed
+  // with MAYBE_APPLIED (shutdown, lost leadership).
   void FailAll(const Status& status);
 
   size_t in_flight_entries() const { return in_flight_.size(); }

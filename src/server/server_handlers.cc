@@ -160,7 +160,7 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
     // reconnect) replaces the earlier reply target but keeps its place.
     auto [it, inserted] = pending_.try_emplace(key);
     PendingAcquire& p = it->second;
-    if (!inserted && p.conn_id != 0 && p.conn_id != conn_id) {
+    if (!inserted && p.conn_id != 0 && (p.conn_id != conn_id || p.request_id != rid)) {
       ReplyError(p.conn_id, p.request_id,
                  Status(Code::kCancelled, "superseded by a newer acquire of the same owner"));
     }

@@ -24,7 +24,9 @@ class FrameDecoder {
   explicit FrameDecoder(uint32_t max_frame_bytes = kDefaultMaxFrameBytes)
       : max_frame_bytes_(max_frame_bytes) {}
 
-  // Appends raw bytes from the stream.
+  // Appends raw bytes from the stream. Memory stays bounded by roughly one
+  // partial frame plus the bytes of the last Feed() (consumed bytes are
+  // compacted away, amortized O(1) per byte). Once failed, input is dropped.
   void Feed(const char* data, size_t n);
 
   // Next complete frame payload, if any. The view stays valid until the next
@@ -34,12 +36,15 @@ class FrameDecoder {
   Result<bool> Next(std::string_view* payload_out);
 
   size_t buffered_bytes() const { return buf_.size() - pos_; }
+  bool failed() const { return failed_; }
+  uint32_t max_frame_bytes() const { return max_frame_bytes_; }
 
  private:
   uint32_t max_frame_bytes_;
   std::string buf_;
   size_t pos_ = 0;
   bool failed_ = false;
+  uint32_t failed_len_ = 0;  // the announced length that failed the stream
 };
 
 }  // namespace latchkey::transport

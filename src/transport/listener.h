@@ -5,6 +5,10 @@
 // (default 1). Handler callbacks run on those threads; callbacks for one
 // connection never run concurrently with each other. Connection::Send and
 // Close are thread-safe and may be called from any thread.
+//
+// Lifetime: a std::shared_ptr<Connection> may be kept past OnClose, Stop()
+// and even the Listener's destruction; Send/Close on it are then no-ops.
+// connection_count() drops right after a connection's OnClose returns.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +57,9 @@ struct ListenerOptions {
   size_t max_pending_write_bytes = 64u << 20;
   size_t max_connections = 10000;  // beyond: accept, then close at once
   int io_threads = 1;
+  // Upper bound on a graceful Close(): time to flush queued bytes and see the
+  // peer's EOF. Stop() waits at most about this long.
+  uint32_t close_linger_ms = 2000;
 };
 
 class Listener {

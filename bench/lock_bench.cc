@@ -1,0 +1,127 @@
+// lock_bench: acquire+release pairs per second and latency percentiles at
+// several client counts. Each client has its own connection, session and
+// lock name (uncontended: workload W1 of docs/benchmarks.md).
+//
+//   lock_bench [--endpoint HOST:PORT] [--seconds N] [--clients 1,8,32]
+//
+// Without --endpoint it starts `latchkey server` itself on a temp data dir.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "latchkey/client.h"
+#include "testlib/server_process.h"
+
+using namespace std::chrono;
+using latchkey::Client;
+using latchkey::ClientOptions;
+
+namespace {
+
+struct Row {
+  int clients;
+  double pairs_per_s;
+  double p50_us, p99_us;
+  uint64_t errors;
+};
+
+Row RunOnce(const std::string& endpoint, int clients, double seconds) {
+  std::vector<std::unique_ptr<Client>> cs;
+  for (int i = 0; i < clients; ++i) {
+    ClientOptions o;
+    o.endpoint = endpoint;
+    o.client_name = "bench-" + std::to_string(i);
+    auto c = Client::Connect(o);
+    if (!c.ok()) {
+      std::fprintf(stderr, "connect: %s\n", c.status().ToString().c_str());
+      std::exit(1);
+    }
+    cs.push_back(std::move(c.value()));
+  }
+  std::atomic<bool> go{false}, stop{false};
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::vector<uint32_t>> lat(static_cast<size_t>(clients));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      Client& c = *cs[static_cast<size_t>(i)];
+      const std::string name = "bench.w1.c" + std::to_string(i);
+      auto& l = lat[static_cast<size_t>(i)];
+      l.reserve(1 << 20);
+      while (!go) std::this_thread::yield();
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto t0 = steady_clock::now();
+        auto g = c.Acquire(name);
+        latchkey::Status r = g.ok() ? c.Release(name) : g.status();
+        if (!r.ok()) ++errors;
+        l.push_back(static_cast<uint32_t>(
+            duration_cast<microseconds>(steady_clock::now() - t0).count()));
+      }
+    });
+  }
+  auto start = steady_clock::now();
+  go = true;
+  std::this_thread::sleep_for(duration<double>(seconds));  // the measurement window
+  stop = true;
+  for (auto& t : threads) t.join();
+  double elapsed = duration<double>(steady_clock::now() - start).count();
+  std::vector<uint32_t> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) {
+    return all.empty() ? 0.0 : static_cast<double>(all[static_cast<size_t>(p * (all.size() - 1))]);
+  };
+  return {clients, static_cast<double>(all.size()) / elapsed, pct(0.50), pct(0.99), errors.load()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string endpoint;
+  double seconds = 5;
+  std::vector<int> counts = {1, 8, 32};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--endpoint") {
+      endpoint = next();
+    } else if (a == "--seconds") {
+      seconds = std::stod(next());
+    } else if (a == "--clients") {
+      counts.clear();
+      std::stringstream ss(next());
+      for (std::string x; std::getline(ss, x, ',');) counts.push_back(std::stoi(x));
+    } else {
+      std::fprintf(stderr, "usage: lock_bench [--endpoint HOST:PORT] [--seconds N] "
+                           "[--clients 1,8,32]\n");
+      return 64;
+    }
+  }
+  std::unique_ptr<latchkey::testing::TempDir> dir;
+  std::unique_ptr<latchkey::testing::ServerProcess> server;
+  if (endpoint.empty()) {
+    dir = std::make_unique<latchkey::testing::TempDir>();
+    server = std::make_unique<latchkey::testing::ServerProcess>(dir->File("data"));
+    if (!server->Start()) {
+      std::fprintf(stderr, "could not start latchkey server\n");
+      return 1;
+    }
+    endpoint = server->endpoint();
+  }
+  std::printf("W1 uncontended acquire+release, durable single node, %s, %.0fs per row\n\n",
+              endpoint.c_str(), seconds);
+  std::printf("| clients | pairs/s | p50 (us) | p99 (us) | errors |\n");
+  std::printf("|--------:|--------:|---------:|---------:|-------:|\n");
+  for (int c : counts) {
+    Row r = RunOnce(endpoint, c, seconds);
+    std::printf("| %7d | %7.0f | %8.0f | %8.0f | %6llu |\n", r.clients, r.pairs_per_s, r.p50_us,
+                r.p99_us, static_cast<unsigned long long>(r.errors));
+    std::fflush(stdout);
+  }
+  return 0;
+}

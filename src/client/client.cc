@@ -1,0 +1,787 @@
+// latchkey::Client: protocol v1 over one framed stream connection.
+//
+// Structure:
+// - Every request gets a client-wide unique, increasing id and an entry in
+//   `pending` (id -> Pending). Whoever erases an entry calls its `done`
+//   callback, outside the lock; blocking calls wait on a promise that `done`
+//   fulfils. Responses are matched by id, so any number of threads may have
+//   requests in flight at once (pipelining).
+// - The connection's io thread delivers frames (HandleFrame) and the close
+//   (HandleClosed). A separate maintenance thread sends keepalives, watches
+//   the lease and reconnects; it is the only thread that replaces or destroys
+//   connections (besides the destructor), so a connection is never destroyed
+//   on its own io thread.
+// - Reconnect: Hello, then AttachSession(session_id). On success every pending
+//   Acquire is re-sent with its original request id (acquire is idempotent on
+//   the server) together with requests queued while disconnected; requests
+//   that were in flight on the dead connection fail with UNAVAILABLE
+//   (MAYBE_APPLIED for Release).
+#include "latchkey/client.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "client/connection.h"
+#include "common/log.h"
+#include "latchkey.pb.h"
+
+namespace latchkey {
+namespace {
+
+namespace pb = ::latchkey::v1;
+using SteadyClock = std::chrono::steady_clock;
+using TimePoint = SteadyClock::time_point;
+using client_internal::Connection;
+using std::chrono::milliseconds;
+
+constexpr uint32_t kProtocolVersion = 1;
+constexpr milliseconds kCloseWait{2000};
+constexpr milliseconds kBackoffMin{50};
+constexpr milliseconds kBackoffMax{1000};
+constexpr size_t kMaxLostLocks = 1000;
+
+struct Outcome {
+  Status status;  // non-OK: transport failure or the server's error
+  pb::Response response;
+};
+using DoneFn = std::function<void(Outcome)>;
+
+Status StatusFromError(const pb::Error& e) {
+  const int c = static_cast<int>(e.code());
+  if (c == 0) return Status();
+  const Code code = (c > 0 && c <= kMaxCode) ? static_cast<Code>(c) : Code::kInternal;
+  std::string msg = e.message();
+  if (msg.empty()) msg = "server returned " + std::string(CodeName(code));
+  return Status(code, std::move(msg));
+}
+
+std::vector<std::string> SplitEndpoints(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    std::string part = s.substr(start, comma - start);
+    const auto b = part.find_first_not_of(" \t");
+    const auto e = part.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(part.substr(b, e - b + 1));
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string Frame(const pb::Request& req) {
+  pb::ClientFrame f;
+  *f.mutable_request() = req;
+  return f.SerializeAsString();
+}
+
+milliseconds Remaining(TimePoint deadline) {
+  const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now());
+  return std::max(left, milliseconds(1));
+}
+
+void SafeInvoke(const DoneFn& done, Outcome o) {
+  if (done) done(std::move(o));
+}
+
+enum class State {
+  kConnecting,    // Connect() has not finished yet
+  kReady,         // connection up, session attached
+  kReconnecting,  // no usable connection; requests are queued
+  kLost,          // the session is gone for good
+  kClosed,        // Close() ran
+};
+
+}  // namespace
+
+struct Client::Impl {
+  struct Pending {
+    std::string payload;  // serialized ClientFrame, kept for re-sending
+    DoneFn done;
+    bool resend = false;  // Acquire: re-sent after a reconnect
+    bool sent = false;    // written to connection `gen`
+    uint64_t gen = 0;
+    Status loss;  // result when the connection drops while sent (!resend)
+  };
+
+  ClientOptions options;
+  std::vector<std::string> endpoints;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;  // wakes the maintenance thread and Close waiters
+  State state = State::kConnecting;
+  std::shared_ptr<Connection> conn;  // the published connection (maybe closed)
+  uint64_t conn_gen = 0;             // generation of `conn`
+  uint64_t gen_counter = 0;
+  uint64_t next_id = 1;
+  std::map<uint64_t, Pending> pending;
+  uint64_t session_id = 0;
+  milliseconds ttl{0};
+  TimePoint lease_deadline{};
+  TimePoint next_keepalive{};
+  bool keepalive_in_flight = false;
+  Status session_status;
+  bool closing = false;
+  size_t endpoint_index = 0;
+  std::vector<LockLost> lost_locks;
+  std::thread maintenance;
+
+  explicit Impl(ClientOptions o)
+      : options(std::move(o)), endpoints(SplitEndpoints(options.endpoint)) {}
+
+  ~Impl() {
+    (void)Close();
+    if (maintenance.joinable()) {
+      if (maintenance.get_id() == std::this_thread::get_id()) {
+        maintenance.detach();  // destroyed from a callback: nothing better to do
+      } else {
+        maintenance.join();
+      }
+    }
+    std::shared_ptr<Connection> c;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      c = std::move(conn);
+    }
+    c.reset();  // joins its io thread; callbacks may still take `mu` until then
+  }
+
+  // ---- Requests -------------------------------------------------------------
+
+  // Registers a request; sends it now when a connection is ready, else it is
+  // queued until the next successful (re)attach. REQUIRES: mu held.
+  uint64_t RegisterLocked(pb::Request* req, DoneFn done, bool resend, Status loss) {
+    const uint64_t id = next_id++;
+    req->set_id(id);
+    Pending p;
+    p.payload = Frame(*req);
+    p.done = std::move(done);
+    p.resend = resend;
+    p.loss = std::move(loss);
+    if (state == State::kReady && conn) {
+      p.sent = true;
+      p.gen = conn_gen;
+      conn->Send(p.payload);
+    }
+    pending.emplace(id, std::move(p));
+    return id;
+  }
+
+  static Status LossStatus(const pb::Request& req) {
+    if (req.has_release()) {
+      return Status(Code::kMaybeApplied,
+                    "connection lost; the release may or may not have taken effect");
+    }
+    return Unavailable("connection lost; the request may or may not have taken effect");
+  }
+
+  // Blocking call. `deadline` bounds the wait for a reply (nullopt = none).
+  Outcome Call(pb::Request req, std::optional<TimePoint> deadline) {
+    auto prom = std::make_shared<std::promise<Outcome>>();
+    auto fut = prom->get_future();
+    const bool is_acquire = req.has_acquire();
+    uint64_t id = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (Status st = UsableLocked(); !st.ok()) return Outcome{st, {}};
+      id = RegisterLocked(
+          &req, [prom](Outcome o) { prom->set_value(std::move(o)); }, is_acquire, LossStatus(req));
+    }
+    if (deadline && fut.wait_until(*deadline) == std::future_status::timeout) {
+      bool erased = false;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        erased = pending.erase(id) > 0;
+        if (erased && is_acquire && state == State::kReady && conn) {
+          pb::Request cancel;
+          cancel.mutable_cancel()->set_request_id(id);
+          RegisterLocked(&cancel, nullptr, false, Status());
+        }
+      }
+      if (erased) {
+        if (is_acquire) {
+          return Outcome{Unavailable("no reply from the server in time; the acquire was "
+                                     "cancelled but may have been granted"),
+                         {}};
+        }
+        return Outcome{LossStatus(req).code() == Code::kMaybeApplied
+                           ? LossStatus(req)
+                           : Unavailable("no reply from the server in time"),
+                       {}};
+      }
+      // A reply raced the deadline: `done` has run or is about to.
+    }
+    return fut.get();
+  }
+
+  // REQUIRES: mu held.
+  Status UsableLocked() const {
+    if (state == State::kLost || state == State::kClosed) return session_status;
+    if (closing) return Status(Code::kCancelled, "the client is closing");
+    return Status();
+  }
+
+  TimePoint DefaultDeadline() const {
+    return SteadyClock::now() + options.session_ttl + options.connect_timeout;
+  }
+
+  // ---- Connection events (io thread) -----------------------------------------
+
+  void HandleFrame(uint64_t gen, std::string_view payload) {
+    pb::ServerFrame frame;
+    if (!frame.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      LK_LOG_WARN("latchkey client: unparsable frame from the server; dropping the connection");
+      DropConnection(gen);
+      return;
+    }
+    if (frame.has_push()) {
+      HandlePush(frame.push());
+      return;
+    }
+    if (!frame.has_response()) return;
+    const pb::Response& resp = frame.response();
+    if (resp.id() == 0) {
+      LK_LOG_WARN("latchkey client: connection error from the server: %s",
+                  StatusFromError(resp.error()).ToString().c_str());
+      return;
+    }
+    DoneFn done;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      auto it = pending.find(resp.id());
+      if (it == pending.end()) return;  // cancelled, timed out or a duplicate
+      done = std::move(it->second.done);
+      pending.erase(it);
+    }
+    Outcome o{StatusFromError(resp.error()), resp};
+    if (o.status.code() == Code::kSessionExpired && !resp.has_attach_session()) {
+      LoseSession(Status(Code::kSessionExpired, o.status.message()));
+    }
+    SafeInvoke(done, std::move(o));
+  }
+
+  void HandlePush(const pb::Push& push) {
+    if (push.has_session_expired()) {
+      const auto& ev = push.session_expired();
+      uint64_t sid;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        sid = session_id;
+      }
+      if (ev.session_id() == sid || ev.session_id() == 0) {
+        LoseSession(
+            Status(Code::kSessionExpired,
+                   "session expired: " + (ev.reason().empty() ? "by the server" : ev.reason())));
+      }
+    } else if (push.has_lock_lost()) {
+      const auto& ev = push.lock_lost();
+      LockLost lost{ev.name(), ev.owner(), ev.fencing_token(), ev.reason()};
+      std::function<void(const LockLost&)> cb;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (ev.session_id() != session_id && ev.session_id() != 0) return;
+        if (lost_locks.size() >= kMaxLostLocks) lost_locks.erase(lost_locks.begin());
+        lost_locks.push_back(lost);
+        cb = options.on_lock_lost;
+      }
+      LK_LOG_WARN("latchkey client: lock '%s' (owner '%s', token %llu) lost: %s", lost.name.c_str(),
+                  lost.owner.c_str(), static_cast<unsigned long long>(lost.fencing_token),
+                  lost.reason.c_str());
+      if (cb) {
+        try {
+          cb(lost);
+        } catch (...) {
+          LK_LOG_ERROR("latchkey client: on_lock_lost threw; ignored");
+        }
+      }
+    }
+  }
+
+  void HandleClosed(uint64_t gen) {
+    std::vector<std::pair<DoneFn, Status>> failed;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      for (auto it = pending.begin(); it != pending.end();) {
+        Pending& p = it->second;
+        if (p.sent && p.gen == gen) {
+          if (p.resend) {
+            p.sent = false;  // re-sent after the next attach
+          } else {
+            failed.emplace_back(std::move(p.done), p.loss);
+            it = pending.erase(it);
+            continue;
+          }
+        }
+        ++it;
+      }
+      if (gen == conn_gen && state == State::kReady) {
+        state = State::kReconnecting;
+        cv.notify_all();
+      }
+    }
+    for (auto& [done, st] : failed) SafeInvoke(done, Outcome{st, {}});
+  }
+
+  // Closes connection `gen` if it is the published one and marks it dead
+  // (the transport's on_close may follow; HandleClosed is idempotent per gen).
+  void DropConnection(uint64_t gen) {
+    std::shared_ptr<Connection> c;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (gen != conn_gen) return;
+      c = conn;
+      if (c) c->Close();
+    }
+    HandleClosed(gen);
+  }
+
+  // The session is gone for good. Idempotent; on_session_lost runs once.
+  void LoseSession(Status why) {
+    std::vector<DoneFn> failed;
+    std::function<void(const Status&)> cb;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (state == State::kLost || state == State::kClosed || closing) return;
+      state = State::kLost;
+      session_status = why;
+      for (auto& [id, p] : pending) failed.push_back(std::move(p.done));
+      pending.clear();
+      if (conn) conn->Close();
+      cb = options.on_session_lost;
+      cv.notify_all();
+    }
+    LK_LOG_WARN("latchkey client: session lost: %s", why.ToString().c_str());
+    for (auto& done : failed) SafeInvoke(done, Outcome{why, {}});
+    if (cb) {
+      try {
+        cb(why);
+      } catch (...) {
+        LK_LOG_ERROR("latchkey client: on_session_lost threw; ignored");
+      }
+    }
+  }
+
+  // ---- Handshake ---------------------------------------------------------------
+
+  // Sends `req` on connection `c` (generation gen, not published) and waits
+  // for the reply until `deadline`.
+  Outcome CallOn(Connection* c, uint64_t gen, pb::Request req, TimePoint deadline) {
+    auto prom = std::make_shared<std::promise<Outcome>>();
+    auto fut = prom->get_future();
+    uint64_t id;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      id = next_id++;
+      req.set_id(id);
+      Pending p;
+      p.payload = Frame(req);
+      p.done = [prom](Outcome o) { prom->set_value(std::move(o)); };
+      p.sent = true;
+      p.gen = gen;
+      p.loss = Unavailable("connection lost during the handshake");
+      c->Send(p.payload);
+      pending.emplace(id, std::move(p));
+    }
+    if (fut.wait_until(deadline) == std::future_status::timeout) {
+      std::lock_guard<std::mutex> lk(mu);
+      if (pending.erase(id) > 0) return Outcome{Unavailable("handshake timed out"), {}};
+    }
+    return fut.get();
+  }
+
+  // Connects to `endpoint`, says Hello and opens (attach=false) or attaches
+  // (attach=true) the session; on success publishes the connection and sends
+  // every queued request.
+  Status Establish(const std::string& endpoint, TimePoint deadline, bool attach) {
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      gen = ++gen_counter;
+    }
+    Connection::Callbacks cbs;
+    cbs.on_frame = [this, gen](std::string_view p) { HandleFrame(gen, p); };
+    cbs.on_close = [this, gen](const Status&) { HandleClosed(gen); };
+    auto dialed = Connection::Dial(endpoint, Remaining(deadline), std::move(cbs));
+    if (!dialed.ok()) return dialed.status();
+    std::shared_ptr<Connection> c = std::move(dialed).value();
+    auto fail = [&c](Status st) {
+      c->Close();
+      c.reset();  // joins its io thread (we are not on it)
+      return st;
+    };
+
+    pb::Request hello;
+    hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+    hello.mutable_hello()->set_client_name(options.client_name);
+    Outcome o = CallOn(c.get(), gen, std::move(hello), deadline);
+    if (!o.status.ok()) return fail(o.status);
+    if (o.response.has_hello() && o.response.hello().protocol_version() != kProtocolVersion) {
+      return fail(Status(Code::kUnsupportedVersion,
+                         "server speaks protocol version " +
+                             std::to_string(o.response.hello().protocol_version())));
+    }
+
+    const TimePoint sent_at = SteadyClock::now();
+    pb::Request req;
+    uint64_t sid = 0;
+    if (attach) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        sid = session_id;
+      }
+      req.mutable_attach_session()->set_session_id(sid);
+    } else {
+      req.mutable_open_session()->set_ttl_ms(static_cast<uint32_t>(options.session_ttl.count()));
+      req.mutable_open_session()->set_client_name(options.client_name);
+    }
+    o = CallOn(c.get(), gen, std::move(req), deadline);
+    if (!o.status.ok()) return fail(o.status);
+    milliseconds granted_ttl{0};
+    if (attach) {
+      granted_ttl = milliseconds(o.response.attach_session().ttl_ms());
+    } else {
+      sid = o.response.open_session().session_id();
+      granted_ttl = milliseconds(o.response.open_session().ttl_ms());
+      if (sid == 0) return fail(Status(Code::kProtocolError, "server opened session id 0"));
+    }
+
+    std::shared_ptr<Connection> old;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (closing || state == State::kLost || state == State::kClosed) {
+        Status st = UsableLocked();
+        if (st.ok()) st = Status(Code::kCancelled, "the client is closing");
+        return fail(st);
+      }
+      if (granted_ttl.count() > 0) ttl = granted_ttl;
+      if (ttl.count() == 0) ttl = options.session_ttl;
+      session_id = sid;
+      old = std::move(conn);
+      conn = c;
+      conn_gen = gen;
+      state = State::kReady;
+      lease_deadline = sent_at + ttl;
+      next_keepalive = sent_at + ttl / 3;
+      keepalive_in_flight = false;
+      for (auto& [id, p] : pending) {
+        if (!p.sent) {
+          p.sent = true;
+          p.gen = gen;
+          conn->Send(p.payload);
+        }
+      }
+      cv.notify_all();
+    }
+    c.reset();
+    old.reset();  // the previous, dead connection: join its io thread here
+    return Status();
+  }
+
+  // ---- Maintenance thread --------------------------------------------------------
+
+  void SendKeepAliveLocked() {
+    const TimePoint sent_at = SteadyClock::now();
+    keepalive_in_flight = true;
+    pb::Request req;
+    req.mutable_keep_alive()->set_session_id(session_id);
+    RegisterLocked(
+        &req,
+        [this, sent_at](Outcome o) {
+          std::lock_guard<std::mutex> lk(mu);
+          keepalive_in_flight = false;
+          if (o.status.ok()) {
+            const uint32_t t = o.response.keep_alive().ttl_ms();
+            if (t > 0) ttl = milliseconds(t);
+            lease_deadline = std::max(lease_deadline, sent_at + ttl);
+            next_keepalive = sent_at + ttl / 3;
+          } else {
+            // Lost with the connection or refused: retry soon (after a
+            // reconnect if need be). SESSION_EXPIRED was handled already.
+            next_keepalive = SteadyClock::now() + std::min(ttl / 10, milliseconds(100));
+          }
+          cv.notify_all();
+        },
+        false, Unavailable("connection lost"));
+  }
+
+  void MaintenanceLoop() {
+    std::unique_lock<std::mutex> lk(mu);
+    while (true) {
+      if (closing || state == State::kLost || state == State::kClosed) return;
+      if (state == State::kReconnecting) {
+        lk.unlock();
+        Reconnect();
+        lk.lock();
+        continue;
+      }
+      const TimePoint now = SteadyClock::now();
+      if (now >= lease_deadline) {
+        lk.unlock();
+        LoseSession(Status(Code::kSessionExpired,
+                           "session lease expired: no keepalive was answered within the ttl"));
+        lk.lock();
+        continue;
+      }
+      if (now >= next_keepalive && !keepalive_in_flight) SendKeepAliveLocked();
+      TimePoint wake = lease_deadline;
+      if (!keepalive_in_flight) wake = std::min(wake, next_keepalive);
+      cv.wait_until(lk, wake);
+    }
+  }
+
+  void Reconnect() {
+    milliseconds backoff = kBackoffMin;
+    while (true) {
+      std::string endpoint;
+      TimePoint lease;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (closing || state != State::kReconnecting) return;
+        lease = lease_deadline;
+        endpoint = endpoints[endpoint_index % endpoints.size()];
+      }
+      if (SteadyClock::now() >= lease) {
+        LoseSession(Status(Code::kSessionExpired,
+                           "session lease expired while reconnecting: could not reach the "
+                           "server within the session ttl"));
+        return;
+      }
+      const TimePoint deadline = std::min(lease, SteadyClock::now() + options.connect_timeout);
+      Status st = Establish(endpoint, deadline, /*attach=*/true);
+      if (st.ok()) {
+        LK_LOG_INFO("latchkey client: reconnected to %s", endpoint.c_str());
+        return;
+      }
+      if (st.code() == Code::kSessionExpired || st.code() == Code::kNotFound) {
+        LoseSession(
+            Status(Code::kSessionExpired, "session could not be re-attached: " + st.message()));
+        return;
+      }
+      LK_LOG_DEBUG("latchkey client: reconnect to %s failed: %s", endpoint.c_str(),
+                   st.ToString().c_str());
+      std::unique_lock<std::mutex> lk(mu);
+      ++endpoint_index;
+      cv.wait_for(lk, backoff, [this] { return closing || state != State::kReconnecting; });
+      backoff = std::min(backoff * 2, kBackoffMax);
+    }
+  }
+
+  // ---- Close ------------------------------------------------------------------
+
+  Status Close() {
+    std::shared_ptr<std::promise<Outcome>> prom;
+    std::future<Outcome> fut;
+    bool was_ready = false;
+    State state_before = State::kConnecting;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      if (state == State::kClosed) return Status();
+      if (closing) {
+        // Another thread is closing: wait for it (bounded by its own wait).
+        cv.wait(lk, [this] { return state == State::kClosed; });
+        return Status();
+      }
+      state_before = state;
+      if (state == State::kReady && conn) {
+        was_ready = true;
+        prom = std::make_shared<std::promise<Outcome>>();
+        fut = prom->get_future();
+        pb::Request req;
+        req.mutable_close_session()->set_session_id(session_id);
+        RegisterLocked(
+            &req, [prom](Outcome o) { prom->set_value(std::move(o)); }, false,
+            Unavailable("connection lost while closing the session"));
+      }
+      closing = true;
+      cv.notify_all();
+    }
+    Status result;
+    if (was_ready) {
+      if (fut.wait_for(kCloseWait) == std::future_status::timeout) {
+        result = Unavailable("no reply to CloseSession; the session ends with its lease");
+      } else {
+        result = fut.get().status;
+      }
+    } else {
+      result = Unavailable("not connected; the session ends with its lease");
+    }
+    std::vector<DoneFn> failed;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      const bool was_lost = state == State::kLost;
+      state = State::kClosed;
+      if (session_status.ok())
+        session_status = Status(Code::kSessionExpired, "session closed by the client");
+      for (auto& [id, p] : pending) failed.push_back(std::move(p.done));
+      pending.clear();
+      if (conn) conn->Close();
+      cv.notify_all();
+      if (was_lost || state_before == State::kConnecting) result = Status();
+    }
+    for (auto& done : failed)
+      SafeInvoke(done, Outcome{Status(Code::kCancelled, "client closed"), {}});
+    if (maintenance.joinable() && maintenance.get_id() != std::this_thread::get_id()) {
+      maintenance.join();
+    }
+    if (result.code() == Code::kSessionExpired) result = Status();  // already gone
+    return result;
+  }
+};
+
+// ---- Client ---------------------------------------------------------------------
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() {
+  try {
+    impl_.reset();
+  } catch (...) {
+    // never throw from a destructor
+  }
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
+  if (options.session_ttl.count() <= 0 || options.session_ttl.count() > 0xffffffffLL) {
+    return InvalidArgument("session_ttl must be between 1 ms and 2^32-1 ms");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (impl->endpoints.empty()) return InvalidArgument("no endpoint given");
+  Status last;
+  for (size_t i = 0; i < impl->endpoints.size(); ++i) {
+    const TimePoint deadline = SteadyClock::now() + impl->options.connect_timeout;
+    last = impl->Establish(impl->endpoints[i], deadline, /*attach=*/false);
+    if (last.ok()) {
+      impl->endpoint_index = i;
+      break;
+    }
+    LK_LOG_DEBUG("latchkey client: connect to %s failed: %s", impl->endpoints[i].c_str(),
+                 last.ToString().c_str());
+  }
+  if (!last.ok()) return last;
+  Impl* raw = impl.get();
+  raw->maintenance = std::thread([raw] { raw->MaintenanceLoop(); });
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+uint64_t Client::session_id() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->session_id;
+}
+
+Status Client::session_status() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->session_status;
+}
+
+std::vector<LockLost> Client::lost_locks() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->lost_locks;
+}
+
+Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& options) {
+  if (options.wait_timeout.count() < 0 || options.lock_ttl.count() < 0) {
+    return InvalidArgument("wait_timeout and lock_ttl must not be negative");
+  }
+  pb::Request req;
+  auto* a = req.mutable_acquire();
+  a->set_session_id(session_id());
+  a->set_owner(options.owner);
+  a->set_name(std::string(name));
+  a->set_try_only(options.try_only);
+  a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
+  a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
+  std::optional<TimePoint> deadline;
+  if (options.try_only) {
+    deadline = impl_->DefaultDeadline();
+  } else if (options.wait_timeout.count() > 0) {
+    deadline = impl_->DefaultDeadline() + options.wait_timeout;
+  }  // else: wait without limit (the session lease still bounds a dead server)
+  Outcome o = impl_->Call(std::move(req), deadline);
+  if (!o.status.ok()) return o.status;
+  Grant g;
+  g.name = std::string(name);
+  g.owner = options.owner;
+  g.fencing_token = o.response.acquire().fencing_token();
+  g.granted_at_ms = o.response.acquire().granted_at_ms();
+  return g;
+}
+
+Status Client::Release(std::string_view name, std::string_view owner) {
+  pb::Request req;
+  auto* r = req.mutable_release();
+  r->set_session_id(session_id());
+  r->set_owner(std::string(owner));
+  r->set_name(std::string(name));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Result<LockInfo> Client::GetLock(std::string_view name) {
+  pb::Request req;
+  req.mutable_get_lock()->set_name(std::string(name));
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  const auto& r = o.response.get_lock();
+  LockInfo info;
+  info.name = r.name().empty() ? std::string(name) : r.name();
+  info.held = r.held();
+  if (r.held()) {
+    info.holder.session_id = r.holder().session_id();
+    info.holder.owner = r.holder().owner();
+    info.holder.client_name = r.holder().client_name();
+    info.holder.fencing_token = r.holder().fencing_token();
+    info.holder.granted_at_ms = r.holder().granted_at_ms();
+    info.holder.lock_ttl_ms = r.holder().lock_ttl_ms();
+  }
+  info.waiters = static_cast<size_t>(r.waiters_size());
+  info.server_time_ms = r.server_time_ms();
+  return info;
+}
+
+Result<ServerStatus> Client::GetStatus() {
+  pb::Request req;
+  req.mutable_get_status();
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  const auto& r = o.response.get_status();
+  ServerStatus s;
+  s.server_version = r.server_version();
+  s.node_id = r.node_id();
+  s.listen_address = r.listen_address();
+  s.raft_state = r.raft_state();
+  s.raft_term = r.raft_term();
+  s.commit_index = r.commit_index();
+  s.applied_index = r.applied_index();
+  s.sessions = r.sessions();
+  s.locks_held = r.locks_held();
+  s.waiters = r.waiters();
+  s.revision = r.revision();
+  s.uptime_ms = r.uptime_ms();
+  s.data_dir = r.data_dir();
+  s.connections = r.connections();
+  s.voters = r.voters();
+  return s;
+}
+
+Status Client::Close() {
+  return impl_->Close();
+}
+
+void Client::DropConnectionForTesting() {
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    if (impl_->state != State::kReady) return;
+    gen = impl_->conn_gen;
+  }
+  impl_->DropConnection(gen);
+}
+
+}  // namespace latchkey
