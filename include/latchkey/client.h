@@ -8,7 +8,9 @@
 // - If the session is lost (lease expired, server said so, or reconnect
 //   failed for longer than the ttl), session_status() turns non-OK for good,
 //   every pending call fails with SESSION_EXPIRED and on_session_lost runs
-//   once (on the client's io thread: do not block in it).
+//   once (on one of the client's internal threads: do not block in it and do
+//   not destroy the Client from it; calling its methods, Close included, is
+//   fine).
 // - Thread-safety: every method is thread-safe; blocking calls may run
 //   concurrently from many threads (requests are pipelined on one
 //   connection).

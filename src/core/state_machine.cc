@@ -114,8 +114,9 @@ CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view rea
   ++revision_;
   Session& s = it->second;
   // Withdraw waits first so that releases below never grant to this session.
-  for (const auto& [name, owner] : s.waiting) {
-    auto lit = locks_.find(name);
+  for (const auto& wait : s.waiting) {
+    const std::string& owner = wait.second;
+    auto lit = locks_.find(wait.first);
     LATCHKEY_CHECK(lit != locks_.end());
     auto& q = lit->second.waiters;
     auto w = std::find_if(q.begin(), q.end(), [&](const Waiter& x) {

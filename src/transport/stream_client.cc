@@ -189,6 +189,7 @@ Result<std::unique_ptr<StreamClient>> StreamClient::Connect(std::string_view end
 
 void StreamClient::Send(std::string_view payload) { impl_->conn->Send(payload); }
 void StreamClient::Close() { impl_->conn->Close(); }
+void StreamClient::Abort() { impl_->conn->Abort(Status::Ok()); }
 bool StreamClient::closed() const { return impl_->conn->closed(); }
 const std::string& StreamClient::endpoint() const { return impl_->endpoint; }
 

@@ -81,6 +81,10 @@ class StreamClient {
   // closes (bounded by close_linger); on_close(OK) follows on the io thread.
   // Idempotent, non-blocking.
   void Close();
+  // Abrupt close: queued frames are dropped and the socket is closed now;
+  // on_close(OK) follows on the io thread unless it already ran. Idempotent,
+  // non-blocking.
+  void Abort();
   // True once Close() was called or the connection failed/ended.
   bool closed() const;
   // The endpoint as passed to Connect, e.g. "127.0.0.1:7411".

@@ -185,6 +185,23 @@ TEST(StreamClientTest, OversizedServerFrameIsStreamError) {
   EXPECT_TRUE(ev.frames.empty());
 }
 
+TEST(StreamClientTest, AbortClosesAtOnce) {
+  RecordingHandler h;
+  auto l = StartEcho(&h);
+  ASSERT_NE(l, nullptr);
+  Events ev;
+  auto c = StreamClient::Connect(l->address(), 5s, ev.Handler());
+  ASSERT_TRUE(c.ok());
+  (*c)->Abort();
+  (*c)->Abort();
+  EXPECT_TRUE((*c)->closed());
+  ASSERT_TRUE(ev.WaitFor([&] { return !ev.closes.empty(); }));
+  EXPECT_TRUE(ev.closes[0].ok());
+  ASSERT_TRUE(h.WaitFor([&] { return h.close_counts.size() == 1; }));
+  c = Status(Code::kCancelled, "drop");
+  EXPECT_EQ(ev.closes.size(), 1u);
+}
+
 TEST(StreamClientTest, DestructorFlushesAndRunsOnCloseOnce) {
   RecordingHandler h;
   std::atomic<int> got{0};
