@@ -59,8 +59,8 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds) {
         auto g = c.Acquire(name);
         latchkey::Status r = g.ok() ? c.Release(name) : g.status();
         if (!r.ok()) ++errors;
-        l.push_back(static_cast<uint32_t>(
-            duration_cast<microseconds>(steady_clock::now() - t0).count()));
+        l.push_back(
+            static_cast<uint32_t>(duration_cast<microseconds>(steady_clock::now() - t0).count()));
       }
     });
   }
@@ -97,8 +97,9 @@ int main(int argc, char** argv) {
       std::stringstream ss(next());
       for (std::string x; std::getline(ss, x, ',');) counts.push_back(std::stoi(x));
     } else {
-      std::fprintf(stderr, "usage: lock_bench [--endpoint HOST:PORT] [--seconds N] "
-                           "[--clients 1,8,32]\n");
+      std::fprintf(stderr,
+                   "usage: lock_bench [--endpoint HOST:PORT] [--seconds N] "
+                   "[--clients 1,8,32]\n");
       return 64;
     }
   }

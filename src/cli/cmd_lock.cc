@@ -52,7 +52,7 @@ std::string ClientName() {
 struct Shared {
   std::mutex mu;
   std::condition_variable cv;
-  int signal = 0;                   // first stop signal received
+  int signal = 0;  // first stop signal received
   std::optional<Result<Grant>> acquired;
   std::atomic<pid_t> child{0};
   std::atomic<bool> session_lost{false};
@@ -171,8 +171,7 @@ int RunLock(LockFlags f) {
   co.on_session_lost = [sh, name = f.name](const Status& why) {
     sh->session_lost = true;
     pid_t child = sh->child.load();
-    std::fprintf(stderr,
-                 "latchkey lock: session lost (%s): '%s' is no longer held%s\n",
+    std::fprintf(stderr, "latchkey lock: session lost (%s): '%s' is no longer held%s\n",
                  why.ToString().c_str(), name.c_str(),
                  child > 0 ? "; sending SIGTERM to the command" : "");
     if (child > 0) kill(child, SIGTERM);
@@ -242,8 +241,8 @@ int RunLock(LockFlags f) {
   if (chatty) {
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - t0);
-    std::fprintf(stderr, "latchkey: acquired '%s' (fencing token %llu) after %s\n",
-                 f.name.c_str(), static_cast<unsigned long long>(grant->fencing_token),
+    std::fprintf(stderr, "latchkey: acquired '%s' (fencing token %llu) after %s\n", f.name.c_str(),
+                 static_cast<unsigned long long>(grant->fencing_token),
                  FormatDurationMs(static_cast<uint64_t>(waited.count())).c_str());
   }
 

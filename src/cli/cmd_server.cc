@@ -38,41 +38,41 @@ Subcommand AddServerCommand(CLI::App& app) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
   return {cmd, [opts, ready_file, log_level]() -> int {
-    SetLogLevel(*log_level == "debug"  ? LogLevel::kDebug
-                : *log_level == "warn" ? LogLevel::kWarn
-                : *log_level == "error" ? LogLevel::kError
-                                        : LogLevel::kInfo);
-    // Block the stop signals in every thread; this thread waits for them.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+            SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
+                        : *log_level == "warn"  ? LogLevel::kWarn
+                        : *log_level == "error" ? LogLevel::kError
+                                                : LogLevel::kInfo);
+            // Block the stop signals in every thread; this thread waits for them.
+            sigset_t stop;
+            sigemptyset(&stop);
+            sigaddset(&stop, SIGTERM);
+            sigaddset(&stop, SIGINT);
+            pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-    server::Server srv(*opts);
-    Status st = srv.Start();
-    if (!st.ok()) {
-      std::fprintf(stderr, "latchkey server: cannot start: %s\n", st.ToString().c_str());
-      return kExitUnavailable;
-    }
-    std::printf("latchkey %s serving on %s (data in %s, single-node raft at %s)\n",
-                LATCHKEY_VERSION, srv.listen_address().c_str(), opts->data_dir.c_str(),
-                opts->raft_address.c_str());
-    std::fflush(stdout);
-    if (!ready_file->empty()) {
-      std::string tmp = *ready_file + ".tmp";
-      {
-        std::ofstream f(tmp);
-        f << srv.listen_address() << "\n";
-      }
-      std::rename(tmp.c_str(), ready_file->c_str());
-    }
-    int sig = 0;
-    sigwait(&stop, &sig);
-    LK_LOG_INFO("received %s; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    srv.Stop();
-    return 0;
-  }};
+            server::Server srv(*opts);
+            Status st = srv.Start();
+            if (!st.ok()) {
+              std::fprintf(stderr, "latchkey server: cannot start: %s\n", st.ToString().c_str());
+              return kExitUnavailable;
+            }
+            std::printf("latchkey %s serving on %s (data in %s, single-node raft at %s)\n",
+                        LATCHKEY_VERSION, srv.listen_address().c_str(), opts->data_dir.c_str(),
+                        opts->raft_address.c_str());
+            std::fflush(stdout);
+            if (!ready_file->empty()) {
+              std::string tmp = *ready_file + ".tmp";
+              {
+                std::ofstream f(tmp);
+                f << srv.listen_address() << "\n";
+              }
+              std::rename(tmp.c_str(), ready_file->c_str());
+            }
+            int sig = 0;
+            sigwait(&stop, &sig);
+            LK_LOG_INFO("received %s; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            srv.Stop();
+            return 0;
+          }};
 }
 
 }  // namespace latchkey::cli

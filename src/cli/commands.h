@@ -2,9 +2,8 @@
 // returns the process exit code when run.
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 namespace latchkey::cli {
 

@@ -18,8 +18,12 @@ const char* LevelName(LogLevel l) {
 }
 }  // namespace
 
-void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
-LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
+void SetLogLevel(LogLevel level) {
+  g_level = static_cast<int>(level);
+}
+LogLevel GetLogLevel() {
+  return static_cast<LogLevel>(g_level.load());
+}
 
 void Logf(LogLevel level, const char* fmt, ...) {
   if (static_cast<int>(level) < g_level.load()) return;

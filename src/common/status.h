@@ -64,16 +64,24 @@ class [[nodiscard]] Status {
 };
 
 // Shorthand constructors, one per code that callers create often.
-inline Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
-inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
-inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
-inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {Code::kInvalidArgument, std::move(m)};
+}
+inline Status NotFound(std::string m) {
+  return {Code::kNotFound, std::move(m)};
+}
+inline Status Internal(std::string m) {
+  return {Code::kInternal, std::move(m)};
+}
+inline Status Unavailable(std::string m) {
+  return {Code::kUnavailable, std::move(m)};
+}
 
 // Result<T>: a T or a non-OK Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(implicit)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(implicit)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(implicit)
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status");
   }
@@ -99,16 +107,16 @@ class [[nodiscard]] Result {
 
 }  // namespace latchkey
 
-#define LATCHKEY_RETURN_IF_ERROR(expr)   \
-  do {                                   \
-    ::latchkey::Status _st = (expr);     \
-    if (!_st.ok()) return _st;           \
+#define LATCHKEY_RETURN_IF_ERROR(expr) \
+  do {                                 \
+    ::latchkey::Status _st = (expr);   \
+    if (!_st.ok()) return _st;         \
   } while (0)
 
 // Aborts with a message: only for broken invariants, never for bad input.
-#define LATCHKEY_CHECK(cond)                                                              \
-  do {                                                                                    \
-    if (!(cond)) ::latchkey::internal::CheckFailed(#cond, __FILE__, __LINE__);            \
+#define LATCHKEY_CHECK(cond)                                                   \
+  do {                                                                         \
+    if (!(cond)) ::latchkey::internal::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 namespace latchkey::internal {

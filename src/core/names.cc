@@ -28,8 +28,8 @@ Status ValidatePrintable(std::string_view what, std::string_view s, size_t max) 
 Status ValidateLockName(std::string_view name) {
   if (name.empty()) return InvalidArgument("lock name is empty");
   if (name.size() > kMaxLockNameBytes) {
-    return InvalidArgument("lock name is " + std::to_string(name.size()) +
-                           " bytes; the limit is " + std::to_string(kMaxLockNameBytes));
+    return InvalidArgument("lock name is " + std::to_string(name.size()) + " bytes; the limit is " +
+                           std::to_string(kMaxLockNameBytes));
   }
   size_t segments = 1;
   size_t seg_len = 0;

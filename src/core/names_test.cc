@@ -6,7 +6,8 @@ namespace latchkey::core {
 namespace {
 
 TEST(NamesTest, AcceptsHierarchicalNames) {
-  for (const char* ok : {"a", "build.artifacts", "foo.bar.woof", "svc:payments/db@eu-1", "x_y-z+=1"}) {
+  for (const char* ok :
+       {"a", "build.artifacts", "foo.bar.woof", "svc:payments/db@eu-1", "x_y-z+=1"}) {
     EXPECT_TRUE(ValidateLockName(ok).ok()) << ok;
   }
 }

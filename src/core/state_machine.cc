@@ -215,8 +215,7 @@ CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
     return r;
   }
   Lock& lock = locks_[c.name()];
-  if (lock.holder && lock.holder->session_id == c.session_id() &&
-      lock.holder->owner == c.owner()) {
+  if (lock.holder && lock.holder->session_id == c.session_id() && lock.holder->owner == c.owner()) {
     // Idempotent retry of a granted acquire.
     r.granted = true;
     r.grant.session_id = c.session_id();
@@ -272,11 +271,11 @@ CommandResult StateMachine::Release(const lv::ReleaseCmd& c, std::vector<Event>*
     return r;
   }
   auto it = locks_.find(c.name());
-  if (it == locks_.end() || !it->second.holder ||
-      it->second.holder->session_id != c.session_id() || it->second.holder->owner != c.owner()) {
+  if (it == locks_.end() || !it->second.holder || it->second.holder->session_id != c.session_id() ||
+      it->second.holder->owner != c.owner()) {
     r.status = Status(Code::kNotHeld, "lock '" + c.name() + "' is not held by session " +
-                                          std::to_string(c.session_id()) + " owner '" +
-                                          c.owner() + "' (released already, or its TTL ended)");
+                                          std::to_string(c.session_id()) + " owner '" + c.owner() +
+                                          "' (released already, or its TTL ended)");
     return r;
   }
   ReleaseHolder(c.name(), it->second, events);
@@ -473,8 +472,8 @@ Status StateMachine::Restore(std::string_view bytes) {
       if (sit == fresh.sessions_.end()) {
         return Status(Code::kInternal, "snapshot lock '" + p.name() + "' held by unknown session");
       }
-      lock.holder = Holder{h.session_id(), h.owner(), h.fencing_token(), h.granted_at_ms(),
-                           h.lock_ttl_ms()};
+      lock.holder =
+          Holder{h.session_id(), h.owner(), h.fencing_token(), h.granted_at_ms(), h.lock_ttl_ms()};
       sit->second.held.insert(p.name());
       ++fresh.locks_held_;
       if (h.lock_ttl_ms() > 0) {

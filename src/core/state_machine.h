@@ -81,8 +81,8 @@ struct Session {
   uint64_t ttl_ms = 0;
   std::string client_name;
   uint64_t opened_at_ms = 0;
-  std::set<std::string> held;                                 // lock names
-  std::set<std::pair<std::string, std::string>> waiting;      // (name, owner)
+  std::set<std::string> held;                             // lock names
+  std::set<std::pair<std::string, std::string>> waiting;  // (name, owner)
 };
 
 struct Holder {

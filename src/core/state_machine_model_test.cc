@@ -128,9 +128,9 @@ TEST(StateMachineModelTest, RandomOperationsMatchReferenceModel) {
         auto r = sm.Apply(++index, b.Acquire(sid, owner, name, try_only).entry());
         std::string want = model.Acquire({sid, owner}, name, try_only);
         const CommandResult& got = r.results[0];
-        std::string have = got.granted ? "granted"
-                           : got.queued ? "queued"
-                           : got.status.code() == Code::kLockBusy ? "busy"
+        std::string have = got.granted                                  ? "granted"
+                           : got.queued                                 ? "queued"
+                           : got.status.code() == Code::kLockBusy       ? "busy"
                            : got.status.code() == Code::kSessionExpired ? "gone"
                                                                         : got.status.ToString();
         ASSERT_EQ(have, want) << "seed " << seed << " step " << step;

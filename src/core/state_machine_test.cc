@@ -88,10 +88,8 @@ TEST_F(StateMachineTest, OwnersInOneSessionExcludeEachOther) {
 TEST_F(StateMachineTest, ReleaseOfUnheldLockIsNotHeld) {
   uint64_t a = Open(), b = Open();
   AcquireOne(a, "x");
-  EXPECT_EQ(Apply(EntryBuilder(now_).Release(b, "", "x")).results[0].status.code(),
-            Code::kNotHeld);
-  EXPECT_EQ(Apply(EntryBuilder(now_).Release(a, "", "y")).results[0].status.code(),
-            Code::kNotHeld);
+  EXPECT_EQ(Apply(EntryBuilder(now_).Release(b, "", "x")).results[0].status.code(), Code::kNotHeld);
+  EXPECT_EQ(Apply(EntryBuilder(now_).Release(a, "", "y")).results[0].status.code(), Code::kNotHeld);
 }
 
 TEST_F(StateMachineTest, SessionEndReleasesHeldAndWithdrawsWaits) {

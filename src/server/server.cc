@@ -47,7 +47,9 @@ class NoOutput final : public replication::ApplyOutput {};
 Server::Server(ServerOptions options, const Clock* clock)
     : options_(std::move(options)), clock_(clock) {}
 
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+}
 
 Status Server::Start() {
   started_mono_ms_ = clock_->MonoMs();
@@ -64,8 +66,8 @@ Status Server::Start() {
   auto raft = replication::RaftNode::Create(ro, this);
   if (!raft.ok()) return raft.status();
   raft_ = std::move(raft.value());
-  proposer_ = std::make_unique<Proposer>(raft_.get(), clock_, RandomNonce(),
-                                         options_.max_batch_commands);
+  proposer_ =
+      std::make_unique<Proposer>(raft_.get(), clock_, RandomNonce(), options_.max_batch_commands);
   raft_->SetLeadershipHandler([this](bool leader) { OnLeadershipChange(leader); });
   raft_->SetTickHandler(options_.tick_ms, [this] { Tick(); });
   LATCHKEY_RETURN_IF_ERROR(raft_->Start());
@@ -100,7 +102,9 @@ void Server::Stop() {
   }
 }
 
-std::string Server::listen_address() const { return listener_ ? listener_->address() : ""; }
+std::string Server::listen_address() const {
+  return listener_ ? listener_->address() : "";
+}
 
 // ---- io threads ------------------------------------------------------------
 
@@ -121,8 +125,7 @@ void Server::OnStreamError(const std::shared_ptr<transport::Connection>& conn,
   LK_LOG_INFO("closing connection from %s: %s", conn->peer().c_str(), status.ToString().c_str());
 }
 
-void Server::OnFrame(const std::shared_ptr<transport::Connection>& conn,
-                     std::string_view payload) {
+void Server::OnFrame(const std::shared_ptr<transport::Connection>& conn, std::string_view payload) {
   v1::ClientFrame frame;
   if (!frame.ParseFromArray(payload.data(), static_cast<int>(payload.size())) ||
       !frame.has_request()) {
@@ -160,8 +163,9 @@ void Server::HandleRequest(uint64_t conn_id, std::shared_ptr<Request> req) {
   if (it == conns_.end()) return;  // closed meanwhile
   ConnState& cs = it->second;
   if (!cs.hello_done && req->body_case() != Request::kHello) {
-    ReplyError(conn_id, req->id(),
-               Status(Code::kProtocolError, "the first request must be Hello (protocol handshake)"));
+    ReplyError(
+        conn_id, req->id(),
+        Status(Code::kProtocolError, "the first request must be Hello (protocol handshake)"));
     cs.conn->Close();
     return;
   }
@@ -213,11 +217,11 @@ void Server::Dispatch(ConnState& cs, const Request& req) {
 
 void Server::OnHello(ConnState& cs, const Request& req) {
   if (req.hello().protocol_version() != 1) {
-    ReplyError(cs.conn->id(), req.id(),
-               Status(Code::kUnsupportedVersion,
-                      "client speaks protocol version " +
-                          std::to_string(req.hello().protocol_version()) +
-                          "; this server speaks version 1"));
+    ReplyError(
+        cs.conn->id(), req.id(),
+        Status(Code::kUnsupportedVersion, "client speaks protocol version " +
+                                              std::to_string(req.hello().protocol_version()) +
+                                              "; this server speaks version 1"));
     cs.conn->Close();
     return;
   }
@@ -288,7 +292,8 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
                           "session " + std::to_string(e.session_id) + " ended: " + e.reason);
         for (auto it = pending_.begin(); it != pending_.end();) {
           if (std::get<0>(it->first) == e.session_id) {
-            if (it->second.conn_id != 0) ReplyError(it->second.conn_id, it->second.request_id, gone);
+            if (it->second.conn_id != 0)
+              ReplyError(it->second.conn_id, it->second.request_id, gone);
             it = pending_.erase(it);
           } else {
             ++it;
@@ -320,7 +325,9 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
   }
 }
 
-Result<std::string> Server::TakeSnapshot() { return sm_.Snapshot(); }
+Result<std::string> Server::TakeSnapshot() {
+  return sm_.Snapshot();
+}
 
 Status Server::Restore(std::string_view data) {
   LATCHKEY_RETURN_IF_ERROR(sm_.Restore(data));
@@ -348,7 +355,8 @@ void Server::OnLeadershipChange(bool is_leader) {
     LK_LOG_INFO("node %llu is the leader; %zu sessions get a full lease",
                 static_cast<unsigned long long>(options_.node_id), sm_.sessions().size());
   } else {
-    proposer_->FailAll(Status(Code::kMaybeApplied, "leadership lost; the request may have applied"));
+    proposer_->FailAll(
+        Status(Code::kMaybeApplied, "leadership lost; the request may have applied"));
     FailAllPending(Status(Code::kNotLeader, "this node is no longer the leader"));
   }
 }

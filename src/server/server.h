@@ -130,8 +130,8 @@ class Server final : public transport::ConnectionHandler, public replication::St
   std::map<uint64_t, ConnState> conns_;
   std::map<uint64_t, SessionState> sessions_;  // leader-side view of live sessions
   LeaseTracker leases_;
-  std::set<uint64_t> expiring_;               // ExpireSession proposed, not applied
-  std::set<uint64_t> expiring_locks_;         // ExpireLock proposed (by token)
+  std::set<uint64_t> expiring_;        // ExpireSession proposed, not applied
+  std::set<uint64_t> expiring_locks_;  // ExpireLock proposed (by token)
   std::map<WaitKey, PendingAcquire> pending_;
 };
 

@@ -50,21 +50,21 @@ void Server::OnOpenSession(ConnState& cs, const Request& req) {
   cmd.mutable_open_session()->set_client_name(r.client_name());
   const uint64_t conn_id = cs.conn->id();
   const uint64_t rid = req.id();
-  proposer_->Add(std::move(cmd), [this, conn_id, rid, ttl](const Status& st,
-                                                          const core::CommandResult* res) {
-    if (!st.ok() || !res->status.ok()) {
-      ReplyError(conn_id, rid, st.ok() ? res->status : st);
-      return;
-    }
-    // sessions_/leases_ were filled when the entry applied; bind the conn.
-    auto it = sessions_.find(res->session_id);
-    if (it != sessions_.end() && conns_.count(conn_id)) it->second.conn_id = conn_id;
-    v1::Response resp;
-    resp.set_id(rid);
-    resp.mutable_open_session()->set_session_id(res->session_id);
-    resp.mutable_open_session()->set_ttl_ms(static_cast<uint32_t>(ttl));
-    Reply(conn_id, resp);
-  });
+  proposer_->Add(std::move(cmd),
+                 [this, conn_id, rid, ttl](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok()) {
+                     ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                     return;
+                   }
+                   // sessions_/leases_ were filled when the entry applied; bind the conn.
+                   auto it = sessions_.find(res->session_id);
+                   if (it != sessions_.end() && conns_.count(conn_id)) it->second.conn_id = conn_id;
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   resp.mutable_open_session()->set_session_id(res->session_id);
+                   resp.mutable_open_session()->set_ttl_ms(static_cast<uint32_t>(ttl));
+                   Reply(conn_id, resp);
+                 });
 }
 
 void Server::OnAttachSession(ConnState& cs, const Request& req) {
@@ -127,10 +127,10 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   if (Status s = core::ValidateLockName(a.name()); !s.ok()) return ReplyError(conn_id, rid, s);
   if (Status s = core::ValidateOwner(a.owner()); !s.ok()) return ReplyError(conn_id, rid, s);
   if (a.lock_ttl_ms() > options_.max_lock_ttl_ms) {
-    return ReplyError(conn_id, rid,
-                      InvalidArgument("lock ttl " + std::to_string(a.lock_ttl_ms()) +
-                                      "ms exceeds the limit of " +
-                                      std::to_string(options_.max_lock_ttl_ms) + "ms"));
+    return ReplyError(
+        conn_id, rid,
+        InvalidArgument("lock ttl " + std::to_string(a.lock_ttl_ms()) + "ms exceeds the limit of " +
+                        std::to_string(options_.max_lock_ttl_ms) + "ms"));
   }
   if (!TouchSession(conn_id, rid, a.session_id())) return;
   WaitKey key{a.session_id(), a.owner(), a.name()};

@@ -12,9 +12,9 @@ namespace latchkey::transport {
 
 struct Endpoint {
   bool is_unix = false;
-  std::string host;  // TCP only; IPv6 literals without brackets
+  std::string host;   // TCP only; IPv6 literals without brackets
   uint16_t port = 0;  // TCP only
-  std::string path;  // unix only
+  std::string path;   // unix only
 
   // Canonical form: "host:port", "[v6]:port" or "unix:/path".
   std::string ToString() const;

@@ -30,7 +30,9 @@ TEST(FrameTest, HeaderIsBigEndianLength) {
   EXPECT_EQ(f[3], '\x02');
   std::string appended = "pre";
   AppendFrame("ab", &appended);
-  EXPECT_EQ(appended, std::string("pre\0\0\0\x02" "ab", 9));
+  EXPECT_EQ(appended, std::string("pre\0\0\0\x02"
+                                  "ab",
+                                  9));
 }
 
 TEST(FrameTest, RoundTrip) {
@@ -148,7 +150,8 @@ TEST(FrameTest, BufferStaysBoundedWhileStreaming) {
   // 200k frames fed in odd-sized chunks, drained after every feed: the
   // unconsumed tail never exceeds one frame plus one chunk.
   std::string stream;
-  for (int i = 0; i < 200000; ++i) AppendFrame(std::string(static_cast<size_t>(i % 50), 'q'), &stream);
+  for (int i = 0; i < 200000; ++i)
+    AppendFrame(std::string(static_cast<size_t>(i % 50), 'q'), &stream);
   FrameDecoder d;
   size_t frames = 0;
   for (size_t off = 0; off < stream.size(); off += 61) {

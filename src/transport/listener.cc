@@ -26,7 +26,8 @@ using internal::StreamConnOptions;
 thread_local const void* t_io_owner = nullptr;
 
 std::string FormatTcp(const asio::ip::tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  if (ep.address().is_v6())
+    return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
@@ -192,8 +193,7 @@ class ListenerImpl final : public Listener {
       probe.connect(ep, ec);
       if (!ec || ec == asio::error::try_again) return InUse();
       if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return Unavailable("cannot remove stale socket unix:" + path + ": " +
-                           std::strerror(errno));
+        return Unavailable("cannot remove stale socket unix:" + path + ": " + std::strerror(errno));
       }
       LK_LOG_INFO("removed stale socket file %s", path.c_str());
     }
@@ -276,15 +276,15 @@ class ListenerImpl final : public Listener {
       return;
     }
     if (conns_.size() >= options_.max_connections) {
-      LK_LOG_WARN("rejecting connection from %s on %s: max_connections (%zu) reached",
-                  peer.c_str(), address_.c_str(), options_.max_connections);
+      LK_LOG_WARN("rejecting connection from %s on %s: max_connections (%zu) reached", peer.c_str(),
+                  address_.c_str(), options_.max_connections);
       socket.close(ignored);
       return;
     }
     const uint64_t id = next_id_++;
-    auto conn = std::make_shared<StreamConn>(
-        io_, id, std::move(peer), std::move(socket), std::move(strand), handler_, conn_options_,
-        [this](StreamConn* c) { OnConnFinished(c->id()); });
+    auto conn = std::make_shared<StreamConn>(io_, id, std::move(peer), std::move(socket),
+                                             std::move(strand), handler_, conn_options_,
+                                             [this](StreamConn* c) { OnConnFinished(c->id()); });
     conns_.emplace(id, conn);
     // Under mu_ so that Stop's CloseForShutdown is posted after OnOpen.
     conn->Start();

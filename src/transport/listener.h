@@ -24,7 +24,7 @@ namespace latchkey::transport {
 class Connection {
  public:
   virtual ~Connection() = default;
-  virtual uint64_t id() const = 0;     // unique per listener
+  virtual uint64_t id() const = 0;       // unique per listener
   virtual std::string peer() const = 0;  // "127.0.0.1:53422" or "unix"
   // Frames and queues payload for writing. Thread-safe. If the connection is
   // closed the payload is dropped. If queued-but-unwritten bytes exceed the

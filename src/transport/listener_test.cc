@@ -106,7 +106,9 @@ void EchoPipelined(const std::string& address, int io_threads, int clients) {
   EXPECT_EQ(h.closed_count(), static_cast<size_t>(clients));
 }
 
-TEST(ListenerTest, EchoPipelinedTcp) { EchoPipelined("127.0.0.1:0", 1, 1); }
+TEST(ListenerTest, EchoPipelinedTcp) {
+  EchoPipelined("127.0.0.1:0", 1, 1);
+}
 
 TEST(ListenerTest, EchoPipelinedUnix) {
   TempDir dir;
@@ -153,7 +155,8 @@ TEST(EndpointTest, Parses) {
   EXPECT_EQ(c->path, "/tmp/x.sock");
   EXPECT_EQ(c->ToString(), "unix:/tmp/x.sock");
   EXPECT_TRUE(ParseEndpoint("localhost:65535").ok());
-  for (const char* bad : {"", ":80", "h:", "h:-1", "h:65536", "h:8x", "::1:80", "[::1]80", "unix:"}) {
+  for (const char* bad :
+       {"", ":80", "h:", "h:-1", "h:65536", "h:8x", "::1:80", "[::1]80", "unix:"}) {
     EXPECT_EQ(ParseEndpoint(bad).status().code(), Code::kInvalidArgument) << bad;
   }
 }
@@ -210,8 +213,8 @@ TEST(ListenerTest, PortInUseReturnsClearError) {
   auto second = Listener::Start(o, &h);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kUnavailable);
-  EXPECT_EQ(second.status().message(), "address " + o.address +
-                                           " is already in use; pass --listen with another port");
+  EXPECT_EQ(second.status().message(),
+            "address " + o.address + " is already in use; pass --listen with another port");
 }
 
 TEST(ListenerTest, UnixReplacesStaleSocketButNotLiveOne) {
@@ -313,7 +316,8 @@ TEST(ListenerTest, SendFromManyThreadsDeliversEveryFrameIntact) {
     ASSERT_EQ(i, next[static_cast<size_t>(t)]) << "thread " << t << " out of order";
     ++next[static_cast<size_t>(t)];
     const std::string pad = f.substr(b + 1);
-    ASSERT_EQ(pad, std::string(static_cast<size_t>((t * 31 + i) % 200), static_cast<char>('a' + t)));
+    ASSERT_EQ(pad,
+              std::string(static_cast<size_t>((t * 31 + i) % 200), static_cast<char>('a' + t)));
   }
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[static_cast<size_t>(t)], kPerThread);
 }
@@ -423,7 +427,8 @@ TEST(ListenerTest, CloseFlushesQueuedFramesFirst) {
   ASSERT_TRUE(in.WaitClosed());
   std::lock_guard<std::mutex> lk(in.mu);
   ASSERT_EQ(in.frames.size(), 100u);
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(in.frames[static_cast<size_t>(i)], "r" + std::to_string(i));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(in.frames[static_cast<size_t>(i)], "r" + std::to_string(i));
   EXPECT_EQ(in.close_reason.code(), Code::kUnavailable);  // the server closed
   EXPECT_TRUE(h.WaitFor([&] { return h.close_counts.size() == 1; }));
   std::lock_guard<std::mutex> hl(h.mu);

@@ -176,21 +176,31 @@ Result<std::unique_ptr<StreamClient>> StreamClient::Connect(std::string_view end
   copts.max_pending_write_bytes = options.max_pending_write_bytes;
   copts.close_linger = options.close_linger;
   Impl* raw = impl.get();
-  impl->conn = std::make_shared<StreamConn>(
-      impl->io, /*id=*/1, std::string(endpoint), std::move(*socket), strand, &impl->handler, copts,
-      [raw](StreamConn*) {
-        std::lock_guard<std::mutex> lock(raw->mu);
-        raw->finished = true;
-        raw->cv.notify_all();
-      });
+  impl->conn =
+      std::make_shared<StreamConn>(impl->io, /*id=*/1, std::string(endpoint), std::move(*socket),
+                                   strand, &impl->handler, copts, [raw](StreamConn*) {
+                                     std::lock_guard<std::mutex> lock(raw->mu);
+                                     raw->finished = true;
+                                     raw->cv.notify_all();
+                                   });
   impl->conn->Start();
   return std::unique_ptr<StreamClient>(new StreamClient(std::move(impl)));
 }
 
-void StreamClient::Send(std::string_view payload) { impl_->conn->Send(payload); }
-void StreamClient::Close() { impl_->conn->Close(); }
-void StreamClient::Abort() { impl_->conn->Abort(Status::Ok()); }
-bool StreamClient::closed() const { return impl_->conn->closed(); }
-const std::string& StreamClient::endpoint() const { return impl_->endpoint; }
+void StreamClient::Send(std::string_view payload) {
+  impl_->conn->Send(payload);
+}
+void StreamClient::Close() {
+  impl_->conn->Close();
+}
+void StreamClient::Abort() {
+  impl_->conn->Abort(Status::Ok());
+}
+bool StreamClient::closed() const {
+  return impl_->conn->closed();
+}
+const std::string& StreamClient::endpoint() const {
+  return impl_->endpoint;
+}
 
 }  // namespace latchkey::transport

@@ -57,8 +57,8 @@ struct StreamClientHandler {
 
 struct StreamClientOptions {
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest frame accepted
-  size_t max_pending_write_bytes = 64u << 20;         // beyond: close
-  std::chrono::milliseconds close_linger{2000};       // bound on Close/dtor flush
+  size_t max_pending_write_bytes = 64u << 20;        // beyond: close
+  std::chrono::milliseconds close_linger{2000};      // bound on Close/dtor flush
 };
 
 class StreamClient {

@@ -47,7 +47,8 @@ struct Events {
   }
 };
 
-std::unique_ptr<Listener> StartEcho(RecordingHandler* h, const std::string& address = "127.0.0.1:0") {
+std::unique_ptr<Listener> StartEcho(RecordingHandler* h,
+                                    const std::string& address = "127.0.0.1:0") {
   h->on_frame = [](const std::shared_ptr<Connection>& c, std::string_view p) { c->Send(p); };
   ListenerOptions o;
   o.address = address;
@@ -84,7 +85,8 @@ TEST(StreamClientTest, RefusedIsUnavailable) {
 
 TEST(StreamClientTest, EchoOverTcpAndUnixThenCloseOk) {
   TempDir dir;
-  for (const std::string& address : {std::string("127.0.0.1:0"), "unix:" + dir.path() + "/c.sock"}) {
+  for (const std::string& address :
+       {std::string("127.0.0.1:0"), "unix:" + dir.path() + "/c.sock"}) {
     RecordingHandler h;
     auto l = StartEcho(&h, address);
     ASSERT_NE(l, nullptr);

@@ -11,9 +11,8 @@ constexpr size_t kKeepWriteCapacity = 1u << 20;
 }  // namespace
 
 StreamConn::StreamConn(std::shared_ptr<asio::io_context> io, uint64_t id, std::string peer,
-                       Socket socket, Strand strand,
-                       ConnectionHandler* handler, StreamConnOptions options,
-                       FinishedFn on_finished)
+                       Socket socket, Strand strand, ConnectionHandler* handler,
+                       StreamConnOptions options, FinishedFn on_finished)
     : id_(id),
       peer_(std::move(peer)),
       options_(options),
@@ -53,9 +52,9 @@ void StreamConn::Send(std::string_view payload) {
     LK_LOG_WARN("closing connection %llu to %s: slow consumer, %zu bytes queued (limit %zu)",
                 static_cast<unsigned long long>(id_), peer_.c_str(), queued,
                 options_.max_pending_write_bytes);
-    Abort(Status(Code::kResourceExhausted,
-                 "pending write bytes " + std::to_string(queued) + " exceed the limit of " +
-                     std::to_string(options_.max_pending_write_bytes)));
+    Abort(Status(Code::kResourceExhausted, "pending write bytes " + std::to_string(queued) +
+                                               " exceed the limit of " +
+                                               std::to_string(options_.max_pending_write_bytes)));
     return;
   }
   if (start) asio::post(strand_, [self = shared_from_this()] { self->StartWrite(); });
@@ -105,7 +104,7 @@ void StreamConn::StartRead() {
   socket_.async_read_some(
       asio::buffer(read_buf_),
       asio::bind_executor(strand_, [self = shared_from_this()](const asio::error_code& ec,
-                                                                size_t n) { self->OnRead(ec, n); }));
+                                                               size_t n) { self->OnRead(ec, n); }));
 }
 
 void StreamConn::OnRead(const asio::error_code& ec, size_t n) {
@@ -171,11 +170,11 @@ void StreamConn::StartWrite() {
 }
 
 void StreamConn::WriteBuffer() {
-  asio::async_write(socket_, asio::buffer(writing_),
-                    asio::bind_executor(strand_, [self = shared_from_this()](
-                                                     const asio::error_code& ec, size_t) {
-                      self->OnWrite(ec);
-                    }));
+  asio::async_write(
+      socket_, asio::buffer(writing_),
+      asio::bind_executor(strand_, [self = shared_from_this()](const asio::error_code& ec, size_t) {
+        self->OnWrite(ec);
+      }));
 }
 
 void StreamConn::OnWrite(const asio::error_code& ec) {
@@ -213,8 +212,8 @@ void StreamConn::BeginClose(bool drain) {
     close_started_ = true;
     SetReason(Status::Ok());
     linger_timer_.expires_after(options_.close_linger);
-    linger_timer_.async_wait(asio::bind_executor(
-        strand_, [self = shared_from_this()](const asio::error_code& ec) {
+    linger_timer_.async_wait(
+        asio::bind_executor(strand_, [self = shared_from_this()](const asio::error_code& ec) {
           if (ec) return;  // cancelled
           LK_LOG_DEBUG("connection %llu to %s: close linger expired",
                        static_cast<unsigned long long>(self->id_), self->peer_.c_str());

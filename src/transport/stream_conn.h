@@ -56,9 +56,9 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
   // anything else; handler outlives the connection's callbacks. The
   // connection keeps `io` alive so that a Connection the application still
   // holds can be destroyed safely after its Listener/StreamClient is gone.
-  StreamConn(std::shared_ptr<asio::io_context> io, uint64_t id, std::string peer,
-             Socket socket, Strand strand,
-             ConnectionHandler* handler, StreamConnOptions options, FinishedFn on_finished);
+  StreamConn(std::shared_ptr<asio::io_context> io, uint64_t id, std::string peer, Socket socket,
+             Strand strand, ConnectionHandler* handler, StreamConnOptions options,
+             FinishedFn on_finished);
   ~StreamConn() override;
 
   // Posts OnOpen and starts reading. Call once.
@@ -89,9 +89,9 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
   void StartWrite();
   void WriteBuffer();
   void OnWrite(const asio::error_code& ec);
-  void BeginClose(bool drain);  // strand
-  void ShutdownSend();          // strand
-  void Finalize(Status reason);  // strand
+  void BeginClose(bool drain);    // strand
+  void ShutdownSend();            // strand
+  void Finalize(Status reason);   // strand
   void SetReason(Status reason);  // strand
 
   const uint64_t id_;
@@ -119,11 +119,11 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
 
   // Shared with Send/Close callers.
   mutable std::mutex mu_;
-  std::string pending_;       // framed bytes not yet handed to async_write
-  size_t inflight_bytes_ = 0;  // writing_.size() while a write is in flight
+  std::string pending_;           // framed bytes not yet handed to async_write
+  size_t inflight_bytes_ = 0;     // writing_.size() while a write is in flight
   bool write_in_flight_ = false;  // a StartWrite is posted or a write runs
   bool close_requested_ = false;
-  Status final_reason_;        // copy of reason_, readable from any thread
+  Status final_reason_;  // copy of reason_, readable from any thread
   std::atomic<bool> closing_{false};
 };
 

@@ -159,9 +159,7 @@ class RawClient {
       out.append(buf, static_cast<size_t>(n));
     }
   }
-  void SetRecvBuffer(int bytes) {
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  }
+  void SetRecvBuffer(int bytes) { ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes); }
   int fd() const { return fd_; }
 
  private:

@@ -54,7 +54,8 @@ class RawConn {
       if (!r.ok()) return std::nullopt;
       if (*r) {
         v1::ServerFrame f;
-        if (!f.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return std::nullopt;
+        if (!f.ParseFromArray(payload.data(), static_cast<int>(payload.size())))
+          return std::nullopt;
         return f;
       }
       pollfd p{fd_, POLLIN, 0};

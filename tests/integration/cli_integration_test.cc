@@ -122,6 +122,27 @@ TEST_F(CliTest, InterruptWhileWaitingWithdrawsTheRequest) {
   }));
 }
 
+TEST_F(CliTest, SessionLossWhileRunningSignalsTheCommand) {
+  // The server freezes (SIGSTOP) for longer than the session TTL: the client
+  // cannot renew its lease, must assume the lock is gone, tell the user and
+  // stop the command.
+  const std::string marker = dir_.File("running");
+  const std::string out_file = dir_.File("lock.out");
+  pid_t p = testing::SpawnCommand(
+      Lock({"-q", "--session-ttl", "1s", "fragile", "--", "sh", "-c",
+            "trap 'exit 9' TERM; touch " + marker + "; while true; do sleep 0.05; done"}),
+      out_file);
+  ASSERT_TRUE(WaitFor([&] { return std::ifstream(marker).good(); }));
+  server_.Stop(SIGSTOP);
+  const int rc = testing::WaitPid(p);
+  server_.Cont();
+  EXPECT_EQ(rc, 76);
+  std::stringstream out;
+  out << std::ifstream(out_file).rdbuf();
+  EXPECT_NE(out.str().find("session lost"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("SIGTERM"), std::string::npos) << out.str();
+}
+
 TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
   auto c = Connect();
   ASSERT_TRUE(c->Acquire("one").ok());
@@ -135,9 +156,9 @@ TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
 TEST_F(CliTest, UnreachableServerIsReportedClearly) {
   std::string out;
   int port = testing::PickFreePort();
-  EXPECT_EQ(RunCommand({LatchkeyBinary(), "status", "-e", "127.0.0.1:" + std::to_string(port)},
-                       &out),
-            69);
+  EXPECT_EQ(
+      RunCommand({LatchkeyBinary(), "status", "-e", "127.0.0.1:" + std::to_string(port)}, &out),
+      69);
   EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
 }
 

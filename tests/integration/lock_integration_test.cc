@@ -1,13 +1,12 @@
 // The lock service end to end: real server process, real client library.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <atomic>
 #include <fstream>
-#include <sstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "latchkey/client.h"
@@ -165,10 +164,10 @@ TEST_F(LockIntegrationTest, ExpiredSessionReleasesAfterLeaseNotBefore) {
   auto observer = Connect("observer");
   // A client process that takes the lock and then vanishes (SIGKILL).
   const auto ttl = 1500ms;
-  pid_t holder = testing::SpawnCommand(
-      {testing::LatchkeyBinary(), "lock", "-e", server_.endpoint(), "--session-ttl", "1500ms",
-       "-q", "vanish", "--", "sleep", "600"},
-      dir_.File("holder.log"));
+  pid_t holder =
+      testing::SpawnCommand({testing::LatchkeyBinary(), "lock", "-e", server_.endpoint(),
+                             "--session-ttl", "1500ms", "-q", "vanish", "--", "sleep", "600"},
+                            dir_.File("holder.log"));
   ASSERT_TRUE(WaitFor([&] {
     auto i = observer->GetLock("vanish");
     return i.ok() && i->held;

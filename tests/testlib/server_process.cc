@@ -68,18 +68,10 @@ bool ServerProcess::Start(int listen_port) {
   if (raft_port_ == 0) raft_port_ = PickFreePort();
   const std::string ready = data_dir_ + ".ready";
   std::filesystem::remove(ready);
-  std::vector<std::string> argv = {LatchkeyBinary(),
-                                   "server",
-                                   "--listen",
-                                   "127.0.0.1:" + std::to_string(listen_port),
-                                   "--data-dir",
-                                   data_dir_,
-                                   "--raft-address",
-                                   "127.0.0.1:" + std::to_string(raft_port_),
-                                   "--ready-file",
-                                   ready,
-                                   "--log-level",
-                                   "warn"};
+  std::vector<std::string> argv = {
+      LatchkeyBinary(), "server",  "--listen",       "127.0.0.1:" + std::to_string(listen_port),
+      "--data-dir",     data_dir_, "--raft-address", "127.0.0.1:" + std::to_string(raft_port_),
+      "--ready-file",   ready,     "--log-level",    "warn"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = SpawnCommand(argv, data_dir_ + ".log");
   std::string addr;
@@ -109,7 +101,9 @@ bool ServerProcess::Terminate() {
   return rc == 0;
 }
 
-bool ServerProcess::Restart() { return Start(port_); }
+bool ServerProcess::Restart() {
+  return Start(port_);
+}
 
 void ServerProcess::Stop(int sig) {
   if (pid_ > 0) kill(pid_, sig);
