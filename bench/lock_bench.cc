@@ -2,9 +2,11 @@
 // several client counts. Each client has its own connection, session and
 // lock name (uncontended: workload W1 of docs/benchmarks.md).
 //
-//   lock_bench [--endpoint HOST:PORT] [--seconds N] [--clients 1,8,32]
+//   lock_bench [--endpoint HOST:PORT[,HOST:PORT...]] [--cluster N] [--seconds N]
+//              [--clients 1,8,32]
 //
-// Without --endpoint it starts `latchkey server` itself on a temp data dir.
+// Without --endpoint it starts `latchkey server` itself on a temp data dir
+// (--cluster N: N nodes on 127.0.0.1, one Raft group).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "latchkey/client.h"
+#include "testlib/cluster_process.h"
 #include "testlib/server_process.h"
 
 using namespace std::chrono;
@@ -83,6 +86,7 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds) {
 
 int main(int argc, char** argv) {
   std::string endpoint;
+  int cluster_size = 1;
   double seconds = 5;
   std::vector<int> counts = {1, 8, 32};
   for (int i = 1; i < argc; ++i) {
@@ -90,6 +94,8 @@ int main(int argc, char** argv) {
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--endpoint") {
       endpoint = next();
+    } else if (a == "--cluster") {
+      cluster_size = std::stoi(next());
     } else if (a == "--seconds") {
       seconds = std::stod(next());
     } else if (a == "--clients") {
@@ -98,14 +104,22 @@ int main(int argc, char** argv) {
       for (std::string x; std::getline(ss, x, ',');) counts.push_back(std::stoi(x));
     } else {
       std::fprintf(stderr,
-                   "usage: lock_bench [--endpoint HOST:PORT] [--seconds N] "
+                   "usage: lock_bench [--endpoint HOST:PORT[,...]] [--cluster N] [--seconds N] "
                    "[--clients 1,8,32]\n");
       return 64;
     }
   }
   std::unique_ptr<latchkey::testing::TempDir> dir;
   std::unique_ptr<latchkey::testing::ServerProcess> server;
-  if (endpoint.empty()) {
+  std::unique_ptr<latchkey::testing::ClusterProcess> cluster;
+  if (endpoint.empty() && cluster_size > 1) {
+    cluster = std::make_unique<latchkey::testing::ClusterProcess>(cluster_size);
+    if (!cluster->Start() || cluster->WaitForLeader() == 0) {
+      std::fprintf(stderr, "could not start a %d-node cluster\n", cluster_size);
+      return 1;
+    }
+    endpoint = cluster->Endpoints();
+  } else if (endpoint.empty()) {
     dir = std::make_unique<latchkey::testing::TempDir>();
     server = std::make_unique<latchkey::testing::ServerProcess>(dir->File("data"));
     if (!server->Start()) {
@@ -114,7 +128,8 @@ int main(int argc, char** argv) {
     }
     endpoint = server->endpoint();
   }
-  std::printf("W1 uncontended acquire+release, durable single node, %s, %.0fs per row\n\n",
+  std::printf("W1 uncontended acquire+release, durable, %s, %s, %.0fs per row\n\n",
+              cluster_size > 1 ? (std::to_string(cluster_size) + " nodes").c_str() : "1 node",
               endpoint.c_str(), seconds);
   std::printf("| clients | pairs/s | p50 (us) | p99 (us) | errors |\n");
   std::printf("|--------:|--------:|---------:|---------:|-------:|\n");

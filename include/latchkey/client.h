@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "latchkey/lock_mode.h"
 #include "latchkey/status.h"
 
 namespace latchkey {
@@ -55,7 +56,11 @@ struct ClientOptions {
 };
 
 struct AcquireOptions {
+  LockMode mode = LockMode::kEX;
   std::string owner;  // "" = the session itself
+  // Count nested acquisitions by this owner: each needs its own Release.
+  // Without it, acquiring a lock the owner holds returns the same grant.
+  bool reentrant = false;
   // Zero with try_only=false means wait without limit.
   std::chrono::milliseconds wait_timeout{0};
   bool try_only = false;
@@ -66,8 +71,10 @@ struct AcquireOptions {
 struct Grant {
   std::string name;
   std::string owner;
-  uint64_t fencing_token = 0;  // strictly increasing per lock
-  uint64_t granted_at_ms = 0;  // server time
+  uint64_t fencing_token = 0;     // strictly increasing per lock
+  uint64_t granted_at_ms = 0;     // server time
+  LockMode mode = LockMode::kEX;  // held now (an upgrade may join modes)
+  uint32_t count = 1;             // reentrant acquisitions outstanding
 };
 
 struct LockHolderInfo {
@@ -77,14 +84,37 @@ struct LockHolderInfo {
   uint64_t fencing_token = 0;
   uint64_t granted_at_ms = 0;
   uint64_t lock_ttl_ms = 0;
+  LockMode mode = LockMode::kEX;
+  uint32_t count = 1;
+};
+
+struct LockWaiterInfo {
+  uint64_t session_id = 0;
+  std::string owner;
+  std::string client_name;
+  uint64_t queued_at_ms = 0;
+  LockMode mode = LockMode::kEX;
+  bool conversion = false;  // an upgrade of a lock the owner holds
 };
 
 struct LockInfo {
   std::string name;
   bool held = false;
-  LockHolderInfo holder;  // valid when held
+  LockHolderInfo holder;  // the first holder, valid when held
   size_t waiters = 0;
-  uint64_t server_time_ms = 0;  // server clock, to compute the holder's age
+  uint64_t server_time_ms = 0;              // server clock, to compute the holder's age
+  std::vector<LockHolderInfo> holders;      // every holder
+  std::vector<LockWaiterInfo> waiter_list;  // in queue order
+};
+
+// One edge of the wait-for graph: waiter waits for blocker on `name`.
+struct WaitEdgeInfo {
+  uint64_t waiter_session_id = 0;
+  std::string waiter_owner;
+  std::string name;
+  LockMode mode = LockMode::kEX;
+  uint64_t blocker_session_id = 0;
+  std::string blocker_owner;
 };
 
 struct ServerStatus {
@@ -103,7 +133,26 @@ struct ServerStatus {
   std::string data_dir;
   uint64_t connections = 0;
   uint32_t voters = 0;
+  // Cluster mode. Replicas with equal core_applied_index have equal digests.
+  uint64_t state_digest = 0;
+  uint64_t core_applied_index = 0;
+  uint64_t leader_id = 0;       // 0 while no leader is known
+  std::string leader_endpoint;  // the leader's client address, if known
 };
+
+// One node of a replicated cluster (Client::ListMembers).
+struct MemberInfo {
+  uint64_t node_id = 0;
+  std::string raft_address;
+  std::string client_address;  // "" if the answering node does not know it
+  std::string role;            // "voter", "standby" or "spare"
+  bool leader = false;
+};
+
+// kLinearizable: answered by the leader after a read barrier, reflects every
+// write acknowledged before the call. kSerializable: answered by whichever
+// node the client is connected to, from its applied state (may be stale).
+enum class ReadConsistency { kLinearizable, kSerializable };
 
 class Client {
  public:
@@ -121,10 +170,35 @@ class Client {
   // TIMEOUT, CANCELLED, SESSION_EXPIRED, INVALID_ARGUMENT, UNAVAILABLE.
   Result<Grant> Acquire(std::string_view name, const AcquireOptions& options = {});
   // NOT_HELD when the owner does not hold the lock (e.g. its TTL expired).
-  Status Release(std::string_view name, std::string_view owner = {});
+  // A reentrant grant is released when its count drops to 0 (all = at once).
+  Status Release(std::string_view name, std::string_view owner = {}, bool all = false);
+  // Weakens a held lock in place (e.g. EX -> PR), letting compatible waiters in.
+  Status Downgrade(std::string_view name, LockMode mode, std::string_view owner = {});
+  // Hands a held lock to another session/owner; returns its new fencing token.
+  Result<uint64_t> Transfer(std::string_view name, uint64_t to_session_id,
+                            std::string_view to_owner = {}, std::string_view owner = {});
+  // Locks at or below a name prefix ("" = all), in name order; at most
+  // `limit` (0 = the server's default, 1000).
+  Result<std::vector<LockInfo>> ListLocks(std::string_view prefix = {}, uint32_t limit = 0);
+  // Who waits for whom right now.
+  Result<std::vector<WaitEdgeInfo>> GetWaitGraph();
 
-  Result<LockInfo> GetLock(std::string_view name);
+  Result<LockInfo> GetLock(std::string_view name,
+                           ReadConsistency consistency = ReadConsistency::kLinearizable);
+  // The status of the node this client is connected to (any role).
   Result<ServerStatus> GetStatus();
+
+  // Cluster membership (served by the leader; the client follows NOT_LEADER
+  // redirects). One change at a time: FAILED_PRECONDITION while another runs.
+  Result<std::vector<MemberInfo>> ListMembers();
+  // Adds a node started with `latchkey server --join` and promotes it to
+  // voter once it caught up. client_address may be "" (no redirects to it).
+  Status AddMember(uint64_t node_id, std::string_view raft_address,
+                   std::string_view client_address);
+  // FAILED_PRECONDITION for the leader itself: transfer leadership first.
+  Status RemoveMember(uint64_t node_id);
+  // Moves leadership to voter node_id (0 = any); returns the new leader's id.
+  Result<uint64_t> TransferLeadership(uint64_t node_id = 0);
 
   // Closes the session now (its locks are released). Idempotent.
   Status Close();

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "common/log.h"
+#include "server/cluster_config.h"
 #include "server/server.h"
 
 namespace latchkey::cli {
@@ -20,15 +21,34 @@ Subcommand AddServerCommand(CLI::App& app) {
   auto opts = std::make_shared<server::ServerOptions>();
   auto ready_file = std::make_shared<std::string>();
   auto log_level = std::make_shared<std::string>("info");
-  cmd->add_option("--listen", opts->listen,
-                  "Client address: HOST:PORT (port 0 picks a free port) or unix:/PATH")
-      ->capture_default_str();
+  auto peers = std::make_shared<std::string>();
+  auto* listen_opt =
+      cmd->add_option("--listen", opts->listen,
+                      "Client address: HOST:PORT (port 0 picks a free port) or unix:/PATH. "
+                      "In cluster mode defaults to this node's client address in --peers")
+          ->capture_default_str();
   cmd->add_option("--data-dir", opts->data_dir, "Directory for the Raft log and snapshots")
       ->capture_default_str();
-  cmd->add_option("--raft-address", opts->raft_address,
-                  "HOST:PORT of libraft's peer transport (bound even on a single node)")
-      ->capture_default_str();
+  auto* raft_opt = cmd->add_option("--raft-address", opts->raft_address,
+                                   "HOST:PORT of libraft's peer transport (bound even on a "
+                                   "single node; taken from --peers in cluster mode)")
+                       ->capture_default_str();
   cmd->add_option("--node-id", opts->node_id, "This node's Raft id")->capture_default_str();
+  cmd->add_option("--peers", *peers,
+                  "Cluster mode: every initial voter as ID=RAFT_HOST:PORT@CLIENT_HOST:PORT, "
+                  "comma-separated; the same list on every node (first boot bootstraps it, "
+                  "restarts rejoin from --data-dir)");
+  cmd->add_flag("--join", opts->join,
+                "Start empty and wait to be added with `latchkey member add` (no bootstrap)");
+  cmd->add_option("--election-timeout-ms", opts->election_timeout_ms,
+                  "Raft election timeout (randomized up to twice this)")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-timeout-ms", opts->heartbeat_timeout_ms,
+                  "Raft heartbeat period; must be below the election timeout")
+      ->capture_default_str();
+  // Tests shrink these to force compaction and snapshot installs.
+  cmd->add_option("--snapshot-threshold", opts->snapshot_threshold)->group("");
+  cmd->add_option("--snapshot-trailing", opts->snapshot_trailing)->group("");
   cmd->add_option("--default-session-ttl-ms", opts->default_session_ttl_ms,
                   "Lease of sessions that ask for no TTL")
       ->capture_default_str();
@@ -37,7 +57,7 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
-  return {cmd, [opts, ready_file, log_level]() -> int {
+  return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt]() -> int {
             SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
                         : *log_level == "warn"  ? LogLevel::kWarn
                         : *log_level == "error" ? LogLevel::kError
@@ -49,15 +69,30 @@ Subcommand AddServerCommand(CLI::App& app) {
             sigaddset(&stop, SIGINT);
             pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
+            if (!peers->empty()) {
+              auto parsed = server::ParsePeers(*peers);
+              Status st = parsed.status();
+              if (st.ok()) {
+                opts->peers = std::move(parsed).value();
+                st = server::ApplyPeers(opts.get(), listen_opt->count() > 0, raft_opt->count() > 0);
+              }
+              if (!st.ok()) {
+                std::fprintf(stderr, "latchkey server: %s\n", st.message().c_str());
+                return kExitUsage;
+              }
+            }
             server::Server srv(*opts);
             Status st = srv.Start();
             if (!st.ok()) {
               std::fprintf(stderr, "latchkey server: cannot start: %s\n", st.ToString().c_str());
               return kExitUnavailable;
             }
-            std::printf("latchkey %s serving on %s (data in %s, single-node raft at %s)\n",
+            std::printf("latchkey %s serving on %s (data in %s, %s raft at %s, node %llu)\n",
                         LATCHKEY_VERSION, srv.listen_address().c_str(), opts->data_dir.c_str(),
-                        opts->raft_address.c_str());
+                        opts->join               ? "joining"
+                        : opts->peers.size() > 1 ? "cluster"
+                                                 : "single-node",
+                        opts->raft_address.c_str(), static_cast<unsigned long long>(opts->node_id));
             std::fflush(stdout);
             if (!ready_file->empty()) {
               std::string tmp = *ready_file + ".tmp";

@@ -22,6 +22,7 @@ struct Subcommand {
 Subcommand AddServerCommand(CLI::App& app);
 Subcommand AddLockCommand(CLI::App& app);
 Subcommand AddStatusCommand(CLI::App& app);
+Subcommand AddMemberCommand(CLI::App& app);  // cmd_member.cc
 
 // Options every client subcommand takes.
 struct ClientFlags {

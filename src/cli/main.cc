@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
       latchkey::cli::AddServerCommand(app),
       latchkey::cli::AddLockCommand(app),
       latchkey::cli::AddStatusCommand(app),
+      latchkey::cli::AddMemberCommand(app),
   };
   try {
     app.parse(argc, argv);

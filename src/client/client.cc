@@ -45,6 +45,10 @@ constexpr uint32_t kProtocolVersion = 1;
 constexpr milliseconds kCloseWait{2000};
 constexpr milliseconds kBackoffMin{50};
 constexpr milliseconds kBackoffMax{1000};
+// Failover: pause between endpoints of one round, and how many NOT_LEADER
+// hints are followed in a row before pausing (stale hints can ping-pong).
+constexpr milliseconds kEndpointPause{10};
+constexpr int kMaxHintHops = 3;
 constexpr size_t kMaxLostLocks = 1000;
 
 struct Outcome {
@@ -100,6 +104,44 @@ enum class State {
   kClosed,        // Close() ran
 };
 
+pb::LockMode WireMode(LockMode m) {
+  return static_cast<pb::LockMode>(static_cast<int>(m) + 1);
+}
+
+LockMode ApiMode(pb::LockMode m) {
+  // MODE_DEFAULT (0) means EX on the wire.
+  if (m == pb::MODE_DEFAULT || !pb::LockMode_IsValid(m)) return LockMode::kEX;
+  return static_cast<LockMode>(static_cast<int>(m) - 1);
+}
+
+LockHolderInfo ToHolder(const pb::LockHolder& h) {
+  LockHolderInfo out;
+  out.session_id = h.session_id();
+  out.owner = h.owner();
+  out.client_name = h.client_name();
+  out.fencing_token = h.fencing_token();
+  out.granted_at_ms = h.granted_at_ms();
+  out.lock_ttl_ms = h.lock_ttl_ms();
+  out.mode = ApiMode(h.mode());
+  out.count = std::max<uint32_t>(1, h.count());
+  return out;
+}
+
+LockInfo ToLockInfo(const pb::GetLockReply& r, std::string_view asked) {
+  LockInfo info;
+  info.name = r.name().empty() ? std::string(asked) : r.name();
+  info.held = r.held();
+  if (r.held()) info.holder = ToHolder(r.holder());
+  for (const auto& h : r.holders()) info.holders.push_back(ToHolder(h));
+  for (const auto& w : r.waiters()) {
+    info.waiter_list.push_back({w.session_id(), w.owner(), w.client_name(), w.queued_at_ms(),
+                                ApiMode(w.mode()), w.conversion()});
+  }
+  info.waiters = static_cast<size_t>(r.waiters_size());
+  info.server_time_ms = r.server_time_ms();
+  return info;
+}
+
 }  // namespace
 
 struct Client::Impl {
@@ -131,6 +173,8 @@ struct Client::Impl {
   Status session_status;
   bool closing = false;
   size_t endpoint_index = 0;
+  // The leader's address from the last NOT_LEADER reply; tried first.
+  std::string leader_hint;
   std::vector<LockLost> lost_locks;
   std::thread maintenance;
 
@@ -254,12 +298,33 @@ struct Client::Impl {
       return;
     }
     DoneFn done;
+    bool redirect = false;
     {
       std::lock_guard<std::mutex> lk(mu);
+      const pb::ErrorCode code = resp.error().code();
+      if (code == pb::NOT_LEADER && !resp.error().leader_endpoint().empty()) {
+        leader_hint = resp.error().leader_endpoint();
+      }
       auto it = pending.find(resp.id());
       if (it == pending.end()) return;  // cancelled, timed out or a duplicate
-      done = std::move(it->second.done);
-      pending.erase(it);
+      Pending& p = it->second;
+      // Failover: a request refused with NOT_LEADER did not take effect, and
+      // an acquire is idempotent whatever happened to it; both are re-sent on
+      // the leader once the session is re-attached there (with the same id).
+      const bool retryable = code == pb::NOT_LEADER ||
+                             (p.resend && (code == pb::MAYBE_APPLIED || code == pb::UNAVAILABLE));
+      if (retryable && !closing && state == State::kReady && p.sent && p.gen == gen &&
+          gen == conn_gen) {
+        p.sent = false;
+        redirect = true;
+      } else {
+        done = std::move(p.done);
+        pending.erase(it);
+      }
+    }
+    if (redirect) {
+      DropConnection(gen);
+      return;
     }
     Outcome o{StatusFromError(resp.error()), resp};
     if (o.status.code() == Code::kSessionExpired && !resp.has_attach_session()) {
@@ -539,14 +604,19 @@ struct Client::Impl {
 
   void Reconnect() {
     milliseconds backoff = kBackoffMin;
+    int hint_hops = 0;
+    bool round_saw_not_leader = false;
     while (true) {
       std::string endpoint;
       TimePoint lease;
+      bool from_hint = false;
       {
         std::lock_guard<std::mutex> lk(mu);
         if (closing || state != State::kReconnecting) return;
         lease = lease_deadline;
-        endpoint = endpoints[endpoint_index % endpoints.size()];
+        from_hint = !leader_hint.empty();
+        endpoint = from_hint ? std::exchange(leader_hint, std::string())
+                             : endpoints[endpoint_index % endpoints.size()];
       }
       if (SteadyClock::now() >= lease) {
         LoseSession(Status(Code::kSessionExpired,
@@ -567,10 +637,27 @@ struct Client::Impl {
       }
       LK_LOG_DEBUG("latchkey client: reconnect to %s failed: %s", endpoint.c_str(),
                    st.ToString().c_str());
+      round_saw_not_leader |= st.code() == Code::kNotLeader;
       std::unique_lock<std::mutex> lk(mu);
-      ++endpoint_index;
-      cv.wait_for(lk, backoff, [this] { return closing || state != State::kReconnecting; });
-      backoff = std::min(backoff * 2, kBackoffMax);
+      if (!from_hint) ++endpoint_index;
+      // The node named a leader: go there now (a few hops at most). Else a
+      // short pause between the endpoints of a round, and exponential backoff
+      // after each full round (with one endpoint: after every attempt).
+      milliseconds pause = kEndpointPause;
+      if (!leader_hint.empty() && ++hint_hops <= kMaxHintHops) {
+        pause = milliseconds(0);
+      } else if (endpoint_index % endpoints.size() == 0) {
+        // A node answered NOT_LEADER without a hint: an election is under
+        // way and ends within an election timeout or two; poll at the
+        // minimum pace rather than backing off past its end.
+        pause = round_saw_not_leader ? kBackoffMin : backoff;
+        if (!round_saw_not_leader) backoff = std::min(backoff * 2, kBackoffMax);
+        round_saw_not_leader = false;
+        hint_hops = 0;
+      }
+      if (pause.count() > 0) {
+        cv.wait_for(lk, pause, [this] { return closing || state != State::kReconnecting; });
+      }
     }
   }
 
@@ -655,15 +742,33 @@ Result<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
   if (impl->endpoints.empty()) return InvalidArgument("no endpoint given");
   Status last;
-  for (size_t i = 0; i < impl->endpoints.size(); ++i) {
+  // Every endpoint once, as before; but a NOT_LEADER reply (a follower, or an
+  // election in progress) sends the client to the leader it names, or around
+  // the list again, until connect_timeout.
+  const size_t n = impl->endpoints.size();
+  const TimePoint overall = SteadyClock::now() + impl->options.connect_timeout;
+  bool saw_not_leader = false;
+  for (size_t i = 0;;) {
+    std::string endpoint;
+    bool from_hint = false;
+    {
+      std::lock_guard<std::mutex> lk(impl->mu);
+      from_hint = !impl->leader_hint.empty();
+      endpoint =
+          from_hint ? std::exchange(impl->leader_hint, std::string()) : impl->endpoints[i % n];
+    }
     const TimePoint deadline = SteadyClock::now() + impl->options.connect_timeout;
-    last = impl->Establish(impl->endpoints[i], deadline, /*attach=*/false);
+    last = impl->Establish(endpoint, deadline, /*attach=*/false);
     if (last.ok()) {
-      impl->endpoint_index = i;
+      impl->endpoint_index = i % n;
       break;
     }
-    LK_LOG_DEBUG("latchkey client: connect to %s failed: %s", impl->endpoints[i].c_str(),
+    LK_LOG_DEBUG("latchkey client: connect to %s failed: %s", endpoint.c_str(),
                  last.ToString().c_str());
+    saw_not_leader |= last.code() == Code::kNotLeader;
+    if (!from_hint) ++i;
+    if ((i >= n && !saw_not_leader) || SteadyClock::now() >= overall) break;
+    if (!from_hint && i % n == 0) std::this_thread::sleep_for(kBackoffMin);  // between rounds
   }
   if (!last.ok()) return last;
   Impl* raw = impl.get();
@@ -696,6 +801,8 @@ Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& optio
   a->set_owner(options.owner);
   a->set_name(std::string(name));
   a->set_try_only(options.try_only);
+  a->set_mode(WireMode(options.mode));
+  a->set_reentrant(options.reentrant);
   a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
   a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
   std::optional<TimePoint> deadline;
@@ -711,38 +818,76 @@ Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& optio
   g.owner = options.owner;
   g.fencing_token = o.response.acquire().fencing_token();
   g.granted_at_ms = o.response.acquire().granted_at_ms();
+  g.mode = ApiMode(o.response.acquire().mode());
+  g.count = std::max<uint32_t>(1, o.response.acquire().count());
   return g;
 }
 
-Status Client::Release(std::string_view name, std::string_view owner) {
+Status Client::Release(std::string_view name, std::string_view owner, bool all) {
   pb::Request req;
   auto* r = req.mutable_release();
   r->set_session_id(session_id());
   r->set_owner(std::string(owner));
   r->set_name(std::string(name));
+  r->set_all(all);
   return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
 }
 
-Result<LockInfo> Client::GetLock(std::string_view name) {
+Status Client::Downgrade(std::string_view name, LockMode mode, std::string_view owner) {
   pb::Request req;
-  req.mutable_get_lock()->set_name(std::string(name));
+  auto* d = req.mutable_downgrade();
+  d->set_session_id(session_id());
+  d->set_owner(std::string(owner));
+  d->set_name(std::string(name));
+  d->set_mode(WireMode(mode));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Result<uint64_t> Client::Transfer(std::string_view name, uint64_t to_session_id,
+                                  std::string_view to_owner, std::string_view owner) {
+  pb::Request req;
+  auto* t = req.mutable_transfer();
+  t->set_session_id(session_id());
+  t->set_owner(std::string(owner));
+  t->set_name(std::string(name));
+  t->set_to_session_id(to_session_id);
+  t->set_to_owner(std::string(to_owner));
   Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
   if (!o.status.ok()) return o.status;
-  const auto& r = o.response.get_lock();
-  LockInfo info;
-  info.name = r.name().empty() ? std::string(name) : r.name();
-  info.held = r.held();
-  if (r.held()) {
-    info.holder.session_id = r.holder().session_id();
-    info.holder.owner = r.holder().owner();
-    info.holder.client_name = r.holder().client_name();
-    info.holder.fencing_token = r.holder().fencing_token();
-    info.holder.granted_at_ms = r.holder().granted_at_ms();
-    info.holder.lock_ttl_ms = r.holder().lock_ttl_ms();
+  return o.response.transfer().fencing_token();
+}
+
+Result<std::vector<LockInfo>> Client::ListLocks(std::string_view prefix, uint32_t limit) {
+  pb::Request req;
+  req.mutable_list_locks()->set_prefix(std::string(prefix));
+  req.mutable_list_locks()->set_limit(limit);
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  std::vector<LockInfo> out;
+  for (const auto& l : o.response.list_locks().locks()) out.push_back(ToLockInfo(l, l.name()));
+  return out;
+}
+
+Result<std::vector<WaitEdgeInfo>> Client::GetWaitGraph() {
+  pb::Request req;
+  req.mutable_get_wait_graph();
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  std::vector<WaitEdgeInfo> out;
+  for (const auto& e : o.response.get_wait_graph().edges()) {
+    out.push_back({e.waiter_session_id(), e.waiter_owner(), e.name(), ApiMode(e.mode()),
+                   e.blocker_session_id(), e.blocker_owner()});
   }
-  info.waiters = static_cast<size_t>(r.waiters_size());
-  info.server_time_ms = r.server_time_ms();
-  return info;
+  return out;
+}
+
+Result<LockInfo> Client::GetLock(std::string_view name, ReadConsistency consistency) {
+  pb::Request req;
+  req.mutable_get_lock()->set_name(std::string(name));
+  req.mutable_get_lock()->set_serializable(consistency == ReadConsistency::kSerializable);
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  return ToLockInfo(o.response.get_lock(), name);
 }
 
 Result<ServerStatus> Client::GetStatus() {
@@ -767,7 +912,48 @@ Result<ServerStatus> Client::GetStatus() {
   s.data_dir = r.data_dir();
   s.connections = r.connections();
   s.voters = r.voters();
+  s.state_digest = r.state_digest();
+  s.core_applied_index = r.core_applied_index();
+  s.leader_id = r.leader_id();
+  s.leader_endpoint = r.leader_endpoint();
   return s;
+}
+
+Result<std::vector<MemberInfo>> Client::ListMembers() {
+  pb::Request req;
+  req.mutable_list_members();
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  std::vector<MemberInfo> out;
+  for (const auto& m : o.response.list_members().members()) {
+    out.push_back(
+        MemberInfo{m.node_id(), m.raft_address(), m.client_address(), m.role(), m.leader()});
+  }
+  return out;
+}
+
+Status Client::AddMember(uint64_t node_id, std::string_view raft_address,
+                         std::string_view client_address) {
+  pb::Request req;
+  auto* a = req.mutable_add_member();
+  a->set_node_id(node_id);
+  a->set_raft_address(std::string(raft_address));
+  a->set_client_address(std::string(client_address));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Status Client::RemoveMember(uint64_t node_id) {
+  pb::Request req;
+  req.mutable_remove_member()->set_node_id(node_id);
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Result<uint64_t> Client::TransferLeadership(uint64_t node_id) {
+  pb::Request req;
+  req.mutable_transfer_leader()->set_node_id(node_id);
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  return o.response.transfer_leader().leader_id();
 }
 
 Status Client::Close() {

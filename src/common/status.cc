@@ -24,6 +24,7 @@ std::string_view CodeName(Code code) {
     case Code::kInternal: return "INTERNAL";
     case Code::kAlreadyExists: return "ALREADY_EXISTS";
     case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case Code::kDeadlock: return "DEADLOCK";
   }
   return "UNKNOWN";
 }

@@ -34,9 +34,10 @@ enum class Code : uint8_t {
   kInternal = 15,
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
+  kDeadlock = 18,
 };
 
-inline constexpr uint8_t kMaxCode = 17;
+inline constexpr uint8_t kMaxCode = 18;
 
 std::string_view CodeName(Code code);
 

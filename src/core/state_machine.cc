@@ -59,8 +59,10 @@ ApplyResult StateMachine::Apply(uint64_t index, const lv::LogEntry& entry) {
   applied_index_ = std::max(applied_index_, index);
   time_ms_ = std::max(time_ms_, entry.time_ms());
   out.results.reserve(static_cast<size_t>(entry.commands_size()));
+  locks_.set_time(time_ms_);
   for (const auto& cmd : entry.commands()) {
     out.results.push_back(ApplyCommand(cmd, &out.events));
+    DrainGrants(&out.events);
   }
   return out;
 }
@@ -73,7 +75,9 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
     case lv::Command::kExpireSession:
       return EndSession(cmd.expire_session().session_id(), "lease expired", events);
     case lv::Command::kAcquire: return Acquire(cmd.acquire());
-    case lv::Command::kRelease: return Release(cmd.release(), events);
+    case lv::Command::kRelease: return Release(cmd.release());
+    case lv::Command::kDowngrade: return Downgrade(cmd.downgrade());
+    case lv::Command::kTransfer: return Transfer(cmd.transfer());
     case lv::Command::kCancelWait: return CancelWait(cmd.cancel_wait());
     case lv::Command::kExpireLock: return ExpireLock(cmd.expire_lock(), events);
     case lv::Command::OP_NOT_SET: break;
@@ -81,6 +85,56 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
   CommandResult r;
   r.status = InvalidArgument("empty or unknown command");
   return r;
+}
+
+Mode ModeFromLog(uint32_t v) {
+  if (v == 0 || v > static_cast<uint32_t>(kModeCount)) return Mode::kEX;
+  return static_cast<Mode>(v - 1);
+}
+
+uint32_t ModeToLog(Mode m) {
+  return static_cast<uint32_t>(m) + 1;
+}
+
+namespace {
+
+GrantInfo ToInfo(const OwnerId& who, const std::string& name, const HeldGrant& g) {
+  GrantInfo i;
+  i.session_id = who.session;
+  i.owner = who.owner;
+  i.name = name;
+  i.fencing_token = g.fencing_token;
+  i.granted_at_ms = g.granted_at_ms;
+  i.lock_ttl_ms = g.lock_ttl_ms;
+  i.mode = g.mode;
+  i.count = g.count;
+  return i;
+}
+
+Status ValidateLockRequest(std::string_view name, std::string_view owner) {
+  LATCHKEY_RETURN_IF_ERROR(ValidateLockName(name));
+  return ValidateOwner(owner);
+}
+
+}  // namespace
+
+Status StateMachine::CheckSession(uint64_t id) const {
+  return sessions_.count(id) ? Status::Ok() : SessionGone(id);
+}
+
+std::string StateMachine::ClientNameOf(uint64_t session) const {
+  const Session* s = FindSession(session);
+  return s ? s->client_name : std::string();
+}
+
+void StateMachine::DrainGrants(std::vector<Event>* events) {
+  for (GrantEvent& g : locks_.TakeGrantEvents()) {
+    Event e;
+    e.kind = Event::Kind::kGranted;
+    e.session_id = g.who.session;
+    e.grant = ToInfo(g.who, g.name, g.grant);
+    events->push_back(std::move(e));
+  }
 }
 
 CommandResult StateMachine::OpenSession(const lv::OpenSessionCmd& c) {
@@ -106,38 +160,11 @@ CommandResult StateMachine::OpenSession(const lv::OpenSessionCmd& c) {
 CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view reason,
                                        std::vector<Event>* events) {
   CommandResult r;
-  auto it = sessions_.find(session_id);
-  if (it == sessions_.end()) {
-    r.status = SessionGone(session_id);
-    return r;
-  }
+  if (r.status = CheckSession(session_id); !r.status.ok()) return r;
   ++revision_;
-  Session& s = it->second;
-  // Withdraw waits first so that releases below never grant to this session.
-  for (const auto& wait : s.waiting) {
-    const std::string& owner = wait.second;
-    auto lit = locks_.find(wait.first);
-    LATCHKEY_CHECK(lit != locks_.end());
-    auto& q = lit->second.waiters;
-    auto w = std::find_if(q.begin(), q.end(), [&](const Waiter& x) {
-      return x.session_id == session_id && x.owner == owner;
-    });
-    LATCHKEY_CHECK(w != q.end());
-    q.erase(w);
-    --waiter_count_;
-  }
-  std::vector<std::string> waited;
-  for (const auto& [name, owner] : s.waiting) waited.push_back(name);
-  s.waiting.clear();
-  const std::set<std::string> held = std::move(s.held);
-  s.held.clear();
-  for (const std::string& name : held) {
-    auto lit = locks_.find(name);
-    LATCHKEY_CHECK(lit != locks_.end() && lit->second.holder &&
-                   lit->second.holder->session_id == session_id);
-    ReleaseHolder(name, lit->second, events);
-  }
-  for (const std::string& name : waited) EraseIfIdle(name);
+  locks_.set_time(time_ms_);
+  locks_.DropSession(session_id, &revision_);
+  DrainGrants(events);
   Event e;
   e.kind = Event::Kind::kSessionEnded;
   e.session_id = session_id;
@@ -147,206 +174,128 @@ CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view rea
   return r;
 }
 
-GrantInfo StateMachine::GrantTo(const std::string& name, Lock& lock, uint64_t session_id,
-                                const std::string& owner, uint64_t lock_ttl_ms) {
-  LATCHKEY_CHECK(!lock.holder.has_value());
-  Holder h;
-  h.session_id = session_id;
-  h.owner = owner;
-  h.fencing_token = ++revision_;
-  h.granted_at_ms = time_ms_;
-  h.lock_ttl_ms = lock_ttl_ms;
-  lock.holder = h;
-  ++locks_held_;
-  sessions_.at(session_id).held.insert(name);
-  if (lock_ttl_ms > 0) ttl_deadlines_.emplace(time_ms_ + lock_ttl_ms, name);
-  GrantInfo g;
-  g.session_id = session_id;
-  g.owner = owner;
-  g.name = name;
-  g.fencing_token = h.fencing_token;
-  g.granted_at_ms = h.granted_at_ms;
-  g.lock_ttl_ms = lock_ttl_ms;
-  return g;
-}
-
-void StateMachine::ReleaseHolder(const std::string& name, Lock& lock, std::vector<Event>* events) {
-  LATCHKEY_CHECK(lock.holder.has_value());
-  const Holder& h = *lock.holder;
-  if (h.lock_ttl_ms > 0) ttl_deadlines_.erase({h.granted_at_ms + h.lock_ttl_ms, name});
-  auto sit = sessions_.find(h.session_id);
-  if (sit != sessions_.end()) sit->second.held.erase(name);
-  lock.holder.reset();
-  --locks_held_;
-  ++revision_;
-  if (!lock.waiters.empty()) {
-    Waiter w = std::move(lock.waiters.front());
-    lock.waiters.pop_front();
-    --waiter_count_;
-    sessions_.at(w.session_id).waiting.erase({name, w.owner});
-    Event e;
-    e.kind = Event::Kind::kGranted;
-    e.session_id = w.session_id;
-    e.grant = GrantTo(name, lock, w.session_id, w.owner, w.lock_ttl_ms);
-    events->push_back(std::move(e));
-  } else {
-    EraseIfIdle(name);
-  }
-}
-
-void StateMachine::EraseIfIdle(const std::string& name) {
-  auto it = locks_.find(name);
-  if (it != locks_.end() && !it->second.holder && it->second.waiters.empty()) locks_.erase(it);
-}
-
 CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
   CommandResult r;
-  if (Status s = ValidateLockName(c.name()); !s.ok()) {
-    r.status = s;
-    return r;
-  }
-  if (Status s = ValidateOwner(c.owner()); !s.ok()) {
-    r.status = s;
-    return r;
-  }
-  auto sit = sessions_.find(c.session_id());
-  if (sit == sessions_.end()) {
-    r.status = SessionGone(c.session_id());
-    return r;
-  }
-  Lock& lock = locks_[c.name()];
-  if (lock.holder && lock.holder->session_id == c.session_id() && lock.holder->owner == c.owner()) {
-    // Idempotent retry of a granted acquire.
-    r.granted = true;
-    r.grant.session_id = c.session_id();
-    r.grant.owner = c.owner();
-    r.grant.name = c.name();
-    r.grant.fencing_token = lock.holder->fencing_token;
-    r.grant.granted_at_ms = lock.holder->granted_at_ms;
-    r.grant.lock_ttl_ms = lock.holder->lock_ttl_ms;
-    return r;
-  }
-  if (!lock.holder && lock.waiters.empty()) {
-    r.granted = true;
-    r.grant = GrantTo(c.name(), lock, c.session_id(), c.owner(), c.lock_ttl_ms());
-    return r;
-  }
-  Session& s = sit->second;
-  if (s.waiting.count({c.name(), c.owner()})) {
-    r.queued = true;  // idempotent retry of a waiting acquire
-    return r;
-  }
-  if (c.try_only()) {
-    std::string msg = "lock '" + c.name() + "' is held";
-    if (lock.holder) {
-      const Holder& h = *lock.holder;
-      msg += " by session " + std::to_string(h.session_id);
-      auto hs = sessions_.find(h.session_id);
-      if (hs != sessions_.end() && !hs->second.client_name.empty()) {
-        msg += " (" + hs->second.client_name + ")";
-      }
+  if (r.status = ValidateLockRequest(c.name(), c.owner()); !r.status.ok()) return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  AcquireRequest req;
+  req.who = OwnerId{c.session_id(), c.owner()};
+  req.name = c.name();
+  req.mode = ModeFromLog(c.mode());
+  req.try_only = c.try_only();
+  req.reentrant = c.reentrant();
+  req.lock_ttl_ms = c.lock_ttl_ms();
+  if (req.reentrant && c.request_id() != 0) {
+    auto& recent = sessions_.at(c.session_id()).recent_reentrant;
+    if (std::find(recent.begin(), recent.end(), c.request_id()) != recent.end()) {
+      req.reentrant = false;  // a retry of a request already counted
+    } else {
+      recent.push_back(c.request_id());
+      if (recent.size() > kRecentReentrantIds) recent.pop_front();
     }
-    if (!lock.waiters.empty()) msg += ", " + std::to_string(lock.waiters.size()) + " waiting";
-    r.status = Status(Code::kLockBusy, msg);
-    EraseIfIdle(c.name());
-    return r;
   }
-  Waiter w;
-  w.session_id = c.session_id();
-  w.owner = c.owner();
-  w.queued_at_ms = time_ms_;
-  w.lock_ttl_ms = c.lock_ttl_ms();
-  lock.waiters.push_back(std::move(w));
-  ++waiter_count_;
-  s.waiting.insert({c.name(), c.owner()});
-  ++revision_;
-  r.queued = true;
+  AcquireOutcome out = locks_.Acquire(req, time_ms_, &revision_);
+  switch (out.kind) {
+    case AcquireOutcome::Kind::kGranted:
+      r.granted = true;
+      r.grant = ToInfo(req.who, req.name, out.grant);
+      break;
+    case AcquireOutcome::Kind::kQueued: r.queued = true; break;
+    case AcquireOutcome::Kind::kBusy: {
+      // Name the holders with their client names: that is what a user sees.
+      std::string msg = "lock '" + c.name() + "' is held";
+      if (const Resource* res = locks_.Find(c.name()); res && !res->holders.empty()) {
+        msg += " by";
+        int n = 0;
+        for (const auto& [who, g] : res->holders) {
+          if (n++ == 3) {
+            msg += " and " + std::to_string(res->holders.size() - 3) + " more";
+            break;
+          }
+          msg += (n > 1 ? ", " : " ") + DescribeOwner(who);
+          const std::string cn = ClientNameOf(who.session);
+          if (!cn.empty()) msg += " (" + cn + ")";
+          msg += " in " + std::string(ModeName(g.mode));
+        }
+        if (!res->waiters.empty()) msg += "; " + std::to_string(res->waiters.size()) + " waiting";
+      } else {
+        msg = out.message;
+      }
+      r.status = Status(Code::kLockBusy, msg);
+      break;
+    }
+    case AcquireOutcome::Kind::kDeadlock: r.status = Status(Code::kDeadlock, out.message); break;
+  }
   return r;
 }
 
-CommandResult StateMachine::Release(const lv::ReleaseCmd& c, std::vector<Event>* events) {
+CommandResult StateMachine::Release(const lv::ReleaseCmd& c) {
   CommandResult r;
-  if (!sessions_.count(c.session_id())) {
-    r.status = SessionGone(c.session_id());
-    return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  locks_.set_time(time_ms_);
+  r.status = locks_.Release(OwnerId{c.session_id(), c.owner()}, c.name(), c.all(), &revision_);
+  return r;
+}
+
+CommandResult StateMachine::Downgrade(const lv::DowngradeCmd& c) {
+  CommandResult r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  locks_.set_time(time_ms_);
+  r.status = locks_.Downgrade(OwnerId{c.session_id(), c.owner()}, c.name(), ModeFromLog(c.mode()),
+                              &revision_);
+  return r;
+}
+
+CommandResult StateMachine::Transfer(const lv::TransferCmd& c) {
+  CommandResult r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  if (r.status = CheckSession(c.to_session_id()); !r.status.ok()) return r;
+  if (r.status = ValidateOwner(c.to_owner()); !r.status.ok()) return r;
+  const OwnerId to{c.to_session_id(), c.to_owner()};
+  r.status =
+      locks_.Transfer(OwnerId{c.session_id(), c.owner()}, to, c.name(), time_ms_, &revision_);
+  if (r.status.ok()) {
+    r.granted = true;
+    r.grant = ToInfo(to, c.name(), *locks_.FindGrant(to, c.name()));
   }
-  auto it = locks_.find(c.name());
-  if (it == locks_.end() || !it->second.holder || it->second.holder->session_id != c.session_id() ||
-      it->second.holder->owner != c.owner()) {
-    r.status = Status(Code::kNotHeld, "lock '" + c.name() + "' is not held by session " +
-                                          std::to_string(c.session_id()) + " owner '" + c.owner() +
-                                          "' (released already, or its TTL ended)");
-    return r;
-  }
-  ReleaseHolder(c.name(), it->second, events);
   return r;
 }
 
 CommandResult StateMachine::CancelWait(const lv::CancelWaitCmd& c) {
   CommandResult r;
-  auto sit = sessions_.find(c.session_id());
-  if (sit == sessions_.end()) {
-    r.status = SessionGone(c.session_id());
-    return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  const OwnerId who{c.session_id(), c.owner()};
+  locks_.set_time(time_ms_);
+  if (locks_.CancelWait(who, c.name(), &revision_)) return r;
+  if (const HeldGrant* g = locks_.FindGrant(who, c.name())) {
+    r.granted = true;  // the grant won the race against the cancel
+    r.grant = ToInfo(who, c.name(), *g);
   }
-  auto it = locks_.find(c.name());
-  if (it == locks_.end()) {
-    r.status = NotFound("not waiting for lock '" + c.name() + "'");
-    return r;
-  }
-  Lock& lock = it->second;
-  auto& q = lock.waiters;
-  auto w = std::find_if(q.begin(), q.end(), [&](const Waiter& x) {
-    return x.session_id == c.session_id() && x.owner == c.owner();
-  });
-  if (w == q.end()) {
-    if (lock.holder && lock.holder->session_id == c.session_id() &&
-        lock.holder->owner == c.owner()) {
-      r.granted = true;  // the grant won the race against the cancel
-      r.grant.session_id = c.session_id();
-      r.grant.owner = c.owner();
-      r.grant.name = c.name();
-      r.grant.fencing_token = lock.holder->fencing_token;
-      r.grant.granted_at_ms = lock.holder->granted_at_ms;
-      r.grant.lock_ttl_ms = lock.holder->lock_ttl_ms;
-    }
-    r.status = NotFound("not waiting for lock '" + c.name() + "'");
-    return r;
-  }
-  q.erase(w);
-  --waiter_count_;
-  sit->second.waiting.erase({c.name(), c.owner()});
-  ++revision_;
-  EraseIfIdle(c.name());
+  r.status = NotFound("not waiting for lock '" + c.name() + "'");
   return r;
 }
 
 CommandResult StateMachine::ExpireLock(const lv::ExpireLockCmd& c, std::vector<Event>* events) {
   CommandResult r;
-  auto it = locks_.find(c.name());
-  if (it == locks_.end() || !it->second.holder ||
-      it->second.holder->fencing_token != c.fencing_token()) {
-    r.status = NotFound("grant " + std::to_string(c.fencing_token()) + " of lock '" + c.name() +
-                        "' is no longer held");
+  // Find the grant before it goes, to tell its holder what it lost.
+  GrantInfo lost_grant;
+  if (const Resource* res = locks_.Find(c.name())) {
+    for (const auto& [who, g] : res->holders) {
+      if (g.fencing_token == c.fencing_token()) lost_grant = ToInfo(who, c.name(), g);
+    }
+  }
+  locks_.set_time(time_ms_);
+  Result<OwnerId> lost = locks_.ExpireGrant(c.name(), c.fencing_token(), time_ms_, &revision_);
+  if (!lost.ok()) {
+    r.status = lost.status();
     return r;
   }
-  const Holder h = *it->second.holder;
-  if (h.lock_ttl_ms == 0 || h.granted_at_ms + h.lock_ttl_ms > time_ms_) {
-    r.status = Status(Code::kFailedPrecondition, "lock TTL has not run out");
-    return r;
-  }
-  Event lost;
-  lost.kind = Event::Kind::kLockLost;
-  lost.session_id = h.session_id;
-  lost.grant.session_id = h.session_id;
-  lost.grant.owner = h.owner;
-  lost.grant.name = c.name();
-  lost.grant.fencing_token = h.fencing_token;
-  lost.grant.granted_at_ms = h.granted_at_ms;
-  lost.grant.lock_ttl_ms = h.lock_ttl_ms;
-  lost.reason = "lock TTL expired";
-  events->push_back(std::move(lost));
-  ReleaseHolder(c.name(), it->second, events);
+  Event e;
+  e.kind = Event::Kind::kLockLost;
+  e.session_id = lost->session;
+  e.grant = lost_grant;
+  e.reason = "lock TTL expired";
+  events->push_back(std::move(e));
   return r;
 }
 
@@ -357,27 +306,10 @@ const Session* StateMachine::FindSession(uint64_t id) const {
   return it == sessions_.end() ? nullptr : &it->second;
 }
 
-const Lock* StateMachine::FindLock(std::string_view name) const {
-  auto it = locks_.find(name);
-  return it == locks_.end() ? nullptr : &it->second;
-}
-
 std::vector<GrantInfo> StateMachine::HeldBy(uint64_t session_id) const {
   std::vector<GrantInfo> out;
-  const Session* s = FindSession(session_id);
-  if (!s) return out;
-  for (const std::string& name : s->held) {
-    const Holder& h = *locks_.find(name)->second.holder;
-    out.push_back({h.session_id, h.owner, name, h.fencing_token, h.granted_at_ms, h.lock_ttl_ms});
-  }
-  return out;
-}
-
-std::vector<std::pair<std::string, uint64_t>> StateMachine::ExpiredLocks(uint64_t now_ms) const {
-  std::vector<std::pair<std::string, uint64_t>> out;
-  for (const auto& [deadline, name] : ttl_deadlines_) {
-    if (deadline > now_ms) break;
-    out.emplace_back(name, locks_.find(name)->second.holder->fencing_token);
+  for (const auto& [name, held] : locks_.HeldBySession(session_id)) {
+    out.push_back(ToInfo(held.first, name, held.second));
   }
   return out;
 }
@@ -389,30 +321,39 @@ lv::Snapshot StateMachine::ToProto() const {
   snap.set_version(kSnapshotVersion);
   snap.set_revision(revision_);
   snap.set_time_ms(time_ms_);
+  snap.set_next_seq(locks_.next_seq());
   for (const auto& [id, s] : sessions_) {
     auto* p = snap.add_sessions();
     p->set_id(id);
     p->set_ttl_ms(s.ttl_ms);
     p->set_client_name(s.client_name);
     p->set_opened_at_ms(s.opened_at_ms);
+    for (uint64_t id : s.recent_reentrant) p->add_recent_reentrant(id);
   }
-  for (const auto& [name, lock] : locks_) {
+  for (const auto& [name, res] : locks_.resources()) {
+    if (res.holders.empty() && res.waiters.empty()) continue;  // derived counters only
     auto* p = snap.add_locks();
     p->set_name(name);
-    if (lock.holder) {
-      auto* h = p->mutable_holder();
-      h->set_session_id(lock.holder->session_id);
-      h->set_owner(lock.holder->owner);
-      h->set_fencing_token(lock.holder->fencing_token);
-      h->set_granted_at_ms(lock.holder->granted_at_ms);
-      h->set_lock_ttl_ms(lock.holder->lock_ttl_ms);
+    for (const auto& [who, g] : res.holders) {
+      auto* h = p->add_holders();
+      h->set_session_id(who.session);
+      h->set_owner(who.owner);
+      h->set_fencing_token(g.fencing_token);
+      h->set_granted_at_ms(g.granted_at_ms);
+      h->set_lock_ttl_ms(g.lock_ttl_ms);
+      h->set_mode(ModeToLog(g.mode));
+      h->set_count(g.count);
     }
-    for (const Waiter& w : lock.waiters) {
+    for (const WaitEntry& w : res.waiters) {
       auto* pw = p->add_waiters();
-      pw->set_session_id(w.session_id);
-      pw->set_owner(w.owner);
+      pw->set_session_id(w.who.session);
+      pw->set_owner(w.who.owner);
       pw->set_queued_at_ms(w.queued_at_ms);
       pw->set_lock_ttl_ms(w.lock_ttl_ms);
+      pw->set_mode(ModeToLog(w.mode));
+      pw->set_seq(w.seq);
+      pw->set_conversion(w.conversion);
+      pw->set_reentrant(w.reentrant);
     }
   }
   return snap;
@@ -454,42 +395,57 @@ Status StateMachine::Restore(std::string_view bytes) {
   StateMachine fresh;
   fresh.revision_ = snap.revision();
   fresh.time_ms_ = snap.time_ms();
+  fresh.locks_.set_next_seq(snap.next_seq());
   for (const auto& p : snap.sessions()) {
     Session s;
     s.id = p.id();
     s.ttl_ms = p.ttl_ms();
     s.client_name = p.client_name();
     s.opened_at_ms = p.opened_at_ms();
+    s.recent_reentrant.assign(p.recent_reentrant().begin(), p.recent_reentrant().end());
     if (!fresh.sessions_.emplace(s.id, std::move(s)).second) {
       return Status(Code::kInternal, "snapshot repeats session " + std::to_string(p.id()));
     }
   }
   for (const auto& p : snap.locks()) {
-    Lock lock;
-    if (p.has_holder()) {
-      const auto& h = p.holder();
-      auto sit = fresh.sessions_.find(h.session_id());
-      if (sit == fresh.sessions_.end()) {
+    if (!ValidateLockName(p.name()).ok()) {
+      return Status(Code::kInternal, "snapshot has an invalid lock name");
+    }
+    for (const auto& h : p.holders()) {
+      if (!fresh.sessions_.count(h.session_id())) {
         return Status(Code::kInternal, "snapshot lock '" + p.name() + "' held by unknown session");
       }
-      lock.holder =
-          Holder{h.session_id(), h.owner(), h.fencing_token(), h.granted_at_ms(), h.lock_ttl_ms()};
-      sit->second.held.insert(p.name());
-      ++fresh.locks_held_;
-      if (h.lock_ttl_ms() > 0) {
-        fresh.ttl_deadlines_.emplace(h.granted_at_ms() + h.lock_ttl_ms(), p.name());
+      const OwnerId who{h.session_id(), h.owner()};
+      if (fresh.locks_.FindGrant(who, p.name()) || h.count() == 0) {
+        return Status(Code::kInternal, "snapshot lock '" + p.name() + "' has a bad grant");
       }
+      HeldGrant g;
+      g.mode = ModeFromLog(h.mode());
+      g.count = h.count();
+      g.fencing_token = h.fencing_token();
+      g.granted_at_ms = h.granted_at_ms();
+      g.lock_ttl_ms = h.lock_ttl_ms();
+      fresh.locks_.RestoreGrant(p.name(), who, g);
     }
     for (const auto& w : p.waiters()) {
-      auto sit = fresh.sessions_.find(w.session_id());
-      if (sit == fresh.sessions_.end()) {
-        return Status(Code::kInternal, "snapshot waiter on '" + p.name() + "' has unknown session");
+      const OwnerId who{w.session_id(), w.owner()};
+      if (!fresh.sessions_.count(w.session_id()) || fresh.locks_.IsWaiting(who, p.name()) ||
+          w.seq() >= snap.next_seq()) {
+        return Status(Code::kInternal, "snapshot waiter on '" + p.name() + "' is inconsistent");
       }
-      lock.waiters.push_back({w.session_id(), w.owner(), w.queued_at_ms(), w.lock_ttl_ms()});
-      sit->second.waiting.insert({p.name(), w.owner()});
-      ++fresh.waiter_count_;
+      WaitEntry e;
+      e.who = who;
+      e.mode = ModeFromLog(w.mode());
+      e.seq = w.seq();
+      e.conversion = w.conversion();
+      e.reentrant = w.reentrant();
+      e.queued_at_ms = w.queued_at_ms();
+      e.lock_ttl_ms = w.lock_ttl_ms();
+      if (e.conversion != (fresh.locks_.FindGrant(who, p.name()) != nullptr)) {
+        return Status(Code::kInternal, "snapshot waiter on '" + p.name() + "' is inconsistent");
+      }
+      fresh.locks_.RestoreWaiter(p.name(), e);
     }
-    fresh.locks_.emplace(p.name(), std::move(lock));
   }
   *this = std::move(fresh);
   return Status::Ok();

@@ -1,20 +1,15 @@
-// The replicated state machine: sessions and exclusive locks with FIFO wait
-// queues. Pure and deterministic: no clocks, threads, sockets or files. The
-// only inputs are log entries (with the leader's timestamp inside) and
-// snapshots, so every replica, a restart and a test replay reach the same
-// state.
+// The replicated state machine: sessions and the lock engine (LockTable).
+// Pure and deterministic: no clocks, threads, sockets or files. The only
+// inputs are log entries (with the leader's timestamp inside) and snapshots,
+// so every replica, a restart and a test replay reach the same state.
 //
-// Semantics (see docs/architecture.md):
 // - A session is created by OpenSession; its id is the revision at creation.
 //   Keepalives never reach the core: the leader tracks leases and proposes
 //   ExpireSession when one runs out.
-// - A lock is held by one (session, owner) at a time. Waiters queue in FIFO
-//   order; on release the head of the queue is granted.
-// - Every state change bumps the revision. A grant's fencing token is the
-//   revision at the grant, so tokens are strictly increasing per lock (and
-//   globally).
-// - Acquire is idempotent: acquiring a lock the (session, owner) holds returns
-//   the existing grant; re-acquiring while waiting keeps the place in line.
+// - Locks: see lock_table.h (modes, hierarchy, FIFO, conversions, deadlock
+//   detection, reentrancy). Owner = (session, owner id).
+// - Every state change bumps the revision; fencing tokens are revisions, so
+//   they increase strictly per lock (and globally).
 // - Closing or expiring a session releases everything it holds and withdraws
 //   everything it waits for, granting the next waiters in order.
 //
@@ -32,6 +27,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "core/lock_table.h"
+#include "core/modes.h"
 #include "log.pb.h"
 
 namespace latchkey::core {
@@ -46,12 +43,14 @@ struct GrantInfo {
   uint64_t fencing_token = 0;
   uint64_t granted_at_ms = 0;
   uint64_t lock_ttl_ms = 0;
+  Mode mode = Mode::kEX;
+  uint32_t count = 1;
 };
 
 // Side effects that must reach clients (pushes, late replies).
 struct Event {
   enum class Kind {
-    kGranted,       // a waiter was granted (grant)
+    kGranted,       // a waiting request (or conversion) was granted (grant)
     kSessionEnded,  // session_id closed or expired (reason)
     kLockLost,      // grant lost by its lock TTL (grant, reason)
   };
@@ -67,7 +66,7 @@ struct CommandResult {
   uint64_t session_id = 0;  // OpenSession
   bool queued = false;      // Acquire: waiting in line
   bool granted = false;     // Acquire: grant is valid
-  GrantInfo grant;          // Acquire granted / CancelWait found it held
+  GrantInfo grant;          // Acquire granted / CancelWait found it held / Transfer
 };
 
 struct ApplyResult {
@@ -81,29 +80,12 @@ struct Session {
   uint64_t ttl_ms = 0;
   std::string client_name;
   uint64_t opened_at_ms = 0;
-  std::set<std::string> held;                             // lock names
-  std::set<std::pair<std::string, std::string>> waiting;  // (name, owner)
+  // Request ids of the latest reentrant acquires (bounded), so a retry after
+  // a reconnect does not count twice.
+  std::deque<uint64_t> recent_reentrant;
 };
 
-struct Holder {
-  uint64_t session_id = 0;
-  std::string owner;
-  uint64_t fencing_token = 0;
-  uint64_t granted_at_ms = 0;
-  uint64_t lock_ttl_ms = 0;
-};
-
-struct Waiter {
-  uint64_t session_id = 0;
-  std::string owner;
-  uint64_t queued_at_ms = 0;
-  uint64_t lock_ttl_ms = 0;
-};
-
-struct Lock {
-  std::optional<Holder> holder;
-  std::deque<Waiter> waiters;  // FIFO
-};
+inline constexpr size_t kRecentReentrantIds = 64;
 
 class StateMachine {
  public:
@@ -125,17 +107,19 @@ class StateMachine {
 
   // ---- Queries -----------------------------------------------------------
   const Session* FindSession(uint64_t id) const;
-  const Lock* FindLock(std::string_view name) const;
+  const LockTable& locks() const { return locks_; }
   std::vector<GrantInfo> HeldBy(uint64_t session_id) const;
   const std::map<uint64_t, Session>& sessions() const { return sessions_; }
   // Grants whose lock TTL ended at or before now_ms: (name, fencing token).
-  std::vector<std::pair<std::string, uint64_t>> ExpiredLocks(uint64_t now_ms) const;
+  std::vector<std::pair<std::string, uint64_t>> ExpiredLocks(uint64_t now_ms) const {
+    return locks_.Expired(now_ms);
+  }
 
   uint64_t revision() const { return revision_; }
   uint64_t time_ms() const { return time_ms_; }
   uint64_t applied_index() const { return applied_index_; }
-  size_t locks_held() const { return locks_held_; }
-  size_t waiter_count() const { return waiter_count_; }
+  size_t locks_held() const { return locks_.grant_count(); }
+  size_t waiter_count() const { return locks_.waiter_count(); }
 
  private:
   CommandResult ApplyCommand(const log::v1::Command& cmd, std::vector<Event>* events);
@@ -143,26 +127,27 @@ class StateMachine {
   CommandResult EndSession(uint64_t session_id, std::string_view reason,
                            std::vector<Event>* events);
   CommandResult Acquire(const log::v1::AcquireCmd& c);
-  CommandResult Release(const log::v1::ReleaseCmd& c, std::vector<Event>* events);
+  CommandResult Release(const log::v1::ReleaseCmd& c);
+  CommandResult Downgrade(const log::v1::DowngradeCmd& c);
+  CommandResult Transfer(const log::v1::TransferCmd& c);
   CommandResult CancelWait(const log::v1::CancelWaitCmd& c);
   CommandResult ExpireLock(const log::v1::ExpireLockCmd& c, std::vector<Event>* events);
-
-  GrantInfo GrantTo(const std::string& name, Lock& lock, uint64_t session_id,
-                    const std::string& owner, uint64_t lock_ttl_ms);
-  // Removes the holder of `name` and grants the next waiter (event).
-  void ReleaseHolder(const std::string& name, Lock& lock, std::vector<Event>* events);
-  void EraseIfIdle(const std::string& name);
+  // Turns the lock table's grant events into Events.
+  void DrainGrants(std::vector<Event>* events);
+  Status CheckSession(uint64_t id) const;
+  std::string ClientNameOf(uint64_t session) const;
   log::v1::Snapshot ToProto() const;
 
   std::map<uint64_t, Session> sessions_;
-  std::map<std::string, Lock, std::less<>> locks_;
-  std::set<std::pair<uint64_t, std::string>> ttl_deadlines_;  // (deadline, name)
+  LockTable locks_;
   uint64_t revision_ = 0;
   uint64_t time_ms_ = 0;
   uint64_t applied_index_ = 0;
-  size_t locks_held_ = 0;
-  size_t waiter_count_ = 0;
 };
+
+// Modes in log entries are stored as Mode + 1; 0 means EX.
+Mode ModeFromLog(uint32_t v);
+uint32_t ModeToLog(Mode m);
 
 // Helpers to build log entries (used by the server and tests).
 log::v1::LogEntry MakeEntry(uint64_t time_ms);

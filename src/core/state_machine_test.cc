@@ -111,7 +111,7 @@ TEST_F(StateMachineTest, SessionEndReleasesHeldAndWithdrawsWaits) {
   EXPECT_EQ(AcquireOne(a, "z").status.code(), Code::kSessionExpired);
   // b releasing y leaves nobody waiting: the lock disappears.
   Apply(EntryBuilder(now_).Release(b, "", "y"));
-  EXPECT_EQ(sm_.FindLock("y"), nullptr);
+  EXPECT_EQ(sm_.locks().Find("y"), nullptr);
 }
 
 TEST_F(StateMachineTest, CancelWaitRemovesFromQueueOrReportsGrant) {
@@ -148,7 +148,7 @@ TEST_F(StateMachineTest, LockTtlExpiresOnlyThroughTheLogAndOnlyWhenDue) {
   // A stale expiry (old token) does nothing.
   r = Apply(EntryBuilder(now_ + 5'000).ExpireLock("x", g.grant.fencing_token));
   EXPECT_EQ(r.results[0].status.code(), Code::kNotFound);
-  EXPECT_EQ(sm_.FindLock("x")->holder->session_id, b);
+  EXPECT_EQ(sm_.locks().Find("x")->holders.begin()->first.session, b);
 }
 
 TEST_F(StateMachineTest, TimeNeverGoesBackwards) {
@@ -164,7 +164,7 @@ TEST_F(StateMachineTest, RejectsInvalidInputWithoutChangingState) {
   EXPECT_EQ(AcquireOne(a, "").status.code(), Code::kInvalidArgument);
   EXPECT_EQ(Apply(EntryBuilder(now_).Open(0)).results[0].status.code(), Code::kInvalidArgument);
   EXPECT_EQ(sm_.revision(), rev);
-  EXPECT_EQ(sm_.FindLock(""), nullptr);
+  EXPECT_EQ(sm_.locks().Find(""), nullptr);
 }
 
 TEST_F(StateMachineTest, UndecodableOrFutureEntriesAreRefused) {

@@ -56,6 +56,9 @@ struct RaftNodeOptions {
   // Initial configuration, used only on first boot (no state in data_dir).
   // Empty = a single voter: this node.
   std::vector<RaftPeer> initial_voters;
+  // Join an existing cluster: never bootstrap. The node starts with no
+  // configuration and waits for the leader to add it (AddMember + Assign).
+  bool join = false;
   uint32_t election_timeout_ms = 1000;
   uint32_t heartbeat_timeout_ms = 100;
   // Large threshold avoids the segment-close loop stalls (libraft-notes.md).
@@ -76,6 +79,19 @@ struct RaftInfo {
 };
 
 std::string_view RoleName(RaftInfo::Role role);
+
+// One server of the Raft configuration.
+struct RaftMember {
+  enum class Role { kVoter, kStandby, kSpare };
+  uint64_t id = 0;
+  std::string address;  // raft transport address
+  Role role = Role::kVoter;
+};
+
+std::string_view MemberRoleName(RaftMember::Role role);
+
+// Completion of a barrier or a membership change (loop thread, exactly once).
+using DoneCallback = std::function<void(Status status)>;
 
 // status: OK when the entry was committed and applied; otherwise the error
 // (NOT_LEADER, UNAVAILABLE when shutting down, MAYBE_APPLIED when leadership
@@ -110,9 +126,32 @@ class RaftNode {
   // once (possibly synchronously if the proposal fails immediately).
   void Propose(std::string data, ProposeCallback cb);
 
+  // LOOP THREAD ONLY. Appends a barrier; cb(OK) runs once every entry before
+  // it (all entries committed before the call) has been applied on this node.
+  // Used for linearizable reads: a leader whose barrier commits was still the
+  // leader after the read arrived. Errors: NOT_LEADER, MAYBE_APPLIED when
+  // leadership was lost meanwhile, UNAVAILABLE when shutting down.
+  void Barrier(DoneCallback cb);
+
+  // LOOP THREAD ONLY. Membership (leader only; one change at a time: a second
+  // change while one is in flight fails with FAILED_PRECONDITION).
+  // AddMember adds `id` as a spare (no log, no vote); Assign gives it a role;
+  // promoting to voter first catches its log up (libraft does this). Errors:
+  // NOT_LEADER, FAILED_PRECONDITION (change in progress), ALREADY_EXISTS (id
+  // or address taken), NOT_FOUND (unknown id), INVALID_ARGUMENT (same role).
+  void AddMember(uint64_t id, const std::string& address, DoneCallback cb);
+  void Assign(uint64_t id, RaftMember::Role role, DoneCallback cb);
+  void RemoveMember(uint64_t id, DoneCallback cb);
+  // Hands leadership to voter `id` (0 = any up-to-date voter). cb(OK) once
+  // the target is the leader; TIMEOUT if it did not win within an election
+  // timeout.
+  void TransferLeadership(uint64_t id, DoneCallback cb);
+
   // LOOP THREAD ONLY.
   RaftInfo Info() const;
   bool IsLeader() const;
+  // The current configuration (the latest appended one, possibly uncommitted).
+  std::vector<RaftMember> Members() const;
 
   // LOOP THREAD ONLY. Called on the loop thread whenever this node gains or
   // loses leadership (polled after every loop iteration). Set before Start().

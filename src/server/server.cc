@@ -63,6 +63,11 @@ Status Server::Start() {
   ro.heartbeat_timeout_ms = options_.heartbeat_timeout_ms;
   ro.snapshot_threshold = options_.snapshot_threshold;
   ro.snapshot_trailing = options_.snapshot_trailing;
+  ro.join = options_.join;
+  for (const ServerOptions::Peer& p : options_.peers) {
+    ro.initial_voters.push_back({p.id, p.raft_address});
+    if (!p.client_address.empty()) client_endpoints_[p.id] = p.client_address;
+  }
   auto raft = replication::RaftNode::Create(ro, this);
   if (!raft.ok()) return raft.status();
   raft_ = std::move(raft.value());
@@ -84,6 +89,9 @@ Status Server::Start() {
     return listener.status();
   }
   listener_ = std::move(listener.value());
+  raft_->Post([this, addr = listener_->address()] {
+    if (!client_endpoints_.count(options_.node_id)) client_endpoints_[options_.node_id] = addr;
+  });
   started_ = true;
   return Status::Ok();
 }
@@ -192,18 +200,28 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kAcquire, "Acquire", true, true, true, &Server::OnAcquire},
     {Request::kRelease, "Release", true, true, false, &Server::OnRelease},
     {Request::kCancel, "Cancel", true, true, true, &Server::OnCancel},
-    {Request::kGetLock, "GetLock", false, true, true, &Server::OnGetLock},
+    // Linearizable by default (checks leadership itself), serializable on request.
+    {Request::kGetLock, "GetLock", false, false, true, &Server::OnGetLockRead},
     {Request::kGetStatus, "GetStatus", false, false, true, &Server::OnGetStatus},
+    {Request::kDowngrade, "Downgrade", true, true, false, &Server::OnDowngrade},
+    {Request::kTransfer, "Transfer", true, true, false, &Server::OnTransfer},
+    {Request::kListLocks, "ListLocks", false, true, true, &Server::OnListLocks},
+    {Request::kGetWaitGraph, "GetWaitGraph", false, true, true, &Server::OnGetWaitGraph},
+    {Request::kListMembers, "ListMembers", false, false, true, &Server::OnListMembers},
+    {Request::kAddMember, "AddMember", true, true, false, &Server::OnAddMember},
+    {Request::kRemoveMember, "RemoveMember", true, true, false, &Server::OnRemoveMember},
+    {Request::kTransferLeader, "TransferLeader", true, true, false, &Server::OnTransferLeader},
 };
 
 void Server::Dispatch(ConnState& cs, const Request& req) {
   for (const CommandSpec& spec : kCommands) {
     if (spec.kind != req.body_case()) continue;
     if (spec.needs_leader && !is_leader_) {
-      ReplyError(cs.conn->id(), req.id(),
-                 Status(Code::kNotLeader, std::string(spec.name) +
-                                              " needs the leader and this node is not it; "
-                                              "connect to the leader"));
+      ReplyNotLeader(cs.conn->id(), req.id(), spec.name);
+      return;
+    }
+    if (spec.needs_leader && !leader_ready_) {
+      deferred_.emplace_back(cs.conn->id(), std::make_shared<Request>(req));
       return;
     }
     (this->*spec.handler)(cs, req);
@@ -250,6 +268,7 @@ std::unique_ptr<replication::ApplyOutput> Server::Apply(uint64_t index, std::str
                  static_cast<unsigned long long>(index), entry.version(), core::kLogEntryVersion);
     LATCHKEY_CHECK(false && "unsupported log entry version");
   }
+  ApplyClusterFields(entry);
   core::ApplyResult result = sm_.Apply(index, entry);
   // Keep the leader-side session view in step with the core.
   for (int i = 0; i < entry.commands_size(); ++i) {
@@ -278,6 +297,8 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
         resp.set_id(it->second.request_id);
         resp.mutable_acquire()->set_fencing_token(e.grant.fencing_token);
         resp.mutable_acquire()->set_granted_at_ms(e.grant.granted_at_ms);
+        resp.mutable_acquire()->set_mode(static_cast<v1::LockMode>(core::ModeToLog(e.grant.mode)));
+        resp.mutable_acquire()->set_count(e.grant.count);
         if (it->second.conn_id != 0) Reply(it->second.conn_id, resp);
         pending_.erase(it);
         break;
@@ -341,6 +362,8 @@ Status Server::Restore(std::string_view data) {
 
 void Server::OnLeadershipChange(bool is_leader) {
   is_leader_ = is_leader;
+  leader_ready_ = false;
+  ++leader_epoch_;
   leases_.Clear();
   expiring_.clear();
   expiring_locks_.clear();
@@ -354,10 +377,21 @@ void Server::OnLeadershipChange(bool is_leader) {
     }
     LK_LOG_INFO("node %llu is the leader; %zu sessions get a full lease",
                 static_cast<unsigned long long>(options_.node_id), sm_.sessions().size());
+    const uint64_t epoch = leader_epoch_;
+    raft_->Barrier([this, epoch](Status st) {
+      if (epoch != leader_epoch_) return;  // leadership changed meanwhile
+      if (!st.ok()) {
+        LK_LOG_WARN("leader barrier failed: %s", st.ToString().c_str());
+        return;  // leadership is being lost; OnLeadershipChange(false) follows
+      }
+      OnLeaderReady();
+    });
   } else {
     proposer_->FailAll(
         Status(Code::kMaybeApplied, "leadership lost; the request may have applied"));
     FailAllPending(Status(Code::kNotLeader, "this node is no longer the leader"));
+    for (auto& [conn_id, req] : deferred_) ReplyNotLeader(conn_id, req->id(), "the request");
+    deferred_.clear();
   }
 }
 

@@ -102,6 +102,27 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void OnCancel(ConnState& cs, const Request& req);
   void OnGetLock(ConnState& cs, const Request& req);
   void OnGetStatus(ConnState& cs, const Request& req);
+  // Lock engine (server_locks.cc).
+  void OnDowngrade(ConnState& cs, const Request& req);
+  void OnTransfer(ConnState& cs, const Request& req);
+  void OnListLocks(ConnState& cs, const Request& req);
+  void OnGetWaitGraph(ConnState& cs, const Request& req);
+  void FillLock(const std::string& name, v1::GetLockReply* out) const;
+  // Cluster mode (server_cluster.cc).
+  void OnGetLockRead(ConnState& cs, const Request& req);
+  void OnListMembers(ConnState& cs, const Request& req);
+  void OnAddMember(ConnState& cs, const Request& req);
+  void OnRemoveMember(ConnState& cs, const Request& req);
+  void OnTransferLeader(ConnState& cs, const Request& req);
+  // NOT_LEADER with the leader's client address when known.
+  void ReplyNotLeader(uint64_t conn_id, uint64_t request_id, const std::string& what);
+  std::string LeaderEndpoint() const;
+  // A new leader serves only once a barrier of its term applied: before
+  // that its state may miss committed entries (an OpenSession, a grant).
+  void OnLeaderReady();
+  // Leader: replicates the client-address table (LogEntry.client_endpoints).
+  void AnnounceEndpoints();
+  void ApplyClusterFields(const log::v1::LogEntry& entry);
   // Checks the session exists and renews its lease; replies with an error
   // and returns false otherwise.
   bool TouchSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id);
@@ -133,6 +154,13 @@ class Server final : public transport::ConnectionHandler, public replication::St
   std::set<uint64_t> expiring_;        // ExpireSession proposed, not applied
   std::set<uint64_t> expiring_locks_;  // ExpireLock proposed (by token)
   std::map<WaitKey, PendingAcquire> pending_;
+  // Cluster mode: node id -> client address (from --peers, `member add` and
+  // the leader's announcements).
+  std::map<uint64_t, std::string> client_endpoints_;
+  bool leader_ready_ = false;  // leader and a barrier of its term applied
+  uint64_t leader_epoch_ = 0;  // bumped on every leadership change
+  // Leader-only requests that arrived before leader_ready_.
+  std::vector<std::pair<uint64_t, std::shared_ptr<Request>>> deferred_;
 };
 
 }  // namespace latchkey::server

@@ -15,6 +15,8 @@ namespace {
 void FillGrant(v1::AcquireReply* out, const core::GrantInfo& g) {
   out->set_fencing_token(g.fencing_token);
   out->set_granted_at_ms(g.granted_at_ms);
+  out->set_mode(static_cast<v1::LockMode>(core::ModeToLog(g.mode)));
+  out->set_count(g.count);
 }
 
 }  // namespace
@@ -83,6 +85,8 @@ void Server::OnAttachSession(ConnState& cs, const Request& req) {
     h->set_fencing_token(g.fencing_token);
     h->set_granted_at_ms(g.granted_at_ms);
     h->set_lock_ttl_ms(g.lock_ttl_ms);
+    h->set_mode(static_cast<v1::LockMode>(core::ModeToLog(g.mode)));
+    h->set_count(g.count);
   }
   // Pending acquires of this session now answer on this connection.
   for (auto& [key, p] : pending_) {
@@ -132,6 +136,11 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
         InvalidArgument("lock ttl " + std::to_string(a.lock_ttl_ms()) + "ms exceeds the limit of " +
                         std::to_string(options_.max_lock_ttl_ms) + "ms"));
   }
+  if (!v1::LockMode_IsValid(a.mode())) {
+    return ReplyError(conn_id, rid,
+                      InvalidArgument("unknown lock mode " + std::to_string(a.mode()) +
+                                      "; use NL, CR, CW, PR, PW or EX"));
+  }
   if (!TouchSession(conn_id, rid, a.session_id())) return;
   WaitKey key{a.session_id(), a.owner(), a.name()};
   uint64_t deadline = 0;
@@ -145,6 +154,9 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   c->set_name(a.name());
   c->set_try_only(a.try_only());
   c->set_lock_ttl_ms(a.lock_ttl_ms());
+  c->set_mode(static_cast<uint32_t>(a.mode()));  // wire and log share Mode + 1
+  c->set_reentrant(a.reentrant());
+  c->set_request_id(rid);
   proposer_->Add(std::move(cmd), [this, conn_id, rid, key, deadline](
                                      const Status& st, const core::CommandResult* res) {
     if (!st.ok()) return ReplyError(conn_id, rid, st);
@@ -181,6 +193,7 @@ void Server::OnRelease(ConnState& cs, const Request& req) {
   c->set_session_id(r.session_id());
   c->set_owner(r.owner());
   c->set_name(r.name());
+  c->set_all(r.all());
   proposer_->Add(std::move(cmd),
                  [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
                    if (!st.ok() || !res->status.ok()) {
@@ -238,32 +251,7 @@ void Server::OnGetLock(ConnState& cs, const Request& req) {
   }
   v1::Response resp;
   resp.set_id(req.id());
-  auto* out = resp.mutable_get_lock();
-  out->set_name(name);
-  out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
-  if (const core::Lock* lock = sm_.FindLock(name)) {
-    auto client_name = [this](uint64_t sid) {
-      const core::Session* s = sm_.FindSession(sid);
-      return s ? s->client_name : std::string();
-    };
-    if (lock->holder) {
-      out->set_held(true);
-      auto* h = out->mutable_holder();
-      h->set_session_id(lock->holder->session_id);
-      h->set_owner(lock->holder->owner);
-      h->set_client_name(client_name(lock->holder->session_id));
-      h->set_fencing_token(lock->holder->fencing_token);
-      h->set_granted_at_ms(lock->holder->granted_at_ms);
-      h->set_lock_ttl_ms(lock->holder->lock_ttl_ms);
-    }
-    for (const core::Waiter& w : lock->waiters) {
-      auto* pw = out->add_waiters();
-      pw->set_session_id(w.session_id);
-      pw->set_owner(w.owner);
-      pw->set_client_name(client_name(w.session_id));
-      pw->set_queued_at_ms(w.queued_at_ms);
-    }
-  }
+  FillLock(name, resp.mutable_get_lock());
   Reply(cs.conn->id(), resp);
 }
 
@@ -287,6 +275,10 @@ void Server::OnGetStatus(ConnState& cs, const Request& req) {
   out->set_data_dir(options_.data_dir);
   out->set_connections(conns_.size());
   out->set_voters(info.voters);
+  out->set_state_digest(sm_.Digest());
+  out->set_core_applied_index(sm_.applied_index());
+  out->set_leader_id(info.leader_id);
+  out->set_leader_endpoint(LeaderEndpoint());
   Reply(cs.conn->id(), resp);
 }
 

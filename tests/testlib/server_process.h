@@ -50,6 +50,13 @@ class ServerProcess {
   void Stop(int sig);
   void Cont();
 
+  // Fixes the raft port before the first Start() (cluster tests must know
+  // every node's addresses up front). 0 = pick one at Start().
+  void set_raft_port(int port) { raft_port_ = port; }
+  int raft_port() const { return raft_port_; }
+  bool running() const { return pid_ > 0; }
+  const std::string& data_dir() const { return data_dir_; }
+
   const std::string& endpoint() const { return endpoint_; }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }

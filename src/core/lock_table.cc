@@ -1,0 +1,562 @@
+#include "core/lock_table.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace latchkey::core {
+
+namespace {
+
+bool IsDescendantKey(std::string_view key, std::string_view name) {
+  return key.size() > name.size() + 1 && key.compare(0, name.size(), name) == 0 &&
+         key[name.size()] == '.';
+}
+
+}  // namespace
+
+std::vector<std::string_view> Ancestors(std::string_view name) {
+  std::vector<std::string_view> out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '.') out.push_back(name.substr(0, i));
+  }
+  return out;
+}
+
+std::string DescribeOwner(const OwnerId& who) {
+  std::string s = "session " + std::to_string(who.session);
+  if (!who.owner.empty()) s += " owner '" + who.owner + "'";
+  return s;
+}
+
+// ---- Blockers ----------------------------------------------------------------
+
+void LockTable::HolderBlockers(const OwnerId& who, const std::string& name, Mode mode,
+                               bool first_only, std::set<OwnerId>* out) const {
+  auto done = [&] { return first_only && !out->empty(); };
+  auto it = resources_.find(name);
+  if (it != resources_.end()) {
+    const Resource& r = it->second;
+    for (const auto& [owner, g] : r.holders) {
+      if (owner != who && !Compatible(mode, g.mode)) out->insert(owner);
+      if (done()) return;
+    }
+    const bool cr_conflicts = !Compatible(mode, Mode::kCR);
+    const bool cw_conflicts = !Compatible(mode, Mode::kCW);
+    if ((cr_conflicts && r.below_cr > 0) || (cw_conflicts && r.below_cw > 0)) {
+      const std::string prefix = name + ".";
+      for (auto d = resources_.lower_bound(prefix);
+           d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
+        for (const auto& [owner, g] : d->second.holders) {
+          if (owner != who && !Compatible(mode, IntentionFor(g.mode))) out->insert(owner);
+          if (done()) return;
+        }
+      }
+    }
+  }
+  const Mode intent = IntentionFor(mode);
+  for (std::string_view a : Ancestors(name)) {
+    auto ait = resources_.find(a);
+    if (ait == resources_.end()) continue;
+    for (const auto& [owner, g] : ait->second.holders) {
+      if (owner != who && !Compatible(intent, g.mode)) out->insert(owner);
+      if (done()) return;
+    }
+  }
+}
+
+void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode mode,
+                               uint64_t seq, bool conversion, bool first_only,
+                               std::set<OwnerId>* out) const {
+  auto earlier = [&](const WaitEntry& q) {
+    if (q.who == who) return false;
+    if (conversion) return q.conversion && q.seq < seq;
+    return q.conversion || q.seq < seq;
+  };
+  auto done = [&] { return first_only && !out->empty(); };
+  auto it = resources_.find(name);
+  if (it != resources_.end()) {
+    for (const WaitEntry& q : it->second.waiters) {
+      if (earlier(q) && !Compatible(mode, q.mode)) out->insert(q.who);
+      if (done()) return;
+    }
+    if (it->second.waiters_below > 0) {
+      const std::string prefix = name + ".";
+      for (auto d = resources_.lower_bound(prefix);
+           d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
+        for (const WaitEntry& q : d->second.waiters) {
+          if (earlier(q) && !Compatible(mode, IntentionFor(q.mode))) out->insert(q.who);
+          if (done()) return;
+        }
+      }
+    }
+  }
+  const Mode intent = IntentionFor(mode);
+  for (std::string_view a : Ancestors(name)) {
+    auto ait = resources_.find(a);
+    if (ait == resources_.end()) continue;
+    for (const WaitEntry& q : ait->second.waiters) {
+      if (earlier(q) && !Compatible(intent, q.mode)) out->insert(q.who);
+      if (done()) return;
+    }
+  }
+}
+
+bool LockTable::Blocked(const OwnerId& who, const std::string& name, Mode mode, uint64_t seq,
+                        bool conversion) const {
+  std::set<OwnerId> b;
+  HolderBlockers(who, name, mode, true, &b);
+  if (!b.empty()) return true;
+  WaiterBlockers(who, name, mode, seq, conversion, true, &b);
+  return !b.empty();
+}
+
+std::string LockTable::FindCycle(const OwnerId& who, const std::set<OwnerId>& blockers) const {
+  // Breadth-first over the wait-for graph from the blockers; parent links
+  // rebuild the cycle for the error message.
+  struct Link {
+    OwnerId from;
+    std::string name;
+  };
+  std::map<OwnerId, Link> parent;
+  std::vector<OwnerId> frontier;
+  for (const OwnerId& b : blockers) {
+    if (b == who) continue;
+    parent.emplace(b, Link{who, ""});
+    frontier.push_back(b);
+  }
+  while (!frontier.empty()) {
+    std::vector<OwnerId> next;
+    for (const OwnerId& o : frontier) {
+      auto os = owners_.find(o);
+      if (os == owners_.end()) continue;
+      for (const std::string& n : os->second.waiting) {
+        const Resource& r = resources_.find(n)->second;
+        for (const WaitEntry& w : r.waiters) {
+          if (w.who != o) continue;
+          std::set<OwnerId> bs;
+          HolderBlockers(o, n, w.mode, false, &bs);
+          WaiterBlockers(o, n, w.mode, w.seq, w.conversion, false, &bs);
+          for (const OwnerId& b : bs) {
+            if (b == who) {
+              // who -> ... -> o -(n)-> who
+              std::vector<std::pair<OwnerId, std::string>> path;
+              path.emplace_back(o, n);
+              for (OwnerId cur = o; cur != who;) {
+                const Link& l = parent.at(cur);
+                path.emplace_back(l.from, "");
+                cur = l.from;
+              }
+              std::reverse(path.begin(), path.end());
+              std::string text;
+              for (size_t i = 0; i < path.size(); ++i) {
+                if (i) text += " -> ";
+                text += DescribeOwner(path[i].first);
+              }
+              text += " -> " + DescribeOwner(who);
+              return text;
+            }
+            if (parent.emplace(b, Link{o, n}).second) next.push_back(b);
+          }
+        }
+      }
+    }
+    frontier = std::move(next);
+  }
+  return "";
+}
+
+// ---- Bookkeeping -------------------------------------------------------------
+
+void LockTable::AdjustAncestors(const std::string& name, int d_cr, int d_cw, int d_waiters) {
+  for (std::string_view a : Ancestors(name)) {
+    Resource& r = resources_[std::string(a)];
+    r.below_cr = static_cast<uint32_t>(static_cast<int>(r.below_cr) + d_cr);
+    r.below_cw = static_cast<uint32_t>(static_cast<int>(r.below_cw) + d_cw);
+    r.waiters_below = static_cast<uint32_t>(static_cast<int>(r.waiters_below) + d_waiters);
+    if (r.idle()) resources_.erase(std::string(a));
+  }
+}
+
+namespace {
+int CrOf(Mode m) { return IntentionFor(m) == Mode::kCR ? 1 : 0; }
+int CwOf(Mode m) { return IntentionFor(m) == Mode::kCW ? 1 : 0; }
+}  // namespace
+
+void LockTable::AddGrant(const std::string& name, const OwnerId& who, const HeldGrant& g) {
+  resources_[name].holders[who] = g;
+  owners_[who].held.insert(name);
+  ++grant_count_;
+  AdjustAncestors(name, CrOf(g.mode), CwOf(g.mode), 0);
+  if (g.lock_ttl_ms > 0) {
+    ttl_deadlines_.emplace(g.granted_at_ms + g.lock_ttl_ms, name, g.fencing_token);
+  }
+}
+
+void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
+  Resource& r = resources_.find(name)->second;
+  auto it = r.holders.find(who);
+  LATCHKEY_CHECK(it != r.holders.end());
+  const HeldGrant g = it->second;
+  r.holders.erase(it);
+  if (g.lock_ttl_ms > 0) {
+    ttl_deadlines_.erase({g.granted_at_ms + g.lock_ttl_ms, name, g.fencing_token});
+  }
+  auto os = owners_.find(who);
+  os->second.held.erase(name);
+  if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
+  --grant_count_;
+  AdjustAncestors(name, -CrOf(g.mode), -CwOf(g.mode), 0);
+}
+
+void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
+  owners_[w.who].waiting.insert(name);
+  auto& q = resources_[name].waiters;
+  auto pos = std::upper_bound(q.begin(), q.end(), w.seq,
+                              [](uint64_t s, const WaitEntry& e) { return s < e.seq; });
+  q.insert(pos, std::move(w));
+  ++waiter_count_;
+  AdjustAncestors(name, 0, 0, 1);
+}
+
+void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
+  auto& q = resources_.find(name)->second.waiters;
+  auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+  LATCHKEY_CHECK(it != q.end());
+  q.erase(it);
+  auto os = owners_.find(who);
+  os->second.waiting.erase(name);
+  if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
+  --waiter_count_;
+  AdjustAncestors(name, 0, 0, -1);
+}
+
+void LockTable::DemoteConversion(const std::string& name, const OwnerId& who) {
+  auto it = resources_.find(name);
+  if (it == resources_.end()) return;
+  for (WaitEntry& w : it->second.waiters) {
+    if (w.who == who) w.conversion = false;
+  }
+}
+
+void LockTable::EraseIfIdle(const std::string& name) {
+  auto it = resources_.find(name);
+  if (it != resources_.end() && it->second.idle()) resources_.erase(it);
+}
+
+// ---- Operations ----------------------------------------------------------------
+
+AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, uint64_t* revision) {
+  grant_time_ms_ = now_ms;
+  AcquireOutcome out;
+  const OwnerId& who = req.who;
+  const std::string& name = req.name;
+  auto busy_or_wait = [&](Mode mode, uint64_t seq, bool conversion) {
+    std::set<OwnerId> blockers;
+    HolderBlockers(who, name, mode, false, &blockers);
+    WaiterBlockers(who, name, mode, seq, conversion, false, &blockers);
+    std::string list;
+    for (const OwnerId& b : blockers) list += (list.empty() ? "" : ", ") + DescribeOwner(b);
+    if (req.try_only) {
+      out.kind = AcquireOutcome::Kind::kBusy;
+      out.message = "lock '" + name + "' in " + std::string(ModeName(mode)) + " is blocked by " +
+                    list;
+      EraseIfIdle(name);
+      return;
+    }
+    std::string cycle = FindCycle(who, blockers);
+    if (!cycle.empty()) {
+      out.kind = AcquireOutcome::Kind::kDeadlock;
+      out.message = "waiting for '" + name + "' in " + std::string(ModeName(mode)) +
+                    " would deadlock: " + cycle;
+      EraseIfIdle(name);
+      return;
+    }
+    WaitEntry w;
+    w.who = who;
+    w.mode = mode;
+    w.seq = seq;
+    w.conversion = conversion;
+    w.reentrant = req.reentrant;
+    w.queued_at_ms = now_ms;
+    w.lock_ttl_ms = req.lock_ttl_ms;
+    AddWaiter(name, std::move(w));
+    ++*revision;
+    out.kind = AcquireOutcome::Kind::kQueued;
+  };
+
+  if (IsWaiting(who, name)) {
+    out.kind = AcquireOutcome::Kind::kQueued;  // retry of a waiting request
+    return out;
+  }
+  if (const HeldGrant* held = FindGrant(who, name)) {
+    if (Covers(held->mode, req.mode)) {
+      HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
+      if (req.reentrant) ++g.count;
+      out.grant = g;
+      return out;
+    }
+    const Mode target = Join(held->mode, req.mode);
+    const uint64_t seq = next_seq_++;
+    if (Blocked(who, name, target, seq, /*conversion=*/true)) {
+      busy_or_wait(target, seq, true);
+      return out;
+    }
+    HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
+    const Mode old = g.mode;
+    g.mode = target;
+    if (req.reentrant) ++g.count;
+    if (IsWriteMode(target)) g.fencing_token = ++*revision;
+    AdjustAncestors(name, CrOf(target) - CrOf(old), CwOf(target) - CwOf(old), 0);
+    out.grant = g;
+    return out;
+  }
+  const uint64_t seq = next_seq_++;
+  if (Blocked(who, name, req.mode, seq, false)) {
+    busy_or_wait(req.mode, seq, false);
+    return out;
+  }
+  HeldGrant g;
+  g.mode = req.mode;
+  g.count = 1;
+  g.fencing_token = ++*revision;
+  g.granted_at_ms = now_ms;
+  g.lock_ttl_ms = req.lock_ttl_ms;
+  AddGrant(name, who, g);
+  out.grant = g;
+  return out;
+}
+
+void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
+  struct Candidate {
+    std::string name;
+    WaitEntry w;
+  };
+  std::vector<Candidate> cands;
+  auto collect = [&](std::string_view n) {
+    auto it = resources_.find(n);
+    if (it == resources_.end()) return;
+    for (const WaitEntry& w : it->second.waiters) cands.push_back({std::string(n), w});
+  };
+  for (std::string_view a : Ancestors(name)) collect(a);
+  collect(name);
+  auto it = resources_.find(name);
+  if (it != resources_.end() && it->second.waiters_below > 0) {
+    const std::string prefix = name + ".";
+    for (auto d = resources_.lower_bound(prefix);
+         d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
+      for (const WaitEntry& w : d->second.waiters) cands.push_back({d->first, w});
+    }
+  }
+  if (cands.empty()) {
+    EraseIfIdle(name);
+    return;
+  }
+  std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+    return std::make_tuple(!a.w.conversion, a.w.seq) < std::make_tuple(!b.w.conversion, b.w.seq);
+  });
+  for (const Candidate& c : cands) {
+    if (Blocked(c.w.who, c.name, c.w.mode, c.w.seq, c.w.conversion)) continue;
+    RemoveWaiter(c.name, c.w.who);
+    HeldGrant granted;
+    if (c.w.conversion) {
+      HeldGrant& g = resources_.find(c.name)->second.holders.find(c.w.who)->second;
+      const Mode old = g.mode;
+      g.mode = c.w.mode;
+      if (c.w.reentrant) ++g.count;
+      if (IsWriteMode(c.w.mode)) g.fencing_token = ++*revision;
+      AdjustAncestors(c.name, CrOf(g.mode) - CrOf(old), CwOf(g.mode) - CwOf(old), 0);
+      granted = g;
+    } else {
+      granted.mode = c.w.mode;
+      granted.count = 1;
+      granted.fencing_token = ++*revision;
+      granted.granted_at_ms = grant_time_ms_;
+      granted.lock_ttl_ms = c.w.lock_ttl_ms;
+      AddGrant(c.name, c.w.who, granted);
+    }
+    grant_events_.push_back({c.w.who, c.name, granted});
+  }
+  EraseIfIdle(name);
+}
+
+Status LockTable::Release(const OwnerId& who, const std::string& name, bool all,
+                          uint64_t* revision) {
+  auto it = resources_.find(name);
+  HeldGrant* g = nullptr;
+  if (it != resources_.end()) {
+    auto h = it->second.holders.find(who);
+    if (h != it->second.holders.end()) g = &h->second;
+  }
+  if (g == nullptr) {
+    return {Code::kNotHeld, "lock '" + name + "' is not held by " + DescribeOwner(who) +
+                                " (released already, or its TTL ended)"};
+  }
+  if (!all && g->count > 1) {
+    --g->count;
+    return Status::Ok();
+  }
+  RemoveGrant(name, who);
+  DemoteConversion(name, who);
+  ++*revision;
+  Reschedule(name, revision);
+  return Status::Ok();
+}
+
+Status LockTable::Downgrade(const OwnerId& who, const std::string& name, Mode mode,
+                            uint64_t* revision) {
+  auto it = resources_.find(name);
+  if (it == resources_.end() || !it->second.holders.count(who)) {
+    return {Code::kNotHeld, "lock '" + name + "' is not held by " + DescribeOwner(who)};
+  }
+  HeldGrant& g = it->second.holders.find(who)->second;
+  if (!Covers(g.mode, mode)) {
+    return InvalidArgument("cannot downgrade '" + name + "' from " +
+                           std::string(ModeName(g.mode)) + " to " + std::string(ModeName(mode)) +
+                           ": that is not weaker; acquire it to upgrade");
+  }
+  const Mode old = g.mode;
+  g.mode = mode;
+  AdjustAncestors(name, CrOf(mode) - CrOf(old), CwOf(mode) - CwOf(old), 0);
+  ++*revision;
+  Reschedule(name, revision);
+  return Status::Ok();
+}
+
+bool LockTable::CancelWait(const OwnerId& who, const std::string& name, uint64_t* revision) {
+  if (!IsWaiting(who, name)) return false;
+  RemoveWaiter(name, who);
+  ++*revision;
+  Reschedule(name, revision);
+  return true;
+}
+
+Status LockTable::Transfer(const OwnerId& from, const OwnerId& to, const std::string& name,
+                           uint64_t now_ms, uint64_t* revision) {
+  const HeldGrant* g = FindGrant(from, name);
+  if (g == nullptr) {
+    return {Code::kNotHeld, "lock '" + name + "' is not held by " + DescribeOwner(from)};
+  }
+  if (FindGrant(to, name) != nullptr || IsWaiting(to, name)) {
+    return {Code::kFailedPrecondition, DescribeOwner(to) + " already holds or waits for '" +
+                                           name + "'; it cannot receive it"};
+  }
+  HeldGrant moved = *g;
+  RemoveGrant(name, from);
+  DemoteConversion(name, from);
+  moved.fencing_token = ++*revision;
+  moved.granted_at_ms = now_ms;
+  AddGrant(name, to, moved);
+  return Status::Ok();
+}
+
+void LockTable::DropSession(uint64_t session, uint64_t* revision) {
+  std::vector<std::pair<OwnerId, OwnerState>> owned;
+  for (auto it = owners_.lower_bound(OwnerId{session, ""});
+       it != owners_.end() && it->first.session == session; ++it) {
+    owned.emplace_back(it->first, it->second);
+  }
+  std::set<std::string> touched;
+  for (const auto& [who, st] : owned) {
+    for (const std::string& n : st.waiting) {
+      RemoveWaiter(n, who);
+      touched.insert(n);
+    }
+  }
+  for (const auto& [who, st] : owned) {
+    for (const std::string& n : st.held) {
+      RemoveGrant(n, who);
+      touched.insert(n);
+    }
+  }
+  if (!touched.empty()) ++*revision;
+  for (const std::string& n : touched) Reschedule(n, revision);
+}
+
+Result<OwnerId> LockTable::ExpireGrant(const std::string& name, uint64_t token, uint64_t now_ms,
+                                       uint64_t* revision) {
+  auto it = resources_.find(name);
+  if (it != resources_.end()) {
+    for (const auto& [who, g] : it->second.holders) {
+      if (g.fencing_token != token) continue;
+      if (g.lock_ttl_ms == 0 || g.granted_at_ms + g.lock_ttl_ms > now_ms) {
+        return Status(Code::kFailedPrecondition, "lock TTL has not run out");
+      }
+      OwnerId owner = who;
+      RemoveGrant(name, owner);
+      DemoteConversion(name, owner);
+      ++*revision;
+      Reschedule(name, revision);
+      return owner;
+    }
+  }
+  return NotFound("grant " + std::to_string(token) + " of lock '" + name +
+                  "' is no longer held");
+}
+
+std::vector<GrantEvent> LockTable::TakeGrantEvents() {
+  std::vector<GrantEvent> out;
+  out.swap(grant_events_);
+  return out;
+}
+
+// ---- Queries -------------------------------------------------------------------
+
+const Resource* LockTable::Find(std::string_view name) const {
+  auto it = resources_.find(name);
+  return it == resources_.end() ? nullptr : &it->second;
+}
+
+const HeldGrant* LockTable::FindGrant(const OwnerId& who, std::string_view name) const {
+  const Resource* r = Find(name);
+  if (!r) return nullptr;
+  auto it = r->holders.find(who);
+  return it == r->holders.end() ? nullptr : &it->second;
+}
+
+bool LockTable::IsWaiting(const OwnerId& who, std::string_view name) const {
+  auto it = owners_.find(who);
+  return it != owners_.end() && it->second.waiting.count(std::string(name)) > 0;
+}
+
+std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> LockTable::HeldBySession(
+    uint64_t session) const {
+  std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> out;
+  for (auto it = owners_.lower_bound(OwnerId{session, ""});
+       it != owners_.end() && it->first.session == session; ++it) {
+    for (const std::string& n : it->second.held) {
+      out.push_back({n, {it->first, *FindGrant(it->first, n)}});
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, uint64_t>> LockTable::Expired(uint64_t now_ms) const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (const auto& [deadline, name, token] : ttl_deadlines_) {
+    if (deadline > now_ms) break;
+    out.emplace_back(name, token);
+  }
+  return out;
+}
+
+std::vector<WaitEdge> LockTable::WaitForGraph() const {
+  std::vector<WaitEdge> edges;
+  for (const auto& [name, r] : resources_) {
+    for (const WaitEntry& w : r.waiters) {
+      std::set<OwnerId> bs;
+      HolderBlockers(w.who, name, w.mode, false, &bs);
+      WaiterBlockers(w.who, name, w.mode, w.seq, w.conversion, false, &bs);
+      for (const OwnerId& b : bs) edges.push_back({w.who, name, w.mode, b});
+    }
+  }
+  return edges;
+}
+
+void LockTable::RestoreGrant(const std::string& name, const OwnerId& who, const HeldGrant& g) {
+  AddGrant(name, who, g);
+}
+
+void LockTable::RestoreWaiter(const std::string& name, const WaitEntry& w) { AddWaiter(name, w); }
+
+}  // namespace latchkey::core

@@ -1,0 +1,202 @@
+// LockTable: the lock engine of the core. Hierarchical names, six DLM modes,
+// counted reentrancy, conversions with priority, fair FIFO queues and exact
+// deadlock detection. Pure and deterministic (no clocks: callers pass the
+// entry time), driven by the StateMachine.
+//
+// Rules (docs/design/0005-lock-engine.md has the reasoning):
+// - A grant on a.b.c in mode M also holds IntentionFor(M) on a.b and a, so it
+//   conflicts with incompatible explicit grants on its ancestors and an
+//   explicit grant on a.b conflicts with grants below it.
+// - An owner never conflicts with itself.
+// - FIFO: a request is granted only if it is compatible with every grant and
+//   with every earlier waiter it is related to (same name, an ancestor or a
+//   descendant). So a waiting parent is not starved by a stream of children,
+//   nor a writer by readers; the head of a queue and the compatible requests
+//   right behind it are granted together.
+// - Conversions (an owner asking for a stronger mode on a lock it holds) go
+//   ahead of every new request; among themselves they keep FIFO order.
+// - A request that would wait first runs deadlock detection over the
+//   wait-for graph (owner -> owners it waits for); if it would close a cycle
+//   it fails with DEADLOCK naming the cycle, and nothing changes.
+// - Releasing (or losing) a lock while a conversion of it waits turns the
+//   conversion into a plain request for the wanted mode, keeping its place.
+// - Fencing tokens: every new grant, and every conversion that gains a write
+//   mode, takes the next revision as its token.
+//
+// Thread-safety: none (owned by the StateMachine on one thread).
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "core/modes.h"
+
+namespace latchkey::core {
+
+struct OwnerId {
+  uint64_t session = 0;
+  std::string owner;
+  auto operator<=>(const OwnerId&) const = default;
+  bool operator==(const OwnerId&) const = default;
+};
+
+struct HeldGrant {
+  Mode mode = Mode::kEX;
+  uint32_t count = 1;  // reentrant acquisitions outstanding
+  uint64_t fencing_token = 0;
+  uint64_t granted_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+};
+
+struct WaitEntry {
+  OwnerId who;
+  Mode mode = Mode::kEX;  // for a conversion: the mode wanted
+  uint64_t seq = 0;       // global arrival order
+  bool conversion = false;
+  bool reentrant = false;
+  uint64_t queued_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+};
+
+struct Resource {
+  std::map<OwnerId, HeldGrant> holders;  // explicit grants on this name
+  std::vector<WaitEntry> waiters;        // ascending seq
+  // Grants strictly below this name, by implied intention (CR, CW).
+  uint32_t below_cr = 0;
+  uint32_t below_cw = 0;
+  uint32_t waiters_below = 0;  // waiters strictly below this name
+  bool idle() const {
+    return holders.empty() && waiters.empty() && below_cr == 0 && below_cw == 0 &&
+           waiters_below == 0;
+  }
+};
+
+// A grant that changed hands: emitted for queued requests that were granted
+// later (and for conversions), so the server can answer them.
+struct GrantEvent {
+  OwnerId who;
+  std::string name;
+  HeldGrant grant;
+};
+
+struct AcquireRequest {
+  OwnerId who;
+  std::string name;
+  Mode mode = Mode::kEX;
+  bool try_only = false;
+  bool reentrant = false;  // count nested acquisitions (else idempotent)
+  uint64_t lock_ttl_ms = 0;
+};
+
+struct AcquireOutcome {
+  enum class Kind { kGranted, kQueued, kBusy, kDeadlock };
+  Kind kind = Kind::kGranted;
+  HeldGrant grant;      // kGranted
+  std::string message;  // kBusy / kDeadlock: who is in the way
+};
+
+struct WaitEdge {
+  OwnerId waiter;
+  std::string name;  // what the waiter waits for
+  Mode mode = Mode::kEX;
+  OwnerId blocker;
+};
+
+class LockTable {
+ public:
+  // `revision` is the state machine's counter; tokens are taken from it.
+  AcquireOutcome Acquire(const AcquireRequest& req, uint64_t now_ms, uint64_t* revision);
+  // Decrements the count (all=true: drops it) and grants what became
+  // grantable. NOT_HELD if the owner holds nothing there.
+  Status Release(const OwnerId& who, const std::string& name, bool all, uint64_t* revision);
+  // Downgrade in place (mode must be covered by the held mode).
+  Status Downgrade(const OwnerId& who, const std::string& name, Mode mode, uint64_t* revision);
+  // Withdraws a waiting request; false if not waiting.
+  bool CancelWait(const OwnerId& who, const std::string& name, uint64_t* revision);
+  // Moves a grant to another owner (a new token is issued).
+  Status Transfer(const OwnerId& from, const OwnerId& to, const std::string& name,
+                  uint64_t now_ms, uint64_t* revision);
+  // Releases every grant and withdraws every wait of the session.
+  void DropSession(uint64_t session, uint64_t* revision);
+  // Expires the grant with `token` on `name` if its TTL ran out by now_ms.
+  // Returns the owner that lost it.
+  Result<OwnerId> ExpireGrant(const std::string& name, uint64_t token, uint64_t now_ms,
+                              uint64_t* revision);
+
+  // Events accumulated by the calls above; the caller drains them.
+  std::vector<GrantEvent> TakeGrantEvents();
+
+  // ---- Queries ----
+  const Resource* Find(std::string_view name) const;
+  const HeldGrant* FindGrant(const OwnerId& who, std::string_view name) const;
+  bool IsWaiting(const OwnerId& who, std::string_view name) const;
+  // (name, grant) held by any owner of the session.
+  std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> HeldBySession(
+      uint64_t session) const;
+  // Grants whose TTL ended at or before now_ms: (name, token).
+  std::vector<std::pair<std::string, uint64_t>> Expired(uint64_t now_ms) const;
+  std::vector<WaitEdge> WaitForGraph() const;
+  const std::map<std::string, Resource, std::less<>>& resources() const { return resources_; }
+  size_t grant_count() const { return grant_count_; }
+  size_t waiter_count() const { return waiter_count_; }
+  uint64_t next_seq() const { return next_seq_; }
+
+  // ---- Snapshot support ----
+  void RestoreGrant(const std::string& name, const OwnerId& who, const HeldGrant& g);
+  void RestoreWaiter(const std::string& name, const WaitEntry& w);
+  void set_next_seq(uint64_t seq) { next_seq_ = seq; }
+  // Time stamped on grants made by later calls (the current entry's time).
+  void set_time(uint64_t now_ms) { grant_time_ms_ = now_ms; }
+
+ private:
+  struct OwnerState {
+    std::set<std::string> held;
+    std::set<std::string> waiting;
+  };
+
+  // Owners whose grants keep `who` from holding `mode` on `name`.
+  void HolderBlockers(const OwnerId& who, const std::string& name, Mode mode, bool first_only,
+                      std::set<OwnerId>* out) const;
+  // Owners of earlier related waiters that conflict with a request of `who`
+  // for `mode` on `name` with arrival `seq` (conversion: only conversions).
+  void WaiterBlockers(const OwnerId& who, const std::string& name, Mode mode, uint64_t seq,
+                      bool conversion, bool first_only, std::set<OwnerId>* out) const;
+  bool Blocked(const OwnerId& who, const std::string& name, Mode mode, uint64_t seq,
+               bool conversion) const;
+  // Cycle through `who` if it waited for `blockers`; the cycle as text.
+  std::string FindCycle(const OwnerId& who, const std::set<OwnerId>& blockers) const;
+
+  void AddGrant(const std::string& name, const OwnerId& who, const HeldGrant& g);
+  void RemoveGrant(const std::string& name, const OwnerId& who);
+  void AddWaiter(const std::string& name, WaitEntry w);
+  void RemoveWaiter(const std::string& name, const OwnerId& who);
+  // Grants every waiter related to `name` that has become grantable.
+  void Reschedule(const std::string& name, uint64_t* revision);
+  // A waiting conversion of a grant that just went away becomes a plain
+  // request for the same mode, keeping its place in line.
+  void DemoteConversion(const std::string& name, const OwnerId& who);
+  void EraseIfIdle(const std::string& name);
+  void AdjustAncestors(const std::string& name, int d_cr, int d_cw, int d_waiters);
+
+  std::map<std::string, Resource, std::less<>> resources_;
+  std::map<OwnerId, OwnerState> owners_;
+  std::set<std::tuple<uint64_t, std::string, uint64_t>> ttl_deadlines_;  // (deadline, name, token)
+  std::vector<GrantEvent> grant_events_;
+  size_t grant_count_ = 0;
+  size_t waiter_count_ = 0;
+  uint64_t next_seq_ = 1;
+  uint64_t grant_time_ms_ = 0;
+};
+
+// "a.b.c" -> {"a", "a.b"} (strict ancestors, outermost first).
+std::vector<std::string_view> Ancestors(std::string_view name);
+std::string DescribeOwner(const OwnerId& who);
+
+}  // namespace latchkey::core

@@ -1,0 +1,156 @@
+// Lock-engine requests beyond acquire/release (loop thread): downgrade,
+// ownership transfer, and introspection (locks by prefix, wait-for graph).
+#include "core/names.h"
+#include "server/server.h"
+
+namespace latchkey::server {
+
+namespace lv = log::v1;
+
+namespace {
+
+v1::LockMode WireMode(core::Mode m) { return static_cast<v1::LockMode>(core::ModeToLog(m)); }
+
+constexpr uint32_t kDefaultListLimit = 1000;
+constexpr uint32_t kMaxListLimit = 100'000;
+
+}  // namespace
+
+void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
+  out->set_name(name);
+  out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
+  const core::Resource* res = sm_.locks().Find(name);
+  if (res == nullptr) return;
+  auto client_name = [this](uint64_t sid) {
+    const core::Session* s = sm_.FindSession(sid);
+    return s ? s->client_name : std::string();
+  };
+  for (const auto& [who, g] : res->holders) {
+    auto* h = out->add_holders();
+    h->set_session_id(who.session);
+    h->set_owner(who.owner);
+    h->set_client_name(client_name(who.session));
+    h->set_fencing_token(g.fencing_token);
+    h->set_granted_at_ms(g.granted_at_ms);
+    h->set_lock_ttl_ms(g.lock_ttl_ms);
+    h->set_mode(WireMode(g.mode));
+    h->set_count(g.count);
+  }
+  if (out->holders_size() > 0) {
+    out->set_held(true);
+    *out->mutable_holder() = out->holders(0);
+  }
+  for (const core::WaitEntry& w : res->waiters) {
+    auto* pw = out->add_waiters();
+    pw->set_session_id(w.who.session);
+    pw->set_owner(w.who.owner);
+    pw->set_client_name(client_name(w.who.session));
+    pw->set_queued_at_ms(w.queued_at_ms);
+    pw->set_mode(WireMode(w.mode));
+    pw->set_conversion(w.conversion);
+  }
+}
+
+void Server::OnDowngrade(ConnState& cs, const Request& req) {
+  const auto& d = req.downgrade();
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  if (Status s = core::ValidateLockName(d.name()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (!v1::LockMode_IsValid(d.mode()) || d.mode() == v1::MODE_DEFAULT) {
+    return ReplyError(conn_id, rid, InvalidArgument("downgrade needs an explicit mode"));
+  }
+  if (!TouchSession(conn_id, rid, d.session_id())) return;
+  lv::Command cmd;
+  auto* c = cmd.mutable_downgrade();
+  c->set_session_id(d.session_id());
+  c->set_owner(d.owner());
+  c->set_name(d.name());
+  c->set_mode(static_cast<uint32_t>(d.mode()));
+  proposer_->Add(std::move(cmd),
+                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok()) {
+                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                   }
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   resp.mutable_downgrade();
+                   Reply(conn_id, resp);
+                 });
+}
+
+void Server::OnTransfer(ConnState& cs, const Request& req) {
+  const auto& t = req.transfer();
+  const uint64_t conn_id = cs.conn->id();
+  const uint64_t rid = req.id();
+  if (Status s = core::ValidateLockName(t.name()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (Status s = core::ValidateOwner(t.to_owner()); !s.ok()) return ReplyError(conn_id, rid, s);
+  if (!TouchSession(conn_id, rid, t.session_id())) return;
+  lv::Command cmd;
+  auto* c = cmd.mutable_transfer();
+  c->set_session_id(t.session_id());
+  c->set_owner(t.owner());
+  c->set_name(t.name());
+  c->set_to_session_id(t.to_session_id());
+  c->set_to_owner(t.to_owner());
+  proposer_->Add(std::move(cmd),
+                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok()) {
+                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                   }
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   resp.mutable_transfer()->set_fencing_token(res->grant.fencing_token);
+                   Reply(conn_id, resp);
+                 });
+}
+
+void Server::OnListLocks(ConnState& cs, const Request& req) {
+  const std::string& prefix = req.list_locks().prefix();
+  if (!prefix.empty()) {
+    if (Status s = core::ValidateLockName(prefix); !s.ok()) {
+      return ReplyError(cs.conn->id(), req.id(), s);
+    }
+  }
+  uint32_t limit = req.list_locks().limit() == 0 ? kDefaultListLimit : req.list_locks().limit();
+  limit = std::min(limit, kMaxListLimit);
+  v1::Response resp;
+  resp.set_id(req.id());
+  auto* out = resp.mutable_list_locks();
+  out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
+  const auto& all = sm_.locks().resources();
+  for (auto it = all.lower_bound(prefix); it != all.end(); ++it) {
+    const std::string& name = it->first;
+    const bool inside = prefix.empty() || name == prefix ||
+                        (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+                         name[prefix.size()] == '.');
+    if (!inside) {
+      if (name.compare(0, prefix.size(), prefix) != 0) break;  // past the prefix range
+      continue;  // e.g. "ab" while listing "a"
+    }
+    if (it->second.holders.empty() && it->second.waiters.empty()) continue;  // ancestors only
+    if (static_cast<uint32_t>(out->locks_size()) == limit) {
+      out->set_truncated(true);
+      break;
+    }
+    FillLock(name, out->add_locks());
+  }
+  Reply(cs.conn->id(), resp);
+}
+
+void Server::OnGetWaitGraph(ConnState& cs, const Request& req) {
+  v1::Response resp;
+  resp.set_id(req.id());
+  auto* out = resp.mutable_get_wait_graph();
+  for (const core::WaitEdge& e : sm_.locks().WaitForGraph()) {
+    auto* pe = out->add_edges();
+    pe->set_waiter_session_id(e.waiter.session);
+    pe->set_waiter_owner(e.waiter.owner);
+    pe->set_name(e.name);
+    pe->set_mode(WireMode(e.mode));
+    pe->set_blocker_session_id(e.blocker.session);
+    pe->set_blocker_owner(e.blocker.owner);
+  }
+  Reply(cs.conn->id(), resp);
+}
+
+}  // namespace latchkey::server
