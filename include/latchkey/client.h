@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,19 +46,19 @@ struct ClientOptions {
   // separated list ("10.0.0.1:7411,10.0.0.2:7411") is tried in order, on
   // connect and on every reconnect.
   std::string endpoint = "127.0.0.1:7411";
-  std::string client_name;  // shown to other users in introspection
+  std::string client_name{};  // shown to other users in introspection
   std::chrono::milliseconds session_ttl{10'000};
   std::chrono::milliseconds connect_timeout{5'000};
   // Runs once when the session is lost for good. Must not block.
-  std::function<void(const Status&)> on_session_lost;
+  std::function<void(const Status&)> on_session_lost{};
   // Runs for every LockLostEvent pushed by the server (on the client's io
   // thread: do not block in it). Optional.
-  std::function<void(const LockLost&)> on_lock_lost;
+  std::function<void(const LockLost&)> on_lock_lost{};
 };
 
 struct AcquireOptions {
   LockMode mode = LockMode::kEX;
-  std::string owner;  // "" = the session itself
+  std::string owner{};  // "" = the session itself
   // Count nested acquisitions by this owner: each needs its own Release.
   // Without it, acquiring a lock the owner holds returns the same grant.
   bool reentrant = false;
@@ -66,6 +67,15 @@ struct AcquireOptions {
   bool try_only = false;
   // Lock time-to-live independent of the session; 0 = until released.
   std::chrono::milliseconds lock_ttl{0};
+  // Written as the lock's value block when granted (needs CW, PW or EX).
+  std::optional<std::string> value{};
+};
+
+// Options of the waiting calls of semaphores, latches and barriers.
+struct WaitOptions {
+  std::string owner{};  // "" = the session itself
+  std::chrono::milliseconds wait_timeout{0};  // 0 = without limit
+  bool try_only = false;                      // semaphores only
 };
 
 struct Grant {
@@ -103,6 +113,8 @@ struct LockInfo {
   LockHolderInfo holder;  // the first holder, valid when held
   size_t waiters = 0;
   uint64_t server_time_ms = 0;              // server clock, to compute the holder's age
+  std::string value;                        // lock value block ("" if never written)
+  uint64_t value_token = 0;                 // fencing token of the grant that wrote it
   std::vector<LockHolderInfo> holders;      // every holder
   std::vector<LockWaiterInfo> waiter_list;  // in queue order
 };
@@ -183,6 +195,30 @@ class Client {
   // Who waits for whom right now.
   Result<std::vector<WaitEdgeInfo>> GetWaitGraph();
 
+  // All-or-nothing: every lock at once, or wait (as one request) until it
+  // can be. Returns the fencing tokens in the order of `parts`.
+  Result<std::vector<uint64_t>> AcquireMany(
+      const std::vector<std::pair<std::string, LockMode>>& parts,
+      const AcquireOptions& options = {});
+  // Writes the lock value block (the owner must hold it in CW, PW or EX).
+  Status SetLockValue(std::string_view name, std::string_view value, std::string_view owner = {});
+  // Lock ordering: an owner holding a lock of a higher rank may not acquire
+  // one of a lower rank (FAILED_PRECONDITION instead of a later deadlock).
+  Status DeclareLockRank(std::string_view prefix, uint32_t rank);
+
+  // Counting semaphore NAME with `limit` permits (created on first use; 0 =
+  // it must exist). Returns the grant's fencing token. The permits are held
+  // until ReleaseSemaphore or the end of the session.
+  Result<uint64_t> AcquireSemaphore(std::string_view name, uint32_t permits, uint32_t limit,
+                                    const WaitOptions& options = {});
+  Status ReleaseSemaphore(std::string_view name, std::string_view owner = {});
+  // Count-down latch NAME (created with `initial` if absent).
+  Status LatchAwait(std::string_view name, uint64_t initial, const WaitOptions& options = {});
+  Result<uint64_t> LatchCountDown(std::string_view name, uint64_t by = 1, uint64_t initial = 0);
+  // Cyclic barrier NAME for `parties`; returns the generation that tripped.
+  Result<uint64_t> BarrierAwait(std::string_view name, uint32_t parties,
+                                const WaitOptions& options = {});
+
   Result<LockInfo> GetLock(std::string_view name,
                            ReadConsistency consistency = ReadConsistency::kLinearizable);
   // The status of the node this client is connected to (any role).
@@ -211,6 +247,8 @@ class Client {
   // network fault would. The client reconnects and re-attaches.
   void DropConnectionForTesting();
 
+  std::optional<std::chrono::steady_clock::time_point> WaitDeadline(
+      bool try_only, std::chrono::milliseconds wait) const;
   struct Impl;
 
  private:

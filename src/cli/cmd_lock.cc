@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/lock_display.h"
 #include "common/duration.h"
 #include "latchkey/client.h"
 
@@ -29,6 +30,7 @@ namespace {
 struct LockFlags {
   ClientFlags client;
   std::string name;
+  std::string mode = "EX";
   std::string wait;  // empty = wait without limit
   bool no_wait = false;
   std::string ttl;
@@ -73,14 +75,44 @@ void SignalThread(std::shared_ptr<Shared> sh, sigset_t set) {
   }
 }
 
-std::string Describe(const LockInfo& info) {
-  if (!info.held) return "not held (being handed over)";
-  const auto& h = info.holder;
-  std::string who = "session " + std::to_string(h.session_id);
-  if (!h.client_name.empty()) who += " (" + h.client_name + ")";
-  uint64_t age = info.server_time_ms > h.granted_at_ms ? info.server_time_ms - h.granted_at_ms : 0;
-  std::string s = "held by " + who + " for " + FormatDurationMs(age);
-  if (info.waiters > 1) s += ", " + std::to_string(info.waiters - 1) + " others waiting";
+// What keeps this session from `name`, for the waiting line: every holder
+// of the name and of the names above and below it (whose grants conflict
+// through intention modes), with their modes and ages.
+std::string Describe(Client& client, const std::string& name, uint64_t self) {
+  std::vector<LockInfo> related;
+  if (auto below = client.ListLocks(name, 50); below.ok()) related = std::move(*below);
+  for (const std::string& a : AncestorNames(name)) {
+    if (auto up = client.GetLock(a); up.ok() && (up->held || !up->waiter_list.empty())) {
+      related.push_back(std::move(*up));
+    }
+  }
+  constexpr size_t kMaxShown = 4;
+  std::vector<std::string> parts;
+  size_t holders = 0, others_waiting = 0, waiting_related = 0;
+  for (const LockInfo& l : related) {
+    std::string held;
+    for (const LockHolderInfo& h : l.holders) {
+      if (h.session_id == self) continue;
+      if (++holders > kMaxShown) continue;
+      held += (held.empty() ? "" : ", ") + DescribeHolder(h, l.server_time_ms);
+    }
+    if (!held.empty()) parts.push_back(l.name == name ? held : "'" + l.name + "' by " + held);
+    for (const LockWaiterInfo& w : l.waiter_list) {
+      if (w.session_id == self) continue;
+      ++(l.name == name ? others_waiting : waiting_related);
+    }
+  }
+  std::string s;
+  if (holders == 0) {
+    s = waiting_related > 0 ? "queued behind " + std::to_string(waiting_related) +
+                                  " earlier request(s) for names above or below it"
+                            : "not held (being handed over)";
+  } else {
+    s = "held by ";
+    for (size_t i = 0; i < parts.size(); ++i) s += (i ? "; " : "") + parts[i];
+    if (holders > kMaxShown) s += " and " + std::to_string(holders - kMaxShown) + " more";
+  }
+  if (others_waiting > 0) s += ", " + std::to_string(others_waiting) + " others waiting";
   return s;
 }
 
@@ -95,6 +127,7 @@ int RunChild(const LockFlags& f, const Grant& grant, uint64_t session_id,
     pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
     setenv("LATCHKEY_LOCK_NAME", f.name.c_str(), 1);
     setenv("LATCHKEY_FENCING_TOKEN", std::to_string(grant.fencing_token).c_str(), 1);
+    setenv("LATCHKEY_LOCK_MODE", std::string(LockModeName(grant.mode)).c_str(), 1);
     setenv("LATCHKEY_SESSION_ID", std::to_string(session_id).c_str(), 1);
     setenv("LATCHKEY_ENDPOINT", f.client.endpoint.c_str(), 1);
     std::vector<char*> argv;
@@ -127,6 +160,15 @@ int RunLock(LockFlags f) {
     return kExitUsage;
   }
   AcquireOptions ao;
+  if (auto mode = ParseLockMode(f.mode)) {
+    ao.mode = *mode;
+  } else {
+    std::fprintf(stderr,
+                 "latchkey lock: --mode: unknown lock mode '%s'; use one of NL CR CW PR PW EX "
+                 "(or IS IX S SIX X)\n",
+                 f.mode.c_str());
+    return kExitUsage;
+  }
   if (f.no_wait && !f.wait.empty()) {
     std::fprintf(stderr, "latchkey lock: --wait and --no-wait exclude each other\n");
     return kExitUsage;
@@ -205,12 +247,10 @@ int RunLock(LockFlags f) {
       next_report += std::chrono::seconds(1);
       if (!chatty) continue;
       lk.unlock();
-      auto info = client->GetLock(f.name);
-      if (info.ok()) {
-        std::fprintf(stderr, "\r\033[Klatchkey: waiting for '%s': %s", f.name.c_str(),
-                     Describe(*info).c_str());
-        shown = true;
-      }
+      std::fprintf(stderr, "\r\033[Klatchkey: waiting for '%s' in %s: %s", f.name.c_str(),
+                   std::string(LockModeName(ao.mode)).c_str(),
+                   Describe(*client, f.name, client->session_id()).c_str());
+      shown = true;
       lk.lock();
     }
   }
@@ -241,7 +281,8 @@ int RunLock(LockFlags f) {
   if (chatty) {
     auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - t0);
-    std::fprintf(stderr, "latchkey: acquired '%s' (fencing token %llu) after %s\n", f.name.c_str(),
+    std::fprintf(stderr, "latchkey: acquired '%s' in %s (fencing token %llu) after %s\n",
+                 f.name.c_str(), std::string(LockModeName(grant->mode)).c_str(),
                  static_cast<unsigned long long>(grant->fencing_token),
                  FormatDurationMs(static_cast<uint64_t>(waited.count())).c_str());
   }
@@ -262,15 +303,21 @@ int RunLock(LockFlags f) {
 Subcommand AddLockCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "lock",
-      "Run COMMAND while holding the exclusive lock NAME, then release it.\n"
-      "The command gets LATCHKEY_LOCK_NAME, LATCHKEY_FENCING_TOKEN and LATCHKEY_SESSION_ID in "
-      "its environment; pass the fencing token to the resource you guard so it can reject a "
+      "Run COMMAND while holding the lock NAME (exclusive unless --mode says otherwise), then "
+      "release it.\n"
+      "The command gets LATCHKEY_LOCK_NAME, LATCHKEY_LOCK_MODE, LATCHKEY_FENCING_TOKEN and "
+      "LATCHKEY_SESSION_ID in its environment; pass the fencing token to the resource you guard so it can reject a "
       "stale holder. Exit status: the command's; 75 when the lock was busy or the wait timed "
       "out; 76 when the session was lost while the command ran; 69 when the server is "
       "unreachable; 64 on bad arguments.");
   auto f = std::make_shared<LockFlags>();
   cmd->add_option("name", f->name, "Lock name, e.g. build.artifacts")->required();
   cmd->add_option("command", f->command, "Command to run (after --)")->required();
+  cmd->add_option("-m,--mode", f->mode,
+                  "Lock mode: EX (exclusive), PR (shared: readers run together), PW, CW, CR, NL; "
+                  "or IS IX S SIX X. A lock on a.b.c also takes the matching intention mode on "
+                  "a.b and a, so 'lock --mode PR a' waits for writers anywhere below a")
+      ->capture_default_str();
   cmd->add_option("-w,--wait", f->wait,
                   "Give up if not acquired within this time (e.g. 10s, 500ms); default: wait");
   cmd->add_flag("-n,--no-wait", f->no_wait, "Fail at once (exit 75) if the lock is held");

@@ -35,10 +35,10 @@ Subcommand AddMemberCommand(CLI::App& app) {
   cmd->require_subcommand(1);
   auto flags = std::make_shared<MemberFlags>();
   AddClientFlags(cmd, &flags->client);
+  cmd->fallthrough();  // `member list -e HOST:PORT` as well as `member -e HOST:PORT list`
   auto* list = cmd->add_subcommand("list", "Show every node, its role and the leader");
   auto* add = cmd->add_subcommand(
-      "add",
-      "Add a node started with `latchkey server --join`; it becomes a voter once caught up");
+      "add", "Add a node started with `latchkey server --join`; it becomes a voter once caught up");
   add->add_option("--id", flags->node_id, "The new node's --node-id")->required();
   add->add_option("--raft-address", flags->raft_address, "Its --raft-address (HOST:PORT)")
       ->required();
@@ -66,11 +66,10 @@ Subcommand AddMemberCommand(CLI::App& app) {
               if (!members.ok()) return Fail("list", members.status());
               std::printf("%-6s %-8s %-22s %-22s %s\n", "ID", "ROLE", "RAFT", "CLIENT", "LEADER");
               for (const MemberInfo& m : *members) {
-                std::printf("%-6llu %-8s %-22s %-22s %s\n",
-                            static_cast<unsigned long long>(m.node_id), m.role.c_str(),
-                            m.raft_address.c_str(),
-                            m.client_address.empty() ? "-" : m.client_address.c_str(),
-                            m.leader ? "*" : "");
+                std::printf(
+                    "%-6llu %-8s %-22s %-22s %s\n", static_cast<unsigned long long>(m.node_id),
+                    m.role.c_str(), m.raft_address.c_str(),
+                    m.client_address.empty() ? "-" : m.client_address.c_str(), m.leader ? "*" : "");
               }
               return 0;
             }

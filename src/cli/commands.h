@@ -23,6 +23,8 @@ Subcommand AddServerCommand(CLI::App& app);
 Subcommand AddLockCommand(CLI::App& app);
 Subcommand AddStatusCommand(CLI::App& app);
 Subcommand AddMemberCommand(CLI::App& app);  // cmd_member.cc
+Subcommand AddLocksCommand(CLI::App& app);   // cmd_locks.cc
+Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
       "Latchkey: a distributed lock and coordination service.\n\n"
       "Start a single-node server:      latchkey server\n"
       "Run a command under a lock:      latchkey lock build.artifacts -- ./make-release.sh\n"
+      "Share it with other readers:     latchkey lock --mode PR catalog -- ./read-catalog.sh\n"
+      "Who holds what, who waits:       latchkey locks build; latchkey waits\n"
       "Look at the server:              latchkey status\n",
       "latchkey"};
   app.set_version_flag("--version", std::string("latchkey ") + LATCHKEY_VERSION);
@@ -19,6 +21,8 @@ int main(int argc, char** argv) {
       latchkey::cli::AddLockCommand(app),
       latchkey::cli::AddStatusCommand(app),
       latchkey::cli::AddMemberCommand(app),
+      latchkey::cli::AddLocksCommand(app),
+      latchkey::cli::AddWaitsCommand(app),
   };
   try {
     app.parse(argc, argv);

@@ -139,6 +139,8 @@ LockInfo ToLockInfo(const pb::GetLockReply& r, std::string_view asked) {
   }
   info.waiters = static_cast<size_t>(r.waiters_size());
   info.server_time_ms = r.server_time_ms();
+  info.value = r.value();
+  info.value_token = r.value_token();
   return info;
 }
 
@@ -803,15 +805,13 @@ Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& optio
   a->set_try_only(options.try_only);
   a->set_mode(WireMode(options.mode));
   a->set_reentrant(options.reentrant);
+  if (options.value) {
+    a->set_set_value(true);
+    a->set_value(*options.value);
+  }
   a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
   a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
-  std::optional<TimePoint> deadline;
-  if (options.try_only) {
-    deadline = impl_->DefaultDeadline();
-  } else if (options.wait_timeout.count() > 0) {
-    deadline = impl_->DefaultDeadline() + options.wait_timeout;
-  }  // else: wait without limit (the session lease still bounds a dead server)
-  Outcome o = impl_->Call(std::move(req), deadline);
+  Outcome o = impl_->Call(std::move(req), WaitDeadline(options.try_only, options.wait_timeout));
   if (!o.status.ok()) return o.status;
   Grant g;
   g.name = std::string(name);
@@ -954,6 +954,113 @@ Result<uint64_t> Client::TransferLeadership(uint64_t node_id) {
   Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
   if (!o.status.ok()) return o.status;
   return o.response.transfer_leader().leader_id();
+}
+
+// Deadline of a call that may wait in the server for `wait` (0 = no limit).
+std::optional<std::chrono::steady_clock::time_point> Client::WaitDeadline(
+    bool try_only, std::chrono::milliseconds wait) const {
+  if (try_only) return impl_->DefaultDeadline();
+  if (wait.count() > 0) return impl_->DefaultDeadline() + wait;
+  return std::nullopt;  // the session lease still bounds a dead server
+}
+
+Result<std::vector<uint64_t>> Client::AcquireMany(
+    const std::vector<std::pair<std::string, LockMode>>& parts, const AcquireOptions& options) {
+  pb::Request req;
+  auto* a = req.mutable_acquire_many();
+  a->set_session_id(session_id());
+  a->set_owner(options.owner);
+  for (const auto& [name, mode] : parts) {
+    auto* p = a->add_parts();
+    p->set_name(name);
+    p->set_mode(WireMode(mode));
+  }
+  a->set_try_only(options.try_only);
+  a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
+  a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
+  Outcome o = impl_->Call(std::move(req), WaitDeadline(options.try_only, options.wait_timeout));
+  if (!o.status.ok()) return o.status;
+  const auto& t = o.response.acquire_many().fencing_tokens();
+  return std::vector<uint64_t>(t.begin(), t.end());
+}
+
+Status Client::SetLockValue(std::string_view name, std::string_view value,
+                            std::string_view owner) {
+  pb::Request req;
+  auto* v = req.mutable_set_lock_value();
+  v->set_session_id(session_id());
+  v->set_owner(std::string(owner));
+  v->set_name(std::string(name));
+  v->set_value(std::string(value));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Status Client::DeclareLockRank(std::string_view prefix, uint32_t rank) {
+  pb::Request req;
+  req.mutable_declare_lock_rank()->set_prefix(std::string(prefix));
+  req.mutable_declare_lock_rank()->set_rank(rank);
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Result<uint64_t> Client::AcquireSemaphore(std::string_view name, uint32_t permits, uint32_t limit,
+                                          const WaitOptions& options) {
+  pb::Request req;
+  auto* a = req.mutable_semaphore_acquire();
+  a->set_session_id(session_id());
+  a->set_owner(options.owner);
+  a->set_name(std::string(name));
+  a->set_permits(permits);
+  a->set_limit(limit);
+  a->set_try_only(options.try_only);
+  a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
+  Outcome o = impl_->Call(std::move(req), WaitDeadline(options.try_only, options.wait_timeout));
+  if (!o.status.ok()) return o.status;
+  return o.response.semaphore_acquire().fencing_token();
+}
+
+Status Client::ReleaseSemaphore(std::string_view name, std::string_view owner) {
+  pb::Request req;
+  auto* r = req.mutable_semaphore_release();
+  r->set_session_id(session_id());
+  r->set_owner(std::string(owner));
+  r->set_name(std::string(name));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Status Client::LatchAwait(std::string_view name, uint64_t initial, const WaitOptions& options) {
+  pb::Request req;
+  auto* a = req.mutable_latch_await();
+  a->set_session_id(session_id());
+  a->set_owner(options.owner);
+  a->set_name(std::string(name));
+  a->set_initial(initial);
+  a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
+  return impl_->Call(std::move(req), WaitDeadline(false, options.wait_timeout)).status;
+}
+
+Result<uint64_t> Client::LatchCountDown(std::string_view name, uint64_t by, uint64_t initial) {
+  pb::Request req;
+  auto* a = req.mutable_latch_count_down();
+  a->set_name(std::string(name));
+  a->set_by(by);
+  a->set_initial(initial);
+  Outcome o = impl_->Call(std::move(req), impl_->DefaultDeadline());
+  if (!o.status.ok()) return o.status;
+  return o.response.latch_count_down().remaining();
+}
+
+Result<uint64_t> Client::BarrierAwait(std::string_view name, uint32_t parties,
+                                      const WaitOptions& options) {
+  pb::Request req;
+  auto* a = req.mutable_barrier_await();
+  a->set_session_id(session_id());
+  a->set_owner(options.owner);
+  a->set_name(std::string(name));
+  a->set_parties(parties);
+  a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
+  Outcome o = impl_->Call(std::move(req), WaitDeadline(false, options.wait_timeout));
+  if (!o.status.ok()) return o.status;
+  return o.response.barrier_await().generation();
 }
 
 Status Client::Close() {

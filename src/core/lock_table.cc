@@ -280,6 +280,8 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     w.reentrant = req.reentrant;
     w.queued_at_ms = now_ms;
     w.lock_ttl_ms = req.lock_ttl_ms;
+    w.set_value = req.set_value;
+    w.value = req.value;
     AddWaiter(name, std::move(w));
     ++*revision;
     out.kind = AcquireOutcome::Kind::kQueued;
@@ -309,6 +311,17 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     if (IsWriteMode(target)) g.fencing_token = ++*revision;
     AdjustAncestors(name, CrOf(target) - CrOf(old), CwOf(target) - CwOf(old), 0);
     out.grant = g;
+    if (req.set_value && IsWriteMode(target)) {
+      Resource& r = resources_.find(name)->second;
+      r.value = req.value;
+      r.value_token = g.fencing_token;
+    }
+    return out;
+  }
+  if (Status order = CheckOrder(who, name); !order.ok()) {
+    out.kind = AcquireOutcome::Kind::kOrder;
+    out.message = order.message();
+    EraseIfIdle(name);
     return out;
   }
   const uint64_t seq = next_seq_++;
@@ -324,6 +337,11 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
   g.lock_ttl_ms = req.lock_ttl_ms;
   AddGrant(name, who, g);
   out.grant = g;
+  if (req.set_value && IsWriteMode(req.mode)) {
+    Resource& r = resources_.find(name)->second;
+    r.value = req.value;
+    r.value_token = g.fencing_token;
+  }
   return out;
 }
 
@@ -356,28 +374,184 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     return std::make_tuple(!a.w.conversion, a.w.seq) < std::make_tuple(!b.w.conversion, b.w.seq);
   });
   for (const Candidate& c : cands) {
-    if (Blocked(c.w.who, c.name, c.w.mode, c.w.seq, c.w.conversion)) continue;
-    RemoveWaiter(c.name, c.w.who);
+    // A group grant earlier in this loop may have taken this entry already.
+    const Resource* r = Find(c.name);
+    if (r == nullptr || std::none_of(r->waiters.begin(), r->waiters.end(), [&](const WaitEntry& e) {
+          return e.who == c.w.who && e.seq == c.w.seq;
+        })) {
+      continue;
+    }
+    if (c.w.group != 0) {
+      if (!GroupUnblocked(c.w.group, c.w.who)) continue;
+    } else if (Blocked(c.w.who, c.name, c.w.mode, c.w.seq, c.w.conversion)) {
+      continue;
+    }
+    GrantWaiter(c.name, c.w, revision);
+  }
+  EraseIfIdle(name);
+}
+
+void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_t* revision) {
+  std::vector<std::pair<std::string, WaitEntry>> parts;
+  if (w.group != 0) {
+    for (const std::string& n : groups_.at(w.group)) {
+      const auto& q = resources_.find(n)->second.waiters;
+      auto it = std::find_if(q.begin(), q.end(),
+                             [&](const WaitEntry& e) { return e.who == w.who && e.group == w.group; });
+      LATCHKEY_CHECK(it != q.end());
+      parts.emplace_back(n, *it);
+    }
+    groups_.erase(w.group);
+  } else {
+    parts.emplace_back(name, w);
+  }
+  for (const auto& [n, e] : parts) {
+    RemoveWaiter(n, e.who);
     HeldGrant granted;
-    if (c.w.conversion) {
-      HeldGrant& g = resources_.find(c.name)->second.holders.find(c.w.who)->second;
+    if (e.conversion) {
+      HeldGrant& g = resources_.find(n)->second.holders.find(e.who)->second;
       const Mode old = g.mode;
-      g.mode = c.w.mode;
-      if (c.w.reentrant) ++g.count;
-      if (IsWriteMode(c.w.mode)) g.fencing_token = ++*revision;
-      AdjustAncestors(c.name, CrOf(g.mode) - CrOf(old), CwOf(g.mode) - CwOf(old), 0);
+      g.mode = e.mode;
+      if (e.reentrant) ++g.count;
+      if (IsWriteMode(e.mode)) g.fencing_token = ++*revision;
+      AdjustAncestors(n, CrOf(g.mode) - CrOf(old), CwOf(g.mode) - CwOf(old), 0);
       granted = g;
     } else {
-      granted.mode = c.w.mode;
+      granted.mode = e.mode;
       granted.count = 1;
       granted.fencing_token = ++*revision;
       granted.granted_at_ms = grant_time_ms_;
-      granted.lock_ttl_ms = c.w.lock_ttl_ms;
-      AddGrant(c.name, c.w.who, granted);
+      granted.lock_ttl_ms = e.lock_ttl_ms;
+      AddGrant(n, e.who, granted);
     }
-    grant_events_.push_back({c.w.who, c.name, granted});
+    if (e.set_value && IsWriteMode(e.mode)) {
+      Resource& r = resources_.find(n)->second;
+      r.value = e.value;
+      r.value_token = granted.fencing_token;
+    }
+    grant_events_.push_back({e.who, n, granted});
   }
+}
+
+bool LockTable::GroupUnblocked(uint64_t group, const OwnerId& who) const {
+  auto g = groups_.find(group);
+  if (g == groups_.end()) return false;
+  for (const std::string& n : g->second) {
+    const auto& q = resources_.find(n)->second.waiters;
+    auto it = std::find_if(q.begin(), q.end(),
+                           [&](const WaitEntry& e) { return e.who == who && e.group == group; });
+    if (it == q.end() || Blocked(who, n, it->mode, it->seq, false)) return false;
+  }
+  return true;
+}
+
+std::optional<uint32_t> LockTable::RankOf(std::string_view name) const {
+  if (ranks_.empty()) return std::nullopt;
+  if (auto it = ranks_.find(name); it != ranks_.end()) return it->second;
+  auto anc = Ancestors(name);
+  for (auto a = anc.rbegin(); a != anc.rend(); ++a) {
+    if (auto it = ranks_.find(*a); it != ranks_.end()) return it->second;
+  }
+  return std::nullopt;
+}
+
+Status LockTable::CheckOrder(const OwnerId& who, const std::string& name) const {
+  const auto rank = RankOf(name);
+  if (!rank) return Status::Ok();
+  auto os = owners_.find(who);
+  if (os == owners_.end()) return Status::Ok();
+  for (const std::string& held : os->second.held) {
+    const auto r = RankOf(held);
+    if (r && *r > *rank) {
+      return Status(Code::kFailedPrecondition,
+                    "lock order violation: " + DescribeOwner(who) + " holds '" + held +
+                        "' (rank " + std::to_string(*r) + ") and asks for '" + name + "' (rank " +
+                        std::to_string(*rank) + "); take lower ranks first");
+    }
+  }
+  return Status::Ok();
+}
+
+Status LockTable::DeclareRank(const std::string& prefix, uint32_t rank) {
+  ranks_[prefix] = rank;
+  return Status::Ok();
+}
+
+Status LockTable::SetValue(const OwnerId& who, const std::string& name, std::string value,
+                           uint64_t* revision) {
+  const HeldGrant* g = FindGrant(who, name);
+  if (g == nullptr || !IsWriteMode(g->mode)) {
+    return Status(Code::kNotHeld, "writing the value of '" + name + "' needs " +
+                                      DescribeOwner(who) + " to hold it in CW, PW or EX");
+  }
+  Resource& r = resources_.find(name)->second;
+  r.value = std::move(value);
+  r.value_token = ++*revision;
   EraseIfIdle(name);
+  return Status::Ok();
+}
+
+AcquireOutcome LockTable::AcquireMany(const OwnerId& who, const std::vector<LockPart>& parts,
+                                      bool try_only, uint64_t lock_ttl_ms, uint64_t now_ms,
+                                      uint64_t* revision) {
+  grant_time_ms_ = now_ms;
+  AcquireOutcome out;
+  std::set<std::string> seen;
+  for (const LockPart& p : parts) {
+    if (!seen.insert(p.name).second || FindGrant(who, p.name) || IsWaiting(who, p.name)) {
+      out.kind = AcquireOutcome::Kind::kBusy;
+      out.message = "'" + p.name + "' is repeated, already held or already waited for by " +
+                    DescribeOwner(who);
+      return out;
+    }
+  }
+  const uint64_t seq = next_seq_++;
+  std::set<OwnerId> blockers;
+  for (const LockPart& p : parts) {
+    HolderBlockers(who, p.name, p.mode, false, &blockers);
+    WaiterBlockers(who, p.name, p.mode, seq, false, false, &blockers);
+  }
+  if (blockers.empty()) {
+    for (const LockPart& p : parts) {
+      HeldGrant g;
+      g.mode = p.mode;
+      g.fencing_token = ++*revision;
+      g.granted_at_ms = now_ms;
+      g.lock_ttl_ms = lock_ttl_ms;
+      AddGrant(p.name, who, g);
+      if (&p == &parts.front()) out.grant = g;
+    }
+    return out;
+  }
+  std::string list;
+  for (const OwnerId& b : blockers) list += (list.empty() ? "" : ", ") + DescribeOwner(b);
+  if (try_only) {
+    out.kind = AcquireOutcome::Kind::kBusy;
+    out.message = "the locks are blocked by " + list;
+    for (const LockPart& p : parts) EraseIfIdle(p.name);
+    return out;
+  }
+  if (std::string cycle = FindCycle(who, blockers); !cycle.empty()) {
+    out.kind = AcquireOutcome::Kind::kDeadlock;
+    out.message = "waiting for these locks would deadlock: " + cycle;
+    for (const LockPart& p : parts) EraseIfIdle(p.name);
+    return out;
+  }
+  std::vector<std::string>& names = groups_[seq];
+  for (const LockPart& p : parts) {
+    WaitEntry w;
+    w.who = who;
+    w.mode = p.mode;
+    w.seq = seq;
+    w.group = seq;
+    w.queued_at_ms = now_ms;
+    w.lock_ttl_ms = lock_ttl_ms;
+    AddWaiter(p.name, std::move(w));
+    names.push_back(p.name);
+  }
+  ++*revision;
+  out.kind = AcquireOutcome::Kind::kQueued;
+  return out;
 }
 
 Status LockTable::Release(const OwnerId& who, const std::string& name, bool all,
@@ -425,9 +599,16 @@ Status LockTable::Downgrade(const OwnerId& who, const std::string& name, Mode mo
 
 bool LockTable::CancelWait(const OwnerId& who, const std::string& name, uint64_t* revision) {
   if (!IsWaiting(who, name)) return false;
-  RemoveWaiter(name, who);
+  std::vector<std::string> names = {name};
+  const auto& q = resources_.find(name)->second.waiters;
+  auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+  if (it->group != 0) {  // withdrawing one part withdraws the whole AcquireMany
+    names = groups_.at(it->group);
+    groups_.erase(it->group);
+  }
+  for (const std::string& n : names) RemoveWaiter(n, who);
   ++*revision;
-  Reschedule(name, revision);
+  for (const std::string& n : names) Reschedule(n, revision);
   return true;
 }
 
@@ -459,6 +640,9 @@ void LockTable::DropSession(uint64_t session, uint64_t* revision) {
   std::set<std::string> touched;
   for (const auto& [who, st] : owned) {
     for (const std::string& n : st.waiting) {
+      const auto& q = resources_.find(n)->second.waiters;
+      auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+      if (it->group != 0) groups_.erase(it->group);
       RemoveWaiter(n, who);
       touched.insert(n);
     }
@@ -557,6 +741,16 @@ void LockTable::RestoreGrant(const std::string& name, const OwnerId& who, const 
   AddGrant(name, who, g);
 }
 
-void LockTable::RestoreWaiter(const std::string& name, const WaitEntry& w) { AddWaiter(name, w); }
+void LockTable::RestoreWaiter(const std::string& name, const WaitEntry& w) {
+  if (w.group != 0) groups_[w.group].push_back(name);
+  AddWaiter(name, w);
+}
+
+void LockTable::RestoreValue(const std::string& name, std::string value, uint64_t token) {
+  Resource& r = resources_[name];
+  r.value = std::move(value);
+  r.value_token = token;
+  EraseIfIdle(name);
+}
 
 }  // namespace latchkey::core

@@ -30,6 +30,7 @@
 #include <compare>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -63,6 +64,11 @@ struct WaitEntry {
   bool reentrant = false;
   uint64_t queued_at_ms = 0;
   uint64_t lock_ttl_ms = 0;
+  // Multi-lock: all waits of one AcquireMany share a group (the seq of its
+  // first part) and are granted together or not at all. 0 = none.
+  uint64_t group = 0;
+  bool set_value = false;  // write `value` into the lock value on grant
+  std::string value;
 };
 
 struct Resource {
@@ -72,9 +78,13 @@ struct Resource {
   uint32_t below_cr = 0;
   uint32_t below_cw = 0;
   uint32_t waiters_below = 0;  // waiters strictly below this name
+  // Lock value block: written by a holder in a write mode, kept across
+  // grants (it survives release), versioned by the token that wrote it.
+  std::string value;
+  uint64_t value_token = 0;
   bool idle() const {
     return holders.empty() && waiters.empty() && below_cr == 0 && below_cw == 0 &&
-           waiters_below == 0;
+           waiters_below == 0 && value.empty();
   }
 };
 
@@ -93,10 +103,17 @@ struct AcquireRequest {
   bool try_only = false;
   bool reentrant = false;  // count nested acquisitions (else idempotent)
   uint64_t lock_ttl_ms = 0;
+  bool set_value = false;  // on grant, write `value` (needs a write mode)
+  std::string value;
+};
+
+struct LockPart {
+  std::string name;
+  Mode mode = Mode::kEX;
 };
 
 struct AcquireOutcome {
-  enum class Kind { kGranted, kQueued, kBusy, kDeadlock };
+  enum class Kind { kGranted, kQueued, kBusy, kDeadlock, kOrder };
   Kind kind = Kind::kGranted;
   HeldGrant grant;      // kGranted
   std::string message;  // kBusy / kDeadlock: who is in the way
@@ -113,6 +130,18 @@ class LockTable {
  public:
   // `revision` is the state machine's counter; tokens are taken from it.
   AcquireOutcome Acquire(const AcquireRequest& req, uint64_t now_ms, uint64_t* revision);
+  // All-or-nothing: grants every part at once or waits (as one request) until
+  // it can. Parts must be distinct names none of which the owner holds.
+  AcquireOutcome AcquireMany(const OwnerId& who, const std::vector<LockPart>& parts,
+                             bool try_only, uint64_t lock_ttl_ms, uint64_t now_ms,
+                             uint64_t* revision);
+  // Writes the lock value; the owner must hold the lock in a write mode.
+  Status SetValue(const OwnerId& who, const std::string& name, std::string value,
+                  uint64_t* revision);
+  // Lock ordering: names under `prefix` get `rank`; an owner holding a lock
+  // of a higher rank may not take one of a lower rank (FAILED_PRECONDITION).
+  Status DeclareRank(const std::string& prefix, uint32_t rank);
+  const std::map<std::string, uint32_t, std::less<>>& ranks() const { return ranks_; }
   // Decrements the count (all=true: drops it) and grants what became
   // grantable. NOT_HELD if the owner holds nothing there.
   Status Release(const OwnerId& who, const std::string& name, bool all, uint64_t* revision);
@@ -151,6 +180,7 @@ class LockTable {
   // ---- Snapshot support ----
   void RestoreGrant(const std::string& name, const OwnerId& who, const HeldGrant& g);
   void RestoreWaiter(const std::string& name, const WaitEntry& w);
+  void RestoreValue(const std::string& name, std::string value, uint64_t token);
   void set_next_seq(uint64_t seq) { next_seq_ = seq; }
   // Time stamped on grants made by later calls (the current entry's time).
   void set_time(uint64_t now_ms) { grant_time_ms_ = now_ms; }
@@ -184,8 +214,17 @@ class LockTable {
   void DemoteConversion(const std::string& name, const OwnerId& who);
   void EraseIfIdle(const std::string& name);
   void AdjustAncestors(const std::string& name, int d_cr, int d_cw, int d_waiters);
+  // Grants a waiting entry (and, for a group, every part of it).
+  void GrantWaiter(const std::string& name, const WaitEntry& w, uint64_t* revision);
+  bool GroupUnblocked(uint64_t group, const OwnerId& who) const;
+  // Rank of a name (longest declared prefix), if any.
+  std::optional<uint32_t> RankOf(std::string_view name) const;
+  Status CheckOrder(const OwnerId& who, const std::string& name) const;
 
   std::map<std::string, Resource, std::less<>> resources_;
+  std::map<std::string, uint32_t, std::less<>> ranks_;
+  // group -> parts (name) of a waiting AcquireMany
+  std::map<uint64_t, std::vector<std::string>> groups_;
   std::map<OwnerId, OwnerState> owners_;
   std::set<std::tuple<uint64_t, std::string, uint64_t>> ttl_deadlines_;  // (deadline, name, token)
   std::vector<GrantEvent> grant_events_;

@@ -7,6 +7,15 @@ namespace {
 
 using Kind = AcquireOutcome::Kind;
 
+AcquireRequest Req(uint64_t s, const std::string& name, Mode m, bool try_only) {
+  AcquireRequest r;
+  r.who = OwnerId{s, ""};
+  r.name = name;
+  r.mode = m;
+  r.try_only = try_only;
+  return r;
+}
+
 class LockTableTest : public ::testing::Test {
  protected:
   AcquireOutcome Acq(uint64_t s, const std::string& name, Mode m, bool try_only = false,
@@ -36,8 +45,8 @@ TEST_F(LockTableTest, ModeMatrixThroughTheEngine) {
     for (int b = 0; b < kModeCount; ++b) {
       LockTable t;
       uint64_t rev = 0;
-      AcquireRequest r1{OwnerId{1, ""}, "x", Mode(a), false, false, 0};
-      AcquireRequest r2{OwnerId{2, ""}, "x", Mode(b), true, false, 0};
+      AcquireRequest r1 = Req(1, "x", Mode(a), false);
+      AcquireRequest r2 = Req(2, "x", Mode(b), true);
       ASSERT_EQ(t.Acquire(r1, 0, &rev).kind, Kind::kGranted);
       EXPECT_EQ(t.Acquire(r2, 0, &rev).kind == Kind::kGranted, Compatible(Mode(a), Mode(b)))
           << ModeName(Mode(a)) << " vs " << ModeName(Mode(b));
@@ -144,7 +153,7 @@ TEST_F(LockTableTest, DeadlockCyclesOfLength2ToNFailTheClosingRequest) {
     LockTable t;
     uint64_t rev = 0;
     auto acq = [&](uint64_t s, const std::string& name) {
-      AcquireRequest r{OwnerId{s, ""}, name, Mode::kEX, false, false, 0};
+      AcquireRequest r = Req(s, name, Mode::kEX, false);
       return t.Acquire(r, 0, &rev);
     };
     for (uint64_t i = 1; i <= n; ++i) ASSERT_EQ(acq(i, "r" + std::to_string(i)).kind, Kind::kGranted);
@@ -198,6 +207,61 @@ TEST_F(LockTableTest, DropSessionGrantsTheNextInLine) {
   EXPECT_EQ(g[0].who.session, 2u);
   EXPECT_EQ(t_.grant_count(), 1u);
   EXPECT_EQ(t_.resources().count("a.b"), 0u);  // idle entries are dropped
+}
+
+TEST_F(LockTableTest, AcquireManyIsAllOrNothing) {
+  Acq(1, "b", Mode::kEX);
+  std::vector<LockPart> parts = {{"a", Mode::kEX}, {"b", Mode::kEX}, {"c", Mode::kPR}};
+  auto r = t_.AcquireMany(OwnerId{2, ""}, parts, false, 0, 100, &rev_);
+  ASSERT_EQ(r.kind, Kind::kQueued);
+  EXPECT_FALSE(Holds(2, "a"));  // nothing taken while one part is busy
+  // The group holds nothing yet, but later conflicting requests queue behind
+  // it rather than jump ahead.
+  EXPECT_EQ(Acq(3, "a", Mode::kEX, true).kind, Kind::kBusy);
+  ASSERT_TRUE(Rel(1, "b").ok());
+  auto g = Grants();
+  EXPECT_EQ(g.size(), 3u);
+  EXPECT_TRUE(Holds(2, "a") && Holds(2, "b") && Holds(2, "c"));
+  // Try form fails without side effects.
+  auto busy = t_.AcquireMany(OwnerId{4, ""}, {{"x", Mode::kEX}, {"a", Mode::kEX}}, true, 0, 100,
+                             &rev_);
+  EXPECT_EQ(busy.kind, Kind::kBusy);
+  EXPECT_EQ(t_.Find("x"), nullptr);
+}
+
+TEST_F(LockTableTest, CancellingOnePartWithdrawsTheGroup) {
+  Acq(1, "b", Mode::kEX);
+  ASSERT_EQ(t_.AcquireMany(OwnerId{2, ""}, {{"a", Mode::kEX}, {"b", Mode::kEX}}, false, 0, 100,
+                           &rev_)
+                .kind,
+            Kind::kQueued);
+  EXPECT_TRUE(t_.CancelWait(OwnerId{2, ""}, "b", &rev_));
+  EXPECT_EQ(t_.waiter_count(), 0u);
+}
+
+TEST_F(LockTableTest, LockOrderingFailsFast) {
+  ASSERT_TRUE(t_.DeclareRank("db", 10).ok());
+  ASSERT_TRUE(t_.DeclareRank("cache", 20).ok());
+  ASSERT_EQ(Acq(1, "db.users", Mode::kEX).kind, Kind::kGranted);
+  EXPECT_EQ(Acq(1, "cache.x", Mode::kEX).kind, Kind::kGranted);  // 10 then 20: fine
+  ASSERT_EQ(Acq(2, "cache.y", Mode::kEX).kind, Kind::kGranted);
+  auto bad = Acq(2, "db.orders", Mode::kEX);  // holds 20, asks for 10
+  EXPECT_EQ(bad.kind, Kind::kOrder);
+  EXPECT_NE(bad.message.find("rank 20"), std::string::npos) << bad.message;
+  EXPECT_EQ(Acq(2, "misc", Mode::kEX).kind, Kind::kGranted);  // unranked: no rule
+}
+
+TEST_F(LockTableTest, LockValueIsWrittenByWritersAndOutlivesTheGrant) {
+  AcquireRequest r = Req(1, "leader", Mode::kEX, false);
+  r.set_value = true;
+  r.value = "node-1";
+  ASSERT_EQ(t_.Acquire(r, 100, &rev_).kind, Kind::kGranted);
+  EXPECT_EQ(t_.Find("leader")->value, "node-1");
+  ASSERT_TRUE(Rel(1, "leader").ok());
+  ASSERT_NE(t_.Find("leader"), nullptr);
+  EXPECT_EQ(t_.Find("leader")->value, "node-1");
+  Acq(2, "leader", Mode::kPR);
+  EXPECT_EQ(t_.SetValue(OwnerId{2, ""}, "leader", "x", &rev_).code(), Code::kNotHeld);
 }
 
 }  // namespace

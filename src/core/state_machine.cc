@@ -78,6 +78,14 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
     case lv::Command::kRelease: return Release(cmd.release());
     case lv::Command::kDowngrade: return Downgrade(cmd.downgrade());
     case lv::Command::kTransfer: return Transfer(cmd.transfer());
+    case lv::Command::kAcquireMany: return AcquireMany(cmd.acquire_many());
+    case lv::Command::kSetValue: return SetValue(cmd.set_value());
+    case lv::Command::kDeclareRank: return DeclareRank(cmd.declare_rank());
+    case lv::Command::kSemaphoreAcquire: return SemaphoreAcquire(cmd.semaphore_acquire());
+    case lv::Command::kSemaphoreRelease: return SemaphoreRelease(cmd.semaphore_release());
+    case lv::Command::kLatchAwait: return LatchAwait(cmd.latch_await());
+    case lv::Command::kLatchCountDown: return LatchCountDown(cmd.latch_count_down());
+    case lv::Command::kBarrierAwait: return BarrierAwait(cmd.barrier_await());
     case lv::Command::kCancelWait: return CancelWait(cmd.cancel_wait());
     case lv::Command::kExpireLock: return ExpireLock(cmd.expire_lock(), events);
     case lv::Command::OP_NOT_SET: break;
@@ -135,6 +143,28 @@ void StateMachine::DrainGrants(std::vector<Event>* events) {
     e.grant = ToInfo(g.who, g.name, g.grant);
     events->push_back(std::move(e));
   }
+  for (SyncEvent& s : sync_.TakeEvents()) {
+    Event e;
+    e.kind = Event::Kind::kGranted;
+    e.session_id = s.who.session;
+    e.grant.session_id = s.who.session;
+    e.grant.owner = s.who.owner;
+    e.grant.name = s.name;
+    switch (s.kind) {
+      case SyncEvent::Kind::kSemaphoreGranted:
+        e.object = Event::Object::kSemaphore;
+        e.grant.fencing_token = s.grant.fencing_token;
+        e.grant.granted_at_ms = s.grant.granted_at_ms;
+        e.permits = s.grant.permits;
+        break;
+      case SyncEvent::Kind::kLatchOpened: e.object = Event::Object::kLatch; break;
+      case SyncEvent::Kind::kBarrierTripped:
+        e.object = Event::Object::kBarrier;
+        e.generation = s.generation;
+        break;
+    }
+    events->push_back(std::move(e));
+  }
 }
 
 CommandResult StateMachine::OpenSession(const lv::OpenSessionCmd& c) {
@@ -164,6 +194,7 @@ CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view rea
   ++revision_;
   locks_.set_time(time_ms_);
   locks_.DropSession(session_id, &revision_);
+  sync_.DropSession(session_id, time_ms_, &revision_);
   DrainGrants(events);
   Event e;
   e.kind = Event::Kind::kSessionEnded;
@@ -194,26 +225,41 @@ CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
       if (recent.size() > kRecentReentrantIds) recent.pop_front();
     }
   }
+  if (c.set_value()) {
+    if (c.value().size() > kMaxLockValueBytes) {
+      r.status = InvalidArgument("lock value is " + std::to_string(c.value().size()) +
+                                 " bytes; the limit is " + std::to_string(kMaxLockValueBytes));
+      return r;
+    }
+    req.set_value = true;
+    req.value = c.value();
+  }
   AcquireOutcome out = locks_.Acquire(req, time_ms_, &revision_);
+  FillOutcome(out, req.who, req.name, &r);
+  return r;
+}
+
+void StateMachine::FillOutcome(const AcquireOutcome& out, const OwnerId& who,
+                               const std::string& name, CommandResult* r) const {
   switch (out.kind) {
     case AcquireOutcome::Kind::kGranted:
-      r.granted = true;
-      r.grant = ToInfo(req.who, req.name, out.grant);
+      r->granted = true;
+      r->grant = ToInfo(who, name, out.grant);
       break;
-    case AcquireOutcome::Kind::kQueued: r.queued = true; break;
+    case AcquireOutcome::Kind::kQueued: r->queued = true; break;
     case AcquireOutcome::Kind::kBusy: {
       // Name the holders with their client names: that is what a user sees.
-      std::string msg = "lock '" + c.name() + "' is held";
-      if (const Resource* res = locks_.Find(c.name()); res && !res->holders.empty()) {
+      std::string msg = "lock '" + name + "' is held";
+      if (const Resource* res = locks_.Find(name); res && !res->holders.empty()) {
         msg += " by";
         int n = 0;
-        for (const auto& [who, g] : res->holders) {
+        for (const auto& [holder, g] : res->holders) {
           if (n++ == 3) {
             msg += " and " + std::to_string(res->holders.size() - 3) + " more";
             break;
           }
-          msg += (n > 1 ? ", " : " ") + DescribeOwner(who);
-          const std::string cn = ClientNameOf(who.session);
+          msg += (n > 1 ? ", " : " ") + DescribeOwner(holder);
+          const std::string cn = ClientNameOf(holder.session);
           if (!cn.empty()) msg += " (" + cn + ")";
           msg += " in " + std::string(ModeName(g.mode));
         }
@@ -221,11 +267,58 @@ CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
       } else {
         msg = out.message;
       }
-      r.status = Status(Code::kLockBusy, msg);
+      r->status = Status(Code::kLockBusy, msg);
       break;
     }
-    case AcquireOutcome::Kind::kDeadlock: r.status = Status(Code::kDeadlock, out.message); break;
+    case AcquireOutcome::Kind::kDeadlock: r->status = Status(Code::kDeadlock, out.message); break;
+    case AcquireOutcome::Kind::kOrder:
+      r->status = Status(Code::kFailedPrecondition, out.message);
+      break;
   }
+}
+
+CommandResult StateMachine::AcquireMany(const lv::AcquireManyCmd& c) {
+  CommandResult r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  if (r.status = ValidateOwner(c.owner()); !r.status.ok()) return r;
+  if (c.parts_size() == 0 || c.parts_size() > kMaxAcquireManyParts) {
+    r.status = InvalidArgument("acquire-many takes 1 to " + std::to_string(kMaxAcquireManyParts) +
+                               " locks");
+    return r;
+  }
+  std::vector<LockPart> parts;
+  for (const auto& p : c.parts()) {
+    if (r.status = ValidateLockName(p.name()); !r.status.ok()) return r;
+    parts.push_back({p.name(), ModeFromLog(p.mode())});
+  }
+  const OwnerId who{c.session_id(), c.owner()};
+  AcquireOutcome out =
+      locks_.AcquireMany(who, parts, c.try_only(), c.lock_ttl_ms(), time_ms_, &revision_);
+  if (out.kind == AcquireOutcome::Kind::kBusy) {
+    r.status = Status(Code::kLockBusy, out.message);
+    return r;
+  }
+  FillOutcome(out, who, parts.front().name, &r);
+  return r;
+}
+
+CommandResult StateMachine::SetValue(const lv::SetValueCmd& c) {
+  CommandResult r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  if (c.value().size() > kMaxLockValueBytes) {
+    r.status = InvalidArgument("lock value is " + std::to_string(c.value().size()) +
+                               " bytes; the limit is " + std::to_string(kMaxLockValueBytes));
+    return r;
+  }
+  r.status = locks_.SetValue(OwnerId{c.session_id(), c.owner()}, c.name(), c.value(), &revision_);
+  return r;
+}
+
+CommandResult StateMachine::DeclareRank(const lv::DeclareRankCmd& c) {
+  CommandResult r;
+  if (r.status = ValidateLockName(c.prefix()); !r.status.ok()) return r;
+  r.status = locks_.DeclareRank(c.prefix(), c.rank());
+  ++revision_;
   return r;
 }
 
@@ -265,6 +358,12 @@ CommandResult StateMachine::CancelWait(const lv::CancelWaitCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
   const OwnerId who{c.session_id(), c.owner()};
+  if (c.kind() != 0) {
+    if (!sync_.Cancel(static_cast<int>(c.kind()), who, c.name(), time_ms_, &revision_)) {
+      r.status = NotFound("not waiting for '" + c.name() + "'");
+    }
+    return r;
+  }
   locks_.set_time(time_ms_);
   if (locks_.CancelWait(who, c.name(), &revision_)) return r;
   if (const HeldGrant* g = locks_.FindGrant(who, c.name())) {
@@ -296,6 +395,77 @@ CommandResult StateMachine::ExpireLock(const lv::ExpireLockCmd& c, std::vector<E
   e.grant = lost_grant;
   e.reason = "lock TTL expired";
   events->push_back(std::move(e));
+  return r;
+}
+
+namespace {
+void FromSync(const Result<SyncOutcome>& out, CommandResult* r) {
+  if (!out.ok()) {
+    r->status = out.status();
+    return;
+  }
+  switch (out->kind) {
+    case SyncOutcome::Kind::kDone:
+      r->granted = true;
+      r->grant.fencing_token = out->grant.fencing_token;
+      r->grant.granted_at_ms = out->grant.granted_at_ms;
+      r->permits = out->grant.permits;
+      r->generation = out->generation;
+      break;
+    case SyncOutcome::Kind::kQueued: r->queued = true; break;
+    case SyncOutcome::Kind::kBusy:
+      r->status = Status(Code::kLockBusy, "not enough free permits");
+      break;
+  }
+}
+}  // namespace
+
+CommandResult StateMachine::SemaphoreAcquire(const lv::SemaphoreAcquireCmd& c) {
+  CommandResult r;
+  if (r.status = ValidateLockRequest(c.name(), c.owner()); !r.status.ok()) return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  FromSync(sync_.SemaphoreAcquire(OwnerId{c.session_id(), c.owner()}, c.name(), c.permits(),
+                                  c.limit(), c.try_only(), time_ms_, &revision_),
+           &r);
+  return r;
+}
+
+CommandResult StateMachine::SemaphoreRelease(const lv::SemaphoreReleaseCmd& c) {
+  CommandResult r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  r.status = sync_.SemaphoreRelease(OwnerId{c.session_id(), c.owner()}, c.name(), time_ms_,
+                                    &revision_);
+  return r;
+}
+
+CommandResult StateMachine::LatchAwait(const lv::LatchAwaitCmd& c) {
+  CommandResult r;
+  if (r.status = ValidateLockRequest(c.name(), c.owner()); !r.status.ok()) return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  FromSync(sync_.LatchAwait(OwnerId{c.session_id(), c.owner()}, c.name(), c.initial()), &r);
+  if (r.status.ok()) ++revision_;
+  return r;
+}
+
+CommandResult StateMachine::LatchCountDown(const lv::LatchCountDownCmd& c) {
+  CommandResult r;
+  if (r.status = ValidateLockName(c.name()); !r.status.ok()) return r;
+  Result<uint64_t> left = sync_.LatchCountDown(c.name(), c.by(), c.initial());
+  if (!left.ok()) {
+    r.status = left.status();
+    return r;
+  }
+  r.count = *left;
+  ++revision_;
+  return r;
+}
+
+CommandResult StateMachine::BarrierAwait(const lv::BarrierAwaitCmd& c) {
+  CommandResult r;
+  if (r.status = ValidateLockRequest(c.name(), c.owner()); !r.status.ok()) return r;
+  if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
+  FromSync(sync_.BarrierAwait(OwnerId{c.session_id(), c.owner()}, c.name(), c.parties()), &r);
+  if (r.status.ok()) ++revision_;
   return r;
 }
 
@@ -331,7 +501,7 @@ lv::Snapshot StateMachine::ToProto() const {
     for (uint64_t id : s.recent_reentrant) p->add_recent_reentrant(id);
   }
   for (const auto& [name, res] : locks_.resources()) {
-    if (res.holders.empty() && res.waiters.empty()) continue;  // derived counters only
+    if (res.holders.empty() && res.waiters.empty() && res.value.empty()) continue;  // derived
     auto* p = snap.add_locks();
     p->set_name(name);
     for (const auto& [who, g] : res.holders) {
@@ -354,7 +524,18 @@ lv::Snapshot StateMachine::ToProto() const {
       pw->set_seq(w.seq);
       pw->set_conversion(w.conversion);
       pw->set_reentrant(w.reentrant);
+      pw->set_group(w.group);
+      pw->set_set_value(w.set_value);
+      pw->set_value(w.value);
     }
+    p->set_value(res.value);
+    p->set_value_token(res.value_token);
+  }
+  sync_.ToProto(&snap);
+  for (const auto& [prefix, rank] : locks_.ranks()) {
+    auto* pr = snap.add_ranks();
+    pr->set_prefix(prefix);
+    pr->set_rank(rank);
   }
   return snap;
 }
@@ -441,12 +622,23 @@ Status StateMachine::Restore(std::string_view bytes) {
       e.reentrant = w.reentrant();
       e.queued_at_ms = w.queued_at_ms();
       e.lock_ttl_ms = w.lock_ttl_ms();
+      e.group = w.group();
+      e.set_value = w.set_value();
+      e.value = w.value();
       if (e.conversion != (fresh.locks_.FindGrant(who, p.name()) != nullptr)) {
         return Status(Code::kInternal, "snapshot waiter on '" + p.name() + "' is inconsistent");
       }
       fresh.locks_.RestoreWaiter(p.name(), e);
     }
+    if (!p.value().empty()) fresh.locks_.RestoreValue(p.name(), p.value(), p.value_token());
   }
+  for (const auto& rk : snap.ranks()) {
+    if (!ValidateLockName(rk.prefix()).ok()) {
+      return Status(Code::kInternal, "snapshot has an invalid rank prefix");
+    }
+    (void)fresh.locks_.DeclareRank(rk.prefix(), rk.rank());
+  }
+  LATCHKEY_RETURN_IF_ERROR(fresh.sync_.FromProto(snap));
   *this = std::move(fresh);
   return Status::Ok();
 }

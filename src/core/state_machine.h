@@ -29,6 +29,7 @@
 #include "common/status.h"
 #include "core/lock_table.h"
 #include "core/modes.h"
+#include "core/sync_objects.h"
 #include "log.pb.h"
 
 namespace latchkey::core {
@@ -54,10 +55,16 @@ struct Event {
     kSessionEnded,  // session_id closed or expired (reason)
     kLockLost,      // grant lost by its lock TTL (grant, reason)
   };
+  // What kGranted is about: a lock, semaphore permits, an opened latch or a
+  // tripped barrier (grant.name / grant.owner name the object and waiter).
+  enum class Object { kLock = 0, kSemaphore = 1, kLatch = 2, kBarrier = 3 };
   Kind kind = Kind::kGranted;
+  Object object = Object::kLock;
   uint64_t session_id = 0;
   GrantInfo grant;
   std::string reason;
+  uint32_t permits = 0;     // kSemaphore
+  uint64_t generation = 0;  // kBarrier
 };
 
 // Outcome of one command of an entry.
@@ -67,6 +74,9 @@ struct CommandResult {
   bool queued = false;      // Acquire: waiting in line
   bool granted = false;     // Acquire: grant is valid
   GrantInfo grant;          // Acquire granted / CancelWait found it held / Transfer
+  uint32_t permits = 0;     // SemaphoreAcquire granted
+  uint64_t count = 0;       // LatchCountDown: what is left
+  uint64_t generation = 0;  // BarrierAwait tripped
 };
 
 struct ApplyResult {
@@ -86,6 +96,8 @@ struct Session {
 };
 
 inline constexpr size_t kRecentReentrantIds = 64;
+inline constexpr size_t kMaxLockValueBytes = 64 * 1024;
+inline constexpr int kMaxAcquireManyParts = 64;
 
 class StateMachine {
  public:
@@ -108,6 +120,7 @@ class StateMachine {
   // ---- Queries -----------------------------------------------------------
   const Session* FindSession(uint64_t id) const;
   const LockTable& locks() const { return locks_; }
+  const SyncObjects& sync() const { return sync_; }
   std::vector<GrantInfo> HeldBy(uint64_t session_id) const;
   const std::map<uint64_t, Session>& sessions() const { return sessions_; }
   // Grants whose lock TTL ended at or before now_ms: (name, fencing token).
@@ -130,6 +143,17 @@ class StateMachine {
   CommandResult Release(const log::v1::ReleaseCmd& c);
   CommandResult Downgrade(const log::v1::DowngradeCmd& c);
   CommandResult Transfer(const log::v1::TransferCmd& c);
+  CommandResult AcquireMany(const log::v1::AcquireManyCmd& c);
+  CommandResult SetValue(const log::v1::SetValueCmd& c);
+  CommandResult DeclareRank(const log::v1::DeclareRankCmd& c);
+  CommandResult SemaphoreAcquire(const log::v1::SemaphoreAcquireCmd& c);
+  CommandResult SemaphoreRelease(const log::v1::SemaphoreReleaseCmd& c);
+  CommandResult LatchAwait(const log::v1::LatchAwaitCmd& c);
+  CommandResult LatchCountDown(const log::v1::LatchCountDownCmd& c);
+  CommandResult BarrierAwait(const log::v1::BarrierAwaitCmd& c);
+  // Maps an engine outcome (granted / queued / busy / deadlock / order).
+  void FillOutcome(const AcquireOutcome& out, const OwnerId& who, const std::string& name,
+                   CommandResult* r) const;
   CommandResult CancelWait(const log::v1::CancelWaitCmd& c);
   CommandResult ExpireLock(const log::v1::ExpireLockCmd& c, std::vector<Event>* events);
   // Turns the lock table's grant events into Events.
@@ -140,6 +164,7 @@ class StateMachine {
 
   std::map<uint64_t, Session> sessions_;
   LockTable locks_;
+  SyncObjects sync_;
   uint64_t revision_ = 0;
   uint64_t time_ms_ = 0;
   uint64_t applied_index_ = 0;

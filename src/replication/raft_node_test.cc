@@ -651,6 +651,70 @@ TEST_F(RaftNodeTest, ThreeVotersReplicate) {
   EXPECT_EQ(TestOutput::live.load(), 0);
 }
 
+// Runs an asynchronous DoneCallback operation on the loop thread and waits
+// for its status.
+Status RunDone(RaftNode& node, const std::function<void(DoneCallback)>& op) {
+  auto promise = std::make_shared<std::promise<Status>>();
+  auto future = promise->get_future();
+  node.Post([&op, promise] { op([promise](Status st) { promise->set_value(std::move(st)); }); });
+  if (future.wait_for(kDeadline) != std::future_status::ready) {
+    return Status(Code::kTimeout, "callback never ran");
+  }
+  return future.get();
+}
+
+TEST_F(RaftNodeTest, BarrierAndMembershipChanges) {
+  TestHooks hooks;
+  auto node = StartNode(Options(), &hooks);
+  ASSERT_NE(node, nullptr);
+  ProposeLog log;
+  node->Post([&] { node->Propose(Payload(1), log.Callback(1)); });
+  // The barrier completes after the entry before it was applied.
+  ASSERT_TRUE(RunDone(*node, [&](DoneCallback cb) { node->Barrier(std::move(cb)); }).ok());
+  EXPECT_EQ(RunOnLoop(*node, [&] { return hooks.entries.size(); }), 1u);
+
+  // A joining node: no bootstrap, no configuration, not a leader.
+  TempDir joiner_dir;
+  TestHooks joiner_hooks;
+  RaftNodeOptions jo;
+  jo.node_id = 2;
+  jo.raft_address = Address(PickFreePort());
+  jo.data_dir = joiner_dir.path;
+  jo.join = true;
+  jo.election_timeout_ms = 300;
+  jo.heartbeat_timeout_ms = 30;
+  auto created = RaftNode::Create(jo, &joiner_hooks);
+  ASSERT_TRUE(created.ok());
+  std::unique_ptr<RaftNode> joiner = std::move(created.value());
+  ASSERT_TRUE(joiner->Start().ok());
+  EXPECT_TRUE(RunOnLoop(*joiner, [&] { return joiner->Members(); }).empty());
+  EXPECT_EQ(RunDone(*joiner, [&](DoneCallback cb) { joiner->Barrier(std::move(cb)); }).code(),
+            Code::kNotLeader);
+
+  auto add = [&](uint64_t id, const std::string& address) {
+    return RunDone(*node, [&](DoneCallback cb) { node->AddMember(id, address, std::move(cb)); });
+  };
+  auto assign = [&](uint64_t id, RaftMember::Role role) {
+    return RunDone(*node, [&](DoneCallback cb) { node->Assign(id, role, std::move(cb)); });
+  };
+  ASSERT_TRUE(add(2, jo.raft_address).ok());
+  EXPECT_EQ(add(2, Address(PickFreePort())).code(), Code::kAlreadyExists);
+  EXPECT_EQ(assign(2, RaftMember::Role::kSpare).code(), Code::kInvalidArgument);
+  ASSERT_TRUE(assign(2, RaftMember::Role::kVoter).ok());
+  auto members = RunOnLoop(*node, [&] { return node->Members(); });
+  ASSERT_EQ(members.size(), 2u);
+  EXPECT_EQ(members[1].id, 2u);
+  EXPECT_EQ(members[1].role, RaftMember::Role::kVoter);
+  // The promoted node caught up with the log.
+  EXPECT_TRUE(joiner_hooks.WaitApplied(1));
+  EXPECT_EQ(RunDone(*node, [&](DoneCallback cb) { node->RemoveMember(7, std::move(cb)); }).code(),
+            Code::kNotFound);
+  ASSERT_TRUE(RunDone(*node, [&](DoneCallback cb) { node->RemoveMember(2, std::move(cb)); }).ok());
+  EXPECT_EQ(RunOnLoop(*node, [&] { return node->Members(); }).size(), 1u);
+  joiner->Stop();
+  node->Stop();
+}
+
 TEST_F(RaftNodeTest, StartFailsOnMissingDataDir) {
   TestHooks hooks;
   RaftNodeOptions o = Options();

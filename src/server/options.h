@@ -46,11 +46,14 @@ struct ServerOptions {
   // Most commands in one log entry.
   size_t max_batch_commands = 4096;
 
-  // Raft (see docs/operations.md and libraft-notes.md). LAN defaults: with
-  // pre-vote, 150/15 ms gave a failover median of ~300 ms and no spurious
-  // elections in libraft-notes.md; raise both on slow or lossy networks.
-  uint32_t election_timeout_ms = 1000;
-  uint32_t heartbeat_timeout_ms = 100;
+  // Raft (see docs/operations.md and libraft-notes.md). LAN defaults, with
+  // pre-vote: failover_bench measured a median of 405 ms from SIGKILL of the
+  // leader to the first grant on the new one (304 ms at 150/15, 2.8 s at
+  // 1000/100). 200/20 leaves room for libraft's 30-50 ms loop stalls on
+  // segment close (a stall must exceed the election timeout to trigger an
+  // election). Raise both on slow or lossy networks; heartbeat < election.
+  uint32_t election_timeout_ms = 200;
+  uint32_t heartbeat_timeout_ms = 20;
   uint32_t snapshot_threshold = 65536;
   uint32_t snapshot_trailing = 8192;
 

@@ -207,6 +207,16 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kTransfer, "Transfer", true, true, false, &Server::OnTransfer},
     {Request::kListLocks, "ListLocks", false, true, true, &Server::OnListLocks},
     {Request::kGetWaitGraph, "GetWaitGraph", false, true, true, &Server::OnGetWaitGraph},
+    {Request::kAcquireMany, "AcquireMany", true, true, true, &Server::OnAcquireMany},
+    {Request::kSetLockValue, "SetLockValue", true, true, true, &Server::OnSetLockValue},
+    {Request::kDeclareLockRank, "DeclareLockRank", true, true, true, &Server::OnDeclareLockRank},
+    {Request::kSemaphoreAcquire, "SemaphoreAcquire", true, true, true,
+     &Server::OnSemaphoreAcquire},
+    {Request::kSemaphoreRelease, "SemaphoreRelease", true, true, false,
+     &Server::OnSemaphoreRelease},
+    {Request::kLatchAwait, "LatchAwait", true, true, true, &Server::OnLatchAwait},
+    {Request::kLatchCountDown, "LatchCountDown", true, true, false, &Server::OnLatchCountDown},
+    {Request::kBarrierAwait, "BarrierAwait", true, true, true, &Server::OnBarrierAwait},
     {Request::kListMembers, "ListMembers", false, false, true, &Server::OnListMembers},
     {Request::kAddMember, "AddMember", true, true, false, &Server::OnAddMember},
     {Request::kRemoveMember, "RemoveMember", true, true, false, &Server::OnRemoveMember},
@@ -291,14 +301,12 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
   for (const core::Event& e : events) {
     switch (e.kind) {
       case core::Event::Kind::kGranted: {
-        auto it = pending_.find(WaitKey{e.session_id, e.grant.owner, e.grant.name});
+        auto it = pending_.find(
+            WaitKey{e.session_id, e.grant.owner, e.grant.name, static_cast<int>(e.object)});
         if (it == pending_.end()) break;  // nobody listening: seen on attach/retry
         v1::Response resp;
         resp.set_id(it->second.request_id);
-        resp.mutable_acquire()->set_fencing_token(e.grant.fencing_token);
-        resp.mutable_acquire()->set_granted_at_ms(e.grant.granted_at_ms);
-        resp.mutable_acquire()->set_mode(static_cast<v1::LockMode>(core::ModeToLog(e.grant.mode)));
-        resp.mutable_acquire()->set_count(e.grant.count);
+        FillWaitReply(e, it->second, &resp);
         if (it->second.conn_id != 0) Reply(it->second.conn_id, resp);
         pending_.erase(it);
         break;
@@ -377,15 +385,7 @@ void Server::OnLeadershipChange(bool is_leader) {
     }
     LK_LOG_INFO("node %llu is the leader; %zu sessions get a full lease",
                 static_cast<unsigned long long>(options_.node_id), sm_.sessions().size());
-    const uint64_t epoch = leader_epoch_;
-    raft_->Barrier([this, epoch](Status st) {
-      if (epoch != leader_epoch_) return;  // leadership changed meanwhile
-      if (!st.ok()) {
-        LK_LOG_WARN("leader barrier failed: %s", st.ToString().c_str());
-        return;  // leadership is being lost; OnLeadershipChange(false) follows
-      }
-      OnLeaderReady();
-    });
+    StartLeaderBarrier(leader_epoch_);
   } else {
     proposer_->FailAll(
         Status(Code::kMaybeApplied, "leadership lost; the request may have applied"));
@@ -419,29 +419,11 @@ void Server::Tick() {
       if (!st.ok() || (res && !res->status.ok())) expiring_locks_.erase(t);
     });
   }
-  for (auto& [key, p] : pending_) {
-    if (p.cancelling || p.deadline_mono_ms == 0 || p.deadline_mono_ms > mono) continue;
-    p.cancelling = true;
-    p.cancel_code = Code::kTimeout;
-    lv::Command cmd;
-    auto* c = cmd.mutable_cancel_wait();
-    c->set_session_id(std::get<0>(key));
-    c->set_owner(std::get<1>(key));
-    c->set_name(std::get<2>(key));
-    WaitKey k = key;
-    proposer_->Add(std::move(cmd), [this, k](const Status&, const core::CommandResult* res) {
-      auto it = pending_.find(k);
-      if (it == pending_.end()) return;  // granted first: already answered
-      if (res != nullptr && res->status.ok()) {
-        ReplyError(it->second.conn_id, it->second.request_id,
-                   Status(it->second.cancel_code,
-                          "lock '" + std::get<2>(k) + "' was not granted within the wait timeout"));
-        pending_.erase(it);
-      } else {
-        it->second.cancelling = false;
-      }
-    });
+  std::vector<WaitKey> due;
+  for (const auto& [key, p] : pending_) {
+    if (!p.cancelling && p.deadline_mono_ms != 0 && p.deadline_mono_ms <= mono) due.push_back(key);
   }
+  for (const WaitKey& key : due) CancelPending(key, Code::kTimeout);
 }
 
 void Server::FailAllPending(const Status& status) {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,15 +76,27 @@ class Server final : public transport::ConnectionHandler, public replication::St
     uint64_t ttl_ms = 0;
     uint64_t conn_id = 0;  // bound connection, 0 = none
   };
-  // An acquire that is waiting in the queue, answered when granted.
+  // A request waiting in the core (lock acquire, semaphore, latch, barrier),
+  // answered by the Granted event that completes it.
   struct PendingAcquire {
     uint64_t conn_id = 0;
     uint64_t request_id = 0;
     uint64_t deadline_mono_ms = 0;  // 0 = no timeout
     bool cancelling = false;
     Code cancel_code = Code::kTimeout;
+    std::vector<std::string> parts;  // AcquireMany: every lock of the request
   };
-  using WaitKey = std::tuple<uint64_t, std::string, std::string>;  // session, owner, name
+  // (session, owner, name, object kind: core::Event::Object as int)
+  using WaitKey = std::tuple<uint64_t, std::string, std::string, int>;
+  // Records (or re-targets) the pending wait of a request that was queued.
+  PendingAcquire& AddPending(const WaitKey& key, uint64_t conn_id, uint64_t request_id,
+                             uint64_t deadline_mono_ms);
+  // Proposes withdrawing a pending wait; answers it with `code` if that
+  // applied (a grant that won the race was answered already).
+  void CancelPending(const WaitKey& key, Code code);
+  // The reply for a completed wait.
+  void FillWaitReply(const core::Event& e, const PendingAcquire& p, v1::Response* resp) const;
+  uint64_t WaitDeadline(bool try_only, uint64_t wait_timeout_ms) const;
 
   // Loop thread.
   void HandleOpen(ConnPtr conn);
@@ -108,6 +121,21 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void OnListLocks(ConnState& cs, const Request& req);
   void OnGetWaitGraph(ConnState& cs, const Request& req);
   void FillLock(const std::string& name, v1::GetLockReply* out) const;
+  // Multi-lock, values, ordering, semaphores, latches, barriers (server_sync.cc).
+  void OnAcquireMany(ConnState& cs, const Request& req);
+  void OnSetLockValue(ConnState& cs, const Request& req);
+  void OnDeclareLockRank(ConnState& cs, const Request& req);
+  void OnSemaphoreAcquire(ConnState& cs, const Request& req);
+  void OnSemaphoreRelease(ConnState& cs, const Request& req);
+  void OnLatchAwait(ConnState& cs, const Request& req);
+  void OnLatchCountDown(ConnState& cs, const Request& req);
+  void OnBarrierAwait(ConnState& cs, const Request& req);
+  using FillFn = std::function<void(const core::CommandResult&, v1::Response*)>;
+  // Proposes one command and answers the request with `fill` (or the error).
+  void ProposeAndReply(log::v1::Command cmd, uint64_t conn_id, uint64_t rid, FillFn fill);
+  // Like ProposeAndReply, but a queued result becomes a pending wait.
+  void ProposeWait(log::v1::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
+                   uint64_t deadline, FillFn fill, std::vector<std::string> parts = {});
   // Cluster mode (server_cluster.cc).
   void OnGetLockRead(ConnState& cs, const Request& req);
   void OnListMembers(ConnState& cs, const Request& req);
@@ -120,6 +148,9 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // A new leader serves only once a barrier of its term applied: before
   // that its state may miss committed entries (an OpenSession, a grant).
   void OnLeaderReady();
+  // Appends the barrier OnLeaderReady waits for; retried while this node
+  // stays leader of the same epoch.
+  void StartLeaderBarrier(uint64_t epoch);
   // Leader: replicates the client-address table (LogEntry.client_endpoints).
   void AnnounceEndpoints();
   void ApplyClusterFields(const log::v1::LogEntry& entry);

@@ -31,6 +31,20 @@ void Server::ReplyNotLeader(uint64_t conn_id, uint64_t request_id, const std::st
   Reply(conn_id, resp);
 }
 
+void Server::StartLeaderBarrier(uint64_t epoch) {
+  raft_->Barrier([this, epoch](Status st) {
+    if (epoch != leader_epoch_ || !is_leader_ || stopped_) return;  // leadership changed
+    if (st.ok()) return OnLeaderReady();
+    if (st.code() == Code::kUnavailable) return;  // shutting down
+    // Not (yet) seen as a leadership loss by the poll: retry on the next
+    // loop iteration (never recursively: the failure may be synchronous).
+    LK_LOG_WARN("leader barrier failed (%s); retrying", st.ToString().c_str());
+    raft_->Post([this, epoch] {
+      if (epoch == leader_epoch_ && is_leader_) StartLeaderBarrier(epoch);
+    });
+  });
+}
+
 void Server::OnLeaderReady() {
   leader_ready_ = true;
   LK_LOG_INFO("node %llu: leader barrier applied at index %llu; serving",
@@ -123,9 +137,9 @@ void Server::OnAddMember(ConnState& cs, const Request& req) {
     AnnounceEndpoints();
     raft_->Assign(id, replication::RaftMember::Role::kVoter, [this, conn_id, rid](Status st2) {
       if (!st2.ok()) {
-        return ReplyError(conn_id, rid,
-                          Status(st2.code(), "node was added as a spare but not promoted: " +
-                                                 st2.message()));
+        return ReplyError(
+            conn_id, rid,
+            Status(st2.code(), "node was added as a spare but not promoted: " + st2.message()));
       }
       AnnounceEndpoints();
       v1::Response resp;
@@ -141,11 +155,11 @@ void Server::OnRemoveMember(ConnState& cs, const Request& req) {
   const uint64_t rid = req.id();
   const uint64_t id = req.remove_member().node_id();
   if (id == options_.node_id) {
-    return ReplyError(conn_id, rid,
-                      Status(Code::kFailedPrecondition,
-                             "node " + std::to_string(id) +
-                                 " is the leader; move leadership first "
-                                 "(latchkey member transfer-leader), then remove it"));
+    return ReplyError(
+        conn_id, rid,
+        Status(Code::kFailedPrecondition, "node " + std::to_string(id) +
+                                              " is the leader; move leadership first "
+                                              "(latchkey member transfer-leader), then remove it"));
   }
   raft_->RemoveMember(id, [this, conn_id, rid](Status st) {
     if (!st.ok()) return ReplyError(conn_id, rid, st);

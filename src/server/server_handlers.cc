@@ -142,11 +142,8 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
                                       "; use NL, CR, CW, PR, PW or EX"));
   }
   if (!TouchSession(conn_id, rid, a.session_id())) return;
-  WaitKey key{a.session_id(), a.owner(), a.name()};
-  uint64_t deadline = 0;
-  if (!a.try_only() && a.wait_timeout_ms() > 0) {
-    deadline = clock_->MonoMs() + std::min<uint64_t>(a.wait_timeout_ms(), 1ull << 40);
-  }
+  WaitKey key{a.session_id(), a.owner(), a.name(), static_cast<int>(core::Event::Object::kLock)};
+  const uint64_t deadline = WaitDeadline(a.try_only(), a.wait_timeout_ms());
   lv::Command cmd;
   auto* c = cmd.mutable_acquire();
   c->set_session_id(a.session_id());
@@ -157,6 +154,8 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   c->set_mode(static_cast<uint32_t>(a.mode()));  // wire and log share Mode + 1
   c->set_reentrant(a.reentrant());
   c->set_request_id(rid);
+  c->set_set_value(a.set_value());
+  c->set_value(a.value());
   proposer_->Add(std::move(cmd), [this, conn_id, rid, key, deadline](
                                      const Status& st, const core::CommandResult* res) {
     if (!st.ok()) return ReplyError(conn_id, rid, st);
@@ -168,17 +167,8 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
       Reply(conn_id, resp);
       return;
     }
-    // Queued: the Granted event answers later. A re-sent acquire (after a
-    // reconnect) replaces the earlier reply target but keeps its place.
-    auto [it, inserted] = pending_.try_emplace(key);
-    PendingAcquire& p = it->second;
-    if (!inserted && p.conn_id != 0 && (p.conn_id != conn_id || p.request_id != rid)) {
-      ReplyError(p.conn_id, p.request_id,
-                 Status(Code::kCancelled, "superseded by a newer acquire of the same owner"));
-    }
-    p.conn_id = conn_id;
-    p.request_id = rid;
-    if (!p.cancelling) p.deadline_mono_ms = deadline;
+    // Queued: the Granted event answers later.
+    AddPending(key, conn_id, rid, deadline);
   });
 }
 
@@ -209,33 +199,9 @@ void Server::OnRelease(ConnState& cs, const Request& req) {
 void Server::OnCancel(ConnState& cs, const Request& req) {
   const uint64_t conn_id = cs.conn->id();
   const uint64_t target = req.cancel().request_id();
-  for (auto& [key, p] : pending_) {
+  for (const auto& [key, p] : pending_) {
     if (p.conn_id != conn_id || p.request_id != target) continue;
-    if (!p.cancelling) {
-      p.cancelling = true;
-      p.cancel_code = Code::kCancelled;
-      lv::Command cmd;
-      auto* c = cmd.mutable_cancel_wait();
-      c->set_session_id(std::get<0>(key));
-      c->set_owner(std::get<1>(key));
-      c->set_name(std::get<2>(key));
-      WaitKey k = key;
-      proposer_->Add(std::move(cmd), [this, k](const Status&, const core::CommandResult* res) {
-        // If the cancel applied, the waiter is gone: answer the acquire.
-        auto it = pending_.find(k);
-        if (it == pending_.end()) return;  // granted first; already answered
-        if (res != nullptr && res->status.ok()) {
-          ReplyError(it->second.conn_id, it->second.request_id,
-                     Status(it->second.cancel_code,
-                            it->second.cancel_code == Code::kTimeout
-                                ? "lock '" + std::get<2>(k) + "' was not granted in time"
-                                : "acquire cancelled by the client"));
-          pending_.erase(it);
-        } else {
-          it->second.cancelling = false;  // retry at the next tick / cancel
-        }
-      });
-    }
+    if (!p.cancelling) CancelPending(key, Code::kCancelled);
     break;
   }
   v1::Response resp;

@@ -21,6 +21,8 @@ void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
   out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
   const core::Resource* res = sm_.locks().Find(name);
   if (res == nullptr) return;
+  out->set_value(res->value);
+  out->set_value_token(res->value_token);
   auto client_name = [this](uint64_t sid) {
     const core::Session* s = sm_.FindSession(sid);
     return s ? s->client_name : std::string();
@@ -151,6 +153,91 @@ void Server::OnGetWaitGraph(ConnState& cs, const Request& req) {
     pe->set_blocker_owner(e.blocker.owner);
   }
   Reply(cs.conn->id(), resp);
+}
+
+}  // namespace latchkey::server
+
+namespace latchkey::server {
+
+// ---- Pending waits (shared by locks, semaphores, latches, barriers) --------
+
+uint64_t Server::WaitDeadline(bool try_only, uint64_t wait_timeout_ms) const {
+  if (try_only || wait_timeout_ms == 0) return 0;
+  return clock_->MonoMs() + std::min<uint64_t>(wait_timeout_ms, 1ull << 40);
+}
+
+Server::PendingAcquire& Server::AddPending(const WaitKey& key, uint64_t conn_id,
+                                           uint64_t request_id, uint64_t deadline_mono_ms) {
+  // A re-sent request (after a reconnect) replaces the earlier reply target
+  // but keeps its place in line.
+  auto [it, inserted] = pending_.try_emplace(key);
+  PendingAcquire& p = it->second;
+  if (!inserted && p.conn_id != 0 && (p.conn_id != conn_id || p.request_id != request_id)) {
+    ReplyError(p.conn_id, p.request_id,
+               Status(Code::kCancelled, "superseded by a newer request of the same owner"));
+  }
+  p.conn_id = conn_id;
+  p.request_id = request_id;
+  if (!p.cancelling) p.deadline_mono_ms = deadline_mono_ms;
+  return p;
+}
+
+void Server::CancelPending(const WaitKey& key, Code code) {
+  auto pit = pending_.find(key);
+  if (pit == pending_.end() || pit->second.cancelling) return;
+  pit->second.cancelling = true;
+  pit->second.cancel_code = code;
+  lv::Command cmd;
+  auto* c = cmd.mutable_cancel_wait();
+  c->set_session_id(std::get<0>(key));
+  c->set_owner(std::get<1>(key));
+  c->set_name(std::get<2>(key));
+  c->set_kind(static_cast<uint32_t>(std::get<3>(key)));
+  proposer_->Add(std::move(cmd), [this, key](const Status&, const core::CommandResult* res) {
+    auto it = pending_.find(key);
+    if (it == pending_.end()) return;  // granted first: already answered
+    if (res != nullptr && res->status.ok()) {
+      const Code code = it->second.cancel_code;
+      ReplyError(it->second.conn_id, it->second.request_id,
+                 Status(code, code == Code::kTimeout
+                                  ? "'" + std::get<2>(key) + "' was not granted within the wait timeout"
+                                  : "request cancelled by the client"));
+      pending_.erase(it);
+    } else {
+      it->second.cancelling = false;  // retry at the next tick or cancel
+    }
+  });
+}
+
+void Server::FillWaitReply(const core::Event& e, const PendingAcquire& p,
+                           v1::Response* resp) const {
+  switch (e.object) {
+    case core::Event::Object::kLock: {
+      if (!p.parts.empty()) {  // AcquireMany: every part was granted at once
+        auto* out = resp->mutable_acquire_many();
+        for (const std::string& n : p.parts) {
+          const core::HeldGrant* g =
+              sm_.locks().FindGrant(core::OwnerId{e.session_id, e.grant.owner}, n);
+          out->add_fencing_tokens(g ? g->fencing_token : 0);
+        }
+        return;
+      }
+      auto* a = resp->mutable_acquire();
+      a->set_fencing_token(e.grant.fencing_token);
+      a->set_granted_at_ms(e.grant.granted_at_ms);
+      a->set_mode(WireMode(e.grant.mode));
+      a->set_count(e.grant.count);
+      return;
+    }
+    case core::Event::Object::kSemaphore:
+      resp->mutable_semaphore_acquire()->set_fencing_token(e.grant.fencing_token);
+      resp->mutable_semaphore_acquire()->set_permits(e.permits);
+      return;
+    case core::Event::Object::kLatch: resp->mutable_latch_await(); return;
+    case core::Event::Object::kBarrier:
+      resp->mutable_barrier_await()->set_generation(e.generation);
+      return;
+  }
 }
 
 }  // namespace latchkey::server

@@ -2,7 +2,9 @@
 // 127.0.0.1 (ports picked free), the client library and the CLI.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <thread>
 
 #include "latchkey/client.h"
 #include "testlib/cluster_process.h"
@@ -108,42 +110,78 @@ TEST(ClusterIntegrationTest, RestartedFollowerCatchesUpBySnapshotInstall) {
   EXPECT_GE(f->applied_index(), after->applied_index());
 }
 
-TEST(ClusterIntegrationTest, GrowFromOneToThreeAndShrinkBack) {
-  ClusterProcess cluster(1, {}, /*spares=*/2);
+TEST(ClusterIntegrationTest, GrowFromOneToFiveAndShrinkBackUnderLoad) {
+  ClusterProcess cluster(1, {}, /*spares=*/4);
   ASSERT_TRUE(cluster.Start());
   ASSERT_EQ(cluster.WaitForLeader(), 1u);
   auto c = ConnectTo(cluster.client_address(1), "admin");
   ASSERT_NE(c, nullptr);
   ASSERT_TRUE(c->Acquire("grow.lock").ok());
-  for (uint64_t id : {2u, 3u}) {
+  // Load: acquire+release pairs on another session while membership changes.
+  auto load = ConnectTo(cluster.client_address(1), "load");
+  ASSERT_NE(load, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> pairs{0}, load_errors{0};
+  std::thread loader([&] {
+    while (!stop) {
+      auto g = load->Acquire("grow.load");
+      Status r = g.ok() ? load->Release("grow.load") : g.status();
+      if (r.ok()) {
+        ++pairs;
+      } else {
+        ++load_errors;
+      }
+    }
+  });
+  for (uint64_t id = 2; id <= 5; ++id) {
     ASSERT_TRUE(cluster.StartJoiner(id));
     Status st = c->AddMember(id, cluster.raft_address(id), cluster.client_address(id));
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    ASSERT_TRUE(st.ok()) << "add " << id << ": " << st.ToString();
+    if (id == 2) {
+      EXPECT_EQ(c->AddMember(2, cluster.raft_address(2), "").code(), Code::kAlreadyExists);
+    }
   }
-  EXPECT_EQ(c->AddMember(2, cluster.raft_address(2), "").code(), Code::kAlreadyExists);
   auto members = c->ListMembers();
   ASSERT_TRUE(members.ok());
-  ASSERT_EQ(members->size(), 3u);
+  ASSERT_EQ(members->size(), 5u);
   for (const MemberInfo& m : *members) EXPECT_EQ(m.role, "voter") << m.node_id;
   ASSERT_TRUE(c->Acquire("grow.lock2").ok());
   EXPECT_TRUE(cluster.WaitForEqualDigests());
-  auto joined = QueryStatus(cluster.client_address(3));
+  auto joined = QueryStatus(cluster.client_address(5));
   ASSERT_TRUE(joined.has_value());
-  EXPECT_EQ(joined->voters(), 3u);
-  EXPECT_EQ(joined->locks_held(), 2u);
+  EXPECT_EQ(joined->voters(), 5u);
   EXPECT_EQ(joined->leader_endpoint(), cluster.client_address(1));
 
-  for (uint64_t id : {3u, 2u}) {
+  for (uint64_t id = 5; id >= 2; --id) {
     Status st = c->RemoveMember(id);
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    ASSERT_TRUE(st.ok()) << "remove " << id << ": " << st.ToString();
     cluster.node(id).Terminate();
   }
   members = c->ListMembers();
   ASSERT_TRUE(members.ok());
   EXPECT_EQ(members->size(), 1u);
-  // One voter again: it commits alone.
+  const uint64_t pairs_before = pairs;
+  EXPECT_TRUE(WaitFor([&] { return pairs > pairs_before + 5; }));  // one voter commits alone
+  stop = true;
+  loader.join();
+  EXPECT_EQ(load_errors.load(), 0u);
+  EXPECT_GT(pairs.load(), 0u);
   ASSERT_TRUE(c->Release("grow.lock").ok());
-  ASSERT_TRUE(c->Acquire("grow.lock3").ok());
+
+  // The CLI sees the same membership.
+  std::string out;
+  EXPECT_EQ(
+      testing::RunCommand(
+          {testing::LatchkeyBinary(), "member", "list", "-e", cluster.client_address(1)}, &out),
+      0)
+      << out;
+  EXPECT_NE(out.find(cluster.raft_address(1)), std::string::npos) << out;
+  EXPECT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "member", "remove", "--id", "1", "-e",
+                                 cluster.client_address(1)},
+                                &out),
+            64)
+      << out;
+  EXPECT_NE(out.find("transfer"), std::string::npos) << out;
 }
 
 }  // namespace
