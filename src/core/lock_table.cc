@@ -118,6 +118,12 @@ std::string LockTable::FindCycle(const OwnerId& who, const std::set<OwnerId>& bl
     OwnerId from;
     std::string name;
   };
+  // Nobody can wait for an owner that holds nothing and waits for nothing
+  // (edges point at holders and earlier waiters): the common case is free.
+  if (auto self = owners_.find(who);
+      self == owners_.end() || (self->second.held.empty() && self->second.waiting.empty())) {
+    return "";
+  }
   std::map<OwnerId, Link> parent;
   std::vector<OwnerId> frontier;
   for (const OwnerId& b : blockers) {
@@ -373,16 +379,13 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
   std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
     return std::make_tuple(!a.w.conversion, a.w.seq) < std::make_tuple(!b.w.conversion, b.w.seq);
   });
+  // Only this loop removes waiters, and only a group grant removes entries
+  // other than the candidate itself: remember those groups.
+  std::set<uint64_t> granted_groups;
   for (const Candidate& c : cands) {
-    // A group grant earlier in this loop may have taken this entry already.
-    const Resource* r = Find(c.name);
-    if (r == nullptr || std::none_of(r->waiters.begin(), r->waiters.end(), [&](const WaitEntry& e) {
-          return e.who == c.w.who && e.seq == c.w.seq;
-        })) {
-      continue;
-    }
     if (c.w.group != 0) {
-      if (!GroupUnblocked(c.w.group, c.w.who)) continue;
+      if (granted_groups.count(c.w.group) || !GroupUnblocked(c.w.group, c.w.who)) continue;
+      granted_groups.insert(c.w.group);
     } else if (Blocked(c.w.who, c.name, c.w.mode, c.w.seq, c.w.conversion)) {
       continue;
     }
