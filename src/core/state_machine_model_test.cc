@@ -37,6 +37,7 @@ struct RWait {
   uint64_t seq;
   bool conversion;
   bool reentrant;
+  uint64_t group = 0;  // AcquireMany
 };
 
 bool IsAncestor(const std::string& a, const std::string& b) {  // a strictly above b
@@ -104,6 +105,21 @@ class Reference {
       return std::make_pair(!a.conversion, a.seq) < std::make_pair(!b.conversion, b.seq);
     });
     for (const RWait& w : order) {
+      if (w.group != 0) {
+        std::vector<RWait> parts;
+        for (const auto& q : waits) {
+          if (q.group == w.group) parts.push_back(q);
+        }
+        if (parts.empty()) continue;  // granted with an earlier part
+        bool free = true;
+        for (const auto& q : parts) {
+          free = free && Blockers(q.who, q.name, q.mode, q.seq, false).empty();
+        }
+        if (!free) continue;
+        std::erase_if(waits, [&](const RWait& q) { return q.group == w.group; });
+        for (const auto& q : parts) grants.push_back({q.who, q.name, q.mode, 1});
+        continue;
+      }
       if (!Blockers(w.who, w.name, w.mode, w.seq, w.conversion).empty()) continue;
       waits.erase(std::find_if(waits.begin(), waits.end(),
                                [&](const RWait& q) { return q.who == w.who && q.name == w.name; }));
@@ -148,6 +164,27 @@ class Reference {
     waits.push_back({who, n, want, seq, conversion, reentrant});
     return "queued";
   }
+  std::string AcquireMany(const OwnerId& who, const std::vector<std::pair<std::string, Mode>>& ps,
+                          bool try_only) {
+    if (!sessions.count(who.session)) return "gone";
+    std::set<std::string> seen;
+    for (const auto& [n, m] : ps) {
+      if (!seen.insert(n).second || FindGrant(who, n) || Waiting(who, n)) return "busy";
+    }
+    const uint64_t seq = next_seq++;
+    std::set<OwnerId> blockers;
+    for (const auto& [n, m] : ps) {
+      for (const OwnerId& b : Blockers(who, n, m, seq, false)) blockers.insert(b);
+    }
+    if (blockers.empty()) {
+      for (const auto& [n, m] : ps) grants.push_back({who, n, m, 1});
+      return "granted";
+    }
+    if (try_only) return "busy";
+    if (CycleThrough(who, blockers)) return "deadlock";
+    for (const auto& [n, m] : ps) waits.push_back({who, n, m, seq, false, false, seq});
+    return "queued";
+  }
   bool Release(const OwnerId& who, const std::string& n, bool all) {
     if (!sessions.count(who.session)) return false;
     RGrant* g = FindGrant(who, n);
@@ -176,7 +213,12 @@ class Reference {
     auto it = std::find_if(waits.begin(), waits.end(),
                            [&](const RWait& q) { return q.who == who && q.name == n; });
     if (it == waits.end()) return;
-    waits.erase(it);
+    if (it->group != 0) {
+      const uint64_t g = it->group;
+      std::erase_if(waits, [&](const RWait& q) { return q.group == g; });
+    } else {
+      waits.erase(it);
+    }
     Schedule();
   }
   void End(uint64_t s) {
@@ -281,6 +323,39 @@ void RunSeed(uint64_t seed, int steps) {
       c->set_all(all);
       auto r = sm.Apply(++index, e);
       ASSERT_EQ(r.results[0].status.ok(), ref.Release(who, name, all)) << where;
+      check_tokens(r.events);
+    } else if (op == 19 && rng() % 2 == 0) {
+      const bool try_only = rng() % 4 == 0;
+      std::vector<std::pair<std::string, Mode>> ps;
+      const size_t k = 2 + rng() % 2;
+      for (size_t i = 0; i < k; ++i) {
+        ps.emplace_back(names[rng() % names.size()], static_cast<Mode>(rng() % kModeCount));
+      }
+      auto e = b.entry();
+      auto* c = e.add_commands()->mutable_acquire_many();
+      c->set_session_id(who.session);
+      c->set_owner(who.owner);
+      c->set_try_only(try_only);
+      for (const auto& [n, m] : ps) {
+        auto* part = c->add_parts();
+        part->set_name(n);
+        part->set_mode(ModeToLog(m));
+      }
+      auto r = sm.Apply(++index, e);
+      const std::string want = ref.AcquireMany(who, ps, try_only);
+      const CommandResult& got = r.results[0];
+      const std::string have = got.granted                                  ? "granted"
+                               : got.queued                                 ? "queued"
+                               : got.status.code() == Code::kLockBusy       ? "busy"
+                               : got.status.code() == Code::kDeadlock       ? "deadlock"
+                               : got.status.code() == Code::kSessionExpired ? "gone"
+                                                                            : got.status.ToString();
+      ASSERT_EQ(have, want) << where << " acquire-many " << DescribeOwner(who);
+      if (got.granted) {
+        for (const auto& [n, m] : ps) {
+          ASSERT_TRUE(saw_token(n, sm.locks().FindGrant(who, n)->fencing_token)) << where;
+        }
+      }
       check_tokens(r.events);
     } else if (op == 15) {
       auto e = b.entry();
