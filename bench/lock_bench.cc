@@ -3,7 +3,7 @@
 // lock name (uncontended: workload W1 of docs/benchmarks.md).
 //
 //   lock_bench [--endpoint HOST:PORT[,HOST:PORT...]] [--cluster N] [--seconds N]
-//              [--clients 1,8,32]
+//              [--clients 1,8,32] [--workload uncontended|contended|rw]
 //
 // Without --endpoint it starts `latchkey server` itself on a temp data dir
 // (--cluster N: N nodes on 127.0.0.1, one Raft group).
@@ -33,7 +33,11 @@ struct Row {
   uint64_t errors;
 };
 
-Row RunOnce(const std::string& endpoint, int clients, double seconds) {
+// Workload: each client its own lock (W1), everyone on one lock (W2), or one
+// lock with 1 writer in 8 taking EX and the rest PR (rw).
+enum class Workload { kUncontended, kContended, kReadWrite };
+
+Row RunOnce(const std::string& endpoint, int clients, double seconds, Workload workload) {
   std::vector<std::unique_ptr<Client>> cs;
   for (int i = 0; i < clients; ++i) {
     ClientOptions o;
@@ -48,18 +52,28 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds) {
   }
   std::atomic<bool> go{false}, stop{false};
   std::atomic<uint64_t> errors{0};
+  std::atomic<int> inside{0};
+  std::atomic<uint64_t> overlaps{0};
   std::vector<std::vector<uint32_t>> lat(static_cast<size_t>(clients));
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i) {
     threads.emplace_back([&, i] {
       Client& c = *cs[static_cast<size_t>(i)];
-      const std::string name = "bench.w1.c" + std::to_string(i);
+      const std::string name =
+          workload == Workload::kUncontended ? "bench.w1.c" + std::to_string(i) : "bench.hot";
+      latchkey::AcquireOptions ao;
+      if (workload == Workload::kReadWrite && i % 8 != 0) ao.mode = latchkey::LockMode::kPR;
       auto& l = lat[static_cast<size_t>(i)];
       l.reserve(1 << 20);
       while (!go) std::this_thread::yield();
       while (!stop.load(std::memory_order_relaxed)) {
         auto t0 = steady_clock::now();
-        auto g = c.Acquire(name);
+        auto g = c.Acquire(name, ao);
+        if (g.ok() && ao.mode == latchkey::LockMode::kEX) {
+          // Mutual exclusion check on the contended lock.
+          if (inside.fetch_add(1) != 0) ++overlaps;
+          inside.fetch_sub(1);
+        }
         latchkey::Status r = g.ok() ? c.Release(name) : g.status();
         if (!r.ok()) ++errors;
         l.push_back(
@@ -79,6 +93,10 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds) {
   auto pct = [&](double p) {
     return all.empty() ? 0.0 : static_cast<double>(all[static_cast<size_t>(p * (all.size() - 1))]);
   };
+  if (overlaps.load() != 0 && workload == Workload::kContended) {
+    std::fprintf(stderr, "MUTUAL EXCLUSION VIOLATED: %llu overlaps\n",
+                 static_cast<unsigned long long>(overlaps.load()));
+  }
   return {clients, static_cast<double>(all.size()) / elapsed, pct(0.50), pct(0.99), errors.load()};
 }
 
@@ -89,6 +107,7 @@ int main(int argc, char** argv) {
   int cluster_size = 1;
   double seconds = 5;
   std::vector<int> counts = {1, 8, 32};
+  Workload workload = Workload::kUncontended;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -98,6 +117,11 @@ int main(int argc, char** argv) {
       cluster_size = std::stoi(next());
     } else if (a == "--seconds") {
       seconds = std::stod(next());
+    } else if (a == "--workload") {
+      std::string w = next();
+      workload = w == "contended" ? Workload::kContended
+                 : w == "rw"      ? Workload::kReadWrite
+                                  : Workload::kUncontended;
     } else if (a == "--clients") {
       counts.clear();
       std::stringstream ss(next());
@@ -105,7 +129,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: lock_bench [--endpoint HOST:PORT[,...]] [--cluster N] [--seconds N] "
-                   "[--clients 1,8,32]\n");
+                   "[--clients 1,8,32] [--workload uncontended|contended|rw]\n");
       return 64;
     }
   }
@@ -128,13 +152,17 @@ int main(int argc, char** argv) {
     }
     endpoint = server->endpoint();
   }
-  std::printf("W1 uncontended acquire+release, durable, %s, %s, %.0fs per row\n\n",
+  const char* what = workload == Workload::kContended ? "W2 one contended EX lock (FIFO handoffs)"
+                     : workload == Workload::kReadWrite
+                         ? "one lock, 1 in 8 clients EX, the rest PR"
+                         : "W1 uncontended acquire+release";
+  std::printf("%s, durable, %s, %s, %.0fs per row\n\n", what,
               cluster_size > 1 ? (std::to_string(cluster_size) + " nodes").c_str() : "1 node",
               endpoint.c_str(), seconds);
   std::printf("| clients | pairs/s | p50 (us) | p99 (us) | errors |\n");
   std::printf("|--------:|--------:|---------:|---------:|-------:|\n");
   for (int c : counts) {
-    Row r = RunOnce(endpoint, c, seconds);
+    Row r = RunOnce(endpoint, c, seconds, workload);
     std::printf("| %7d | %7.0f | %8.0f | %8.0f | %6llu |\n", r.clients, r.pairs_per_s, r.p50_us,
                 r.p99_us, static_cast<unsigned long long>(r.errors));
     std::fflush(stdout);

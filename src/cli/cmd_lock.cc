@@ -96,7 +96,9 @@ std::string Describe(Client& client, const std::string& name, uint64_t self) {
       if (++holders > kMaxShown) continue;
       held += (held.empty() ? "" : ", ") + DescribeHolder(h, l.server_time_ms);
     }
-    if (!held.empty()) parts.push_back(l.name == name ? held : "'" + l.name + "' by " + held);
+    if (!held.empty()) {
+      parts.push_back((l.name == name ? "held by " : "'" + l.name + "' held by ") + held);
+    }
     for (const LockWaiterInfo& w : l.waiter_list) {
       if (w.session_id == self) continue;
       ++(l.name == name ? others_waiting : waiting_related);
@@ -108,7 +110,6 @@ std::string Describe(Client& client, const std::string& name, uint64_t self) {
                                   " earlier request(s) for names above or below it"
                             : "not held (being handed over)";
   } else {
-    s = "held by ";
     for (size_t i = 0; i < parts.size(); ++i) s += (i ? "; " : "") + parts[i];
     if (holders > kMaxShown) s += " and " + std::to_string(holders - kMaxShown) + " more";
   }
@@ -306,7 +307,8 @@ Subcommand AddLockCommand(CLI::App& app) {
       "Run COMMAND while holding the lock NAME (exclusive unless --mode says otherwise), then "
       "release it.\n"
       "The command gets LATCHKEY_LOCK_NAME, LATCHKEY_LOCK_MODE, LATCHKEY_FENCING_TOKEN and "
-      "LATCHKEY_SESSION_ID in its environment; pass the fencing token to the resource you guard so it can reject a "
+      "LATCHKEY_SESSION_ID in its environment; pass the fencing token to the resource you guard so "
+      "it can reject a "
       "stale holder. Exit status: the command's; 75 when the lock was busy or the wait timed "
       "out; 76 when the session was lost while the command ran; 69 when the server is "
       "unreachable; 64 on bad arguments.");

@@ -46,8 +46,7 @@ void PrintJson(const std::vector<LockInfo>& locks, bool maybe_truncated) {
              ",\"mode\":" + JsonString(LockModeName(w.mode)) +
              ",\"conversion\":" + (w.conversion ? "true" : "false") +
              ",\"queued_at_ms\":" + std::to_string(w.queued_at_ms) +
-             ",\"waiting_for_ms\":" + std::to_string(AgeMs(l.server_time_ms, w.queued_at_ms)) +
-             "}";
+             ",\"waiting_for_ms\":" + std::to_string(AgeMs(l.server_time_ms, w.queued_at_ms)) + "}";
     }
     out += "]}";
   }

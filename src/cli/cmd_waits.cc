@@ -140,8 +140,9 @@ Subcommand AddWaitsCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "waits",
       "Show who waits for whom right now (the wait-for graph the server checks for "
-      "deadlocks), one line per waiting request with the sessions in its way. Prints "
-      "\"no one is waiting\" when nothing waits; exits 0 either way.");
+      "deadlocks), one line per waiting request with the sessions in its way, or \"no one is "
+      "waiting\". Exit status 0 (whether or not anyone waits); 69 when the server is "
+      "unreachable.");
   auto f = std::make_shared<WaitsFlags>();
   cmd->add_flag("--json", f->json,
                 "Print one JSON object {edges:[{waiter_session_id, waiter_owner, "

@@ -17,12 +17,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("latchkey ") + LATCHKEY_VERSION);
   app.require_subcommand(1);
   const latchkey::cli::Subcommand subs[] = {
-      latchkey::cli::AddServerCommand(app),
-      latchkey::cli::AddLockCommand(app),
-      latchkey::cli::AddStatusCommand(app),
-      latchkey::cli::AddMemberCommand(app),
-      latchkey::cli::AddLocksCommand(app),
-      latchkey::cli::AddWaitsCommand(app),
+      latchkey::cli::AddServerCommand(app), latchkey::cli::AddLockCommand(app),
+      latchkey::cli::AddStatusCommand(app), latchkey::cli::AddMemberCommand(app),
+      latchkey::cli::AddLocksCommand(app),  latchkey::cli::AddWaitsCommand(app),
   };
   try {
     app.parse(argc, argv);

@@ -342,7 +342,12 @@ CommandResult StateMachine::Downgrade(const lv::DowngradeCmd& c) {
 CommandResult StateMachine::Transfer(const lv::TransferCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
-  if (r.status = CheckSession(c.to_session_id()); !r.status.ok()) return r;
+  // Not SESSION_EXPIRED: that code tells the caller its own session is gone.
+  if (FindSession(c.to_session_id()) == nullptr) {
+    r.status = NotFound("cannot transfer '" + c.name() + "': session " +
+                        std::to_string(c.to_session_id()) + " does not exist or has expired");
+    return r;
+  }
   if (r.status = ValidateOwner(c.to_owner()); !r.status.ok()) return r;
   const OwnerId to{c.to_session_id(), c.to_owner()};
   r.status =

@@ -246,6 +246,18 @@ void Compare(const StateMachine& sm, const Reference& ref, const std::string& wh
   ASSERT_EQ(sm.sessions().size(), ref.sessions.size()) << where;
 }
 
+// The engine's answer in the reference's vocabulary.
+std::string OutcomeName(const CommandResult& got) {
+  if (got.granted) return "granted";
+  if (got.queued) return "queued";
+  switch (got.status.code()) {
+    case Code::kLockBusy: return "busy";
+    case Code::kDeadlock: return "deadlock";
+    case Code::kSessionExpired: return "gone";
+    default: return got.status.ToString();
+  }
+}
+
 uint64_t EnvOr(const char* name, uint64_t dflt) {
   const char* v = std::getenv(name);
   return v ? std::strtoull(v, nullptr, 10) : dflt;
@@ -301,12 +313,7 @@ void RunSeed(uint64_t seed, int steps) {
       auto r = sm.Apply(++index, e);
       const std::string want = ref.Acquire(who, name, mode, try_only, reentrant);
       const CommandResult& got = r.results[0];
-      const std::string have = got.granted                                  ? "granted"
-                               : got.queued                                 ? "queued"
-                               : got.status.code() == Code::kLockBusy       ? "busy"
-                               : got.status.code() == Code::kDeadlock       ? "deadlock"
-                               : got.status.code() == Code::kSessionExpired ? "gone"
-                                                                            : got.status.ToString();
+      const std::string have = OutcomeName(got);
       ASSERT_EQ(have, want) << where << " acquire " << DescribeOwner(who) << " " << name << " "
                             << ModeName(mode);
       if (got.granted) {
@@ -344,12 +351,7 @@ void RunSeed(uint64_t seed, int steps) {
       auto r = sm.Apply(++index, e);
       const std::string want = ref.AcquireMany(who, ps, try_only);
       const CommandResult& got = r.results[0];
-      const std::string have = got.granted                                  ? "granted"
-                               : got.queued                                 ? "queued"
-                               : got.status.code() == Code::kLockBusy       ? "busy"
-                               : got.status.code() == Code::kDeadlock       ? "deadlock"
-                               : got.status.code() == Code::kSessionExpired ? "gone"
-                                                                            : got.status.ToString();
+      const std::string have = OutcomeName(got);
       ASSERT_EQ(have, want) << where << " acquire-many " << DescribeOwner(who);
       if (got.granted) {
         for (const auto& [n, m] : ps) {

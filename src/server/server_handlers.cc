@@ -109,19 +109,8 @@ void Server::OnCloseSession(ConnState& cs, const Request& req) {
   if (!TouchSession(cs.conn->id(), req.id(), sid)) return;
   lv::Command cmd;
   cmd.mutable_close_session()->set_session_id(sid);
-  const uint64_t conn_id = cs.conn->id();
-  const uint64_t rid = req.id();
-  proposer_->Add(std::move(cmd),
-                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
-                   if (!st.ok() || !res->status.ok()) {
-                     ReplyError(conn_id, rid, st.ok() ? res->status : st);
-                     return;
-                   }
-                   v1::Response resp;
-                   resp.set_id(rid);
-                   resp.mutable_close_session();
-                   Reply(conn_id, resp);
-                 });
+  ProposeAndReply(std::move(cmd), cs.conn->id(), req.id(),
+                  [](const core::CommandResult&, v1::Response* r) { r->mutable_close_session(); });
 }
 
 void Server::OnAcquire(ConnState& cs, const Request& req) {
@@ -156,20 +145,10 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   c->set_request_id(rid);
   c->set_set_value(a.set_value());
   c->set_value(a.value());
-  proposer_->Add(std::move(cmd), [this, conn_id, rid, key, deadline](
-                                     const Status& st, const core::CommandResult* res) {
-    if (!st.ok()) return ReplyError(conn_id, rid, st);
-    if (!res->status.ok()) return ReplyError(conn_id, rid, res->status);
-    if (res->granted) {
-      v1::Response resp;
-      resp.set_id(rid);
-      FillGrant(resp.mutable_acquire(), res->grant);
-      Reply(conn_id, resp);
-      return;
-    }
-    // Queued: the Granted event answers later.
-    AddPending(key, conn_id, rid, deadline);
-  });
+  ProposeWait(std::move(cmd), key, conn_id, rid, deadline,
+              [](const core::CommandResult& res, v1::Response* r) {
+                FillGrant(r->mutable_acquire(), res.grant);
+              });
 }
 
 void Server::OnRelease(ConnState& cs, const Request& req) {
@@ -184,16 +163,8 @@ void Server::OnRelease(ConnState& cs, const Request& req) {
   c->set_owner(r.owner());
   c->set_name(r.name());
   c->set_all(r.all());
-  proposer_->Add(std::move(cmd),
-                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
-                   if (!st.ok() || !res->status.ok()) {
-                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
-                   }
-                   v1::Response resp;
-                   resp.set_id(rid);
-                   resp.mutable_release();
-                   Reply(conn_id, resp);
-                 });
+  ProposeAndReply(std::move(cmd), conn_id, rid,
+                  [](const core::CommandResult&, v1::Response* resp) { resp->mutable_release(); });
 }
 
 void Server::OnCancel(ConnState& cs, const Request& req) {

@@ -68,16 +68,8 @@ void Server::OnDowngrade(ConnState& cs, const Request& req) {
   c->set_owner(d.owner());
   c->set_name(d.name());
   c->set_mode(static_cast<uint32_t>(d.mode()));
-  proposer_->Add(std::move(cmd),
-                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
-                   if (!st.ok() || !res->status.ok()) {
-                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
-                   }
-                   v1::Response resp;
-                   resp.set_id(rid);
-                   resp.mutable_downgrade();
-                   Reply(conn_id, resp);
-                 });
+  ProposeAndReply(std::move(cmd), conn_id, rid,
+                  [](const core::CommandResult&, v1::Response* r) { r->mutable_downgrade(); });
 }
 
 void Server::OnTransfer(ConnState& cs, const Request& req) {
@@ -94,16 +86,10 @@ void Server::OnTransfer(ConnState& cs, const Request& req) {
   c->set_name(t.name());
   c->set_to_session_id(t.to_session_id());
   c->set_to_owner(t.to_owner());
-  proposer_->Add(std::move(cmd),
-                 [this, conn_id, rid](const Status& st, const core::CommandResult* res) {
-                   if (!st.ok() || !res->status.ok()) {
-                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
-                   }
-                   v1::Response resp;
-                   resp.set_id(rid);
-                   resp.mutable_transfer()->set_fencing_token(res->grant.fencing_token);
-                   Reply(conn_id, resp);
-                 });
+  ProposeAndReply(std::move(cmd), conn_id, rid,
+                  [](const core::CommandResult& res, v1::Response* r) {
+                    r->mutable_transfer()->set_fencing_token(res.grant.fencing_token);
+                  });
 }
 
 void Server::OnListLocks(ConnState& cs, const Request& req) {

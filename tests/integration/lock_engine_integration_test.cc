@@ -30,7 +30,9 @@ AcquireOptions Mode(LockMode mode, bool try_only = false) {
   o.try_only = try_only;
   return o;
 }
-AcquireOptions Try(LockMode mode) { return Mode(mode, true); }
+AcquireOptions Try(LockMode mode) {
+  return Mode(mode, true);
+}
 
 bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -212,6 +214,30 @@ TEST_F(LockEngineIntegrationTest, UpgradeGetsHigherTokenAndGoesAheadOfNewRequest
   EXPECT_GT(gc->fencing_token, gu->fencing_token);
 }
 
+TEST_F(LockEngineIntegrationTest, FailedUpgradeKeepsTheSharedGrant) {
+  auto a = Connect("a"), b = Connect("b");
+  auto ga = a->Acquire("conv", Mode(LockMode::kPR));
+  ASSERT_TRUE(ga.ok());
+  ASSERT_TRUE(b->Acquire("conv", Mode(LockMode::kPR)).ok());
+  auto busy = a->Acquire("conv", Try(LockMode::kEX));  // no-queue conversion
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.status().code(), Code::kLockBusy);
+  AcquireOptions timed = Mode(LockMode::kEX);
+  timed.wait_timeout = 200ms;
+  auto late = a->Acquire("conv", timed);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), Code::kTimeout);
+  ASSERT_TRUE(WaitFor([&] { return Waiters("conv") == 0; }));
+  auto holders = Holders("conv");
+  ASSERT_EQ(holders.size(), 2u);
+  for (const auto& h : holders) {
+    EXPECT_EQ(h.mode, LockMode::kPR);
+    if (h.session_id == a->session_id()) {
+      EXPECT_EQ(h.fencing_token, ga->fencing_token);
+    }
+  }
+}
+
 TEST_F(LockEngineIntegrationTest, DowngradeLetsQueuedReadersIn) {
   auto w = Connect("w"), r1 = Connect("r1"), r2 = Connect("r2");
   ASSERT_TRUE(w->Acquire("d", Mode(LockMode::kEX)).ok());
@@ -313,6 +339,22 @@ TEST_F(LockEngineIntegrationTest, TransferMovesTheGrantToAnotherSession) {
   EXPECT_EQ(b->Release("job").code(), Code::kNotHeld);  // held by owner "worker"
   ASSERT_TRUE(b->Release("job", "worker").ok());
   EXPECT_TRUE(Holders("job").empty());
+}
+
+// Regression: a transfer to a session that does not exist answered
+// SESSION_EXPIRED, which the client takes to mean its *own* session is gone,
+// so the caller lost its session (and every lock) for good.
+TEST_F(LockEngineIntegrationTest, TransferToAGoneSessionKeepsTheCallersSession) {
+  auto a = Connect("a");
+  ASSERT_TRUE(a->Acquire("keep").ok());
+  auto r = a->Transfer("keep", 999'999'999);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
+  EXPECT_TRUE(a->session_status().ok()) << a->session_status().ToString();
+  auto holders = Holders("keep");
+  ASSERT_EQ(holders.size(), 1u);
+  EXPECT_EQ(holders[0].session_id, a->session_id());
+  EXPECT_TRUE(a->Release("keep").ok());
 }
 
 TEST_F(LockEngineIntegrationTest, ListLocksByPrefixAndWaitGraph) {
