@@ -6,8 +6,8 @@
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -111,9 +111,8 @@ int main(int argc, char** argv) {
     auto* l = new latchkey::core::Loaded();
     latchkey::core::Load(l, n);
     const size_t after = latchkey::core::HeapInUse();
-    std::printf("held locks: %zu\nheap bytes: %zu\nbytes per held lock: %.1f\n",
-                l->sm.locks_held(), after - before,
-                static_cast<double>(after - before) / static_cast<double>(n));
+    std::printf("held locks: %zu\nheap bytes: %zu\nbytes per held lock: %.1f\n", l->sm.locks_held(),
+                after - before, static_cast<double>(after - before) / static_cast<double>(n));
     return 0;
   }
   benchmark::Initialize(&argc, argv);

@@ -152,10 +152,9 @@ int main(int argc, char** argv) {
     }
     endpoint = server->endpoint();
   }
-  const char* what = workload == Workload::kContended ? "W2 one contended EX lock (FIFO handoffs)"
-                     : workload == Workload::kReadWrite
-                         ? "one lock, 1 in 8 clients EX, the rest PR"
-                         : "W1 uncontended acquire+release";
+  const char* what = workload == Workload::kContended   ? "W2 one contended EX lock (FIFO handoffs)"
+                     : workload == Workload::kReadWrite ? "one lock, 1 in 8 clients EX, the rest PR"
+                                                        : "W1 uncontended acquire+release";
   std::printf("%s, durable, %s, %s, %.0fs per row\n\n", what,
               cluster_size > 1 ? (std::to_string(cluster_size) + " nodes").c_str() : "1 node",
               endpoint.c_str(), seconds);

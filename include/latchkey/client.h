@@ -5,6 +5,12 @@
 //   renewed by a background keepalive (every ttl/3). If the connection
 //   breaks, the client reconnects (same endpoint list) and re-attaches the
 //   session as long as its lease has not run out; locks held stay held.
+// - Cluster: the session lives on the leader. A NOT_LEADER reply makes the
+//   client reconnect to the leader it names (or the next endpoint) and
+//   re-send the request; pending acquires are re-sent with their original
+//   ids after any reconnect (idempotent on the server: never granted twice).
+//   A Release in flight when the leader fails reports MAYBE_APPLIED: retry
+//   it, and read NOT_HELD on the retry as done.
 // - If the session is lost (lease expired, server said so, or reconnect
 //   failed for longer than the ttl), session_status() turns non-OK for good,
 //   every pending call fails with SESSION_EXPIRED and on_session_lost runs
@@ -73,7 +79,7 @@ struct AcquireOptions {
 
 // Options of the waiting calls of semaphores, latches and barriers.
 struct WaitOptions {
-  std::string owner{};  // "" = the session itself
+  std::string owner{};                        // "" = the session itself
   std::chrono::milliseconds wait_timeout{0};  // 0 = without limit
   bool try_only = false;                      // semaphores only
 };

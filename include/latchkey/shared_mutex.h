@@ -63,7 +63,9 @@ class SharedMutex {
   // Errors as values: LOCK_BUSY for the Try forms, TIMEOUT for LockFor.
   Status Lock(LockMode mode) { return Take(mode, false, {}); }
   Status TryLock(LockMode mode) { return Take(mode, true, {}); }
-  Status LockFor(LockMode mode, std::chrono::milliseconds timeout) { return TakeFor(mode, timeout); }
+  Status LockFor(LockMode mode, std::chrono::milliseconds timeout) {
+    return TakeFor(mode, timeout);
+  }
   Status Unlock() { return Give(); }
 
   // The calling thread's grant: its fencing token (0 if it holds nothing).

@@ -233,7 +233,11 @@ struct Client::Impl {
   Outcome Call(pb::Request req, std::optional<TimePoint> deadline) {
     auto prom = std::make_shared<std::promise<Outcome>>();
     auto fut = prom->get_future();
-    const bool is_acquire = req.has_acquire();
+    // Requests that wait in the server are idempotent there, so they are
+    // re-sent (same id) after a reconnect or failover instead of failing.
+    const bool is_acquire = req.has_acquire() || req.has_acquire_many() ||
+                            req.has_semaphore_acquire() || req.has_latch_await() ||
+                            req.has_barrier_await();
     uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lk(mu);
@@ -984,8 +988,7 @@ Result<std::vector<uint64_t>> Client::AcquireMany(
   return std::vector<uint64_t>(t.begin(), t.end());
 }
 
-Status Client::SetLockValue(std::string_view name, std::string_view value,
-                            std::string_view owner) {
+Status Client::SetLockValue(std::string_view name, std::string_view value, std::string_view owner) {
   pb::Request req;
   auto* v = req.mutable_set_lock_value();
   v->set_session_id(session_id());

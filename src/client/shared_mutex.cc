@@ -35,8 +35,8 @@ Status SharedMutex::Take(LockMode mode, bool try_only, std::chrono::milliseconds
   {
     std::lock_guard<std::mutex> g(mu_);
     if (tokens_.count(std::this_thread::get_id())) {
-      return Status(Code::kFailedPrecondition, "latchkey::SharedMutex '" + name_ +
-                                                   "' is already held by this thread");
+      return Status(Code::kFailedPrecondition,
+                    "latchkey::SharedMutex '" + name_ + "' is already held by this thread");
     }
   }
   AcquireOptions o;

@@ -65,9 +65,8 @@ void LockTable::HolderBlockers(const OwnerId& who, const std::string& name, Mode
   }
 }
 
-void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode mode,
-                               uint64_t seq, bool conversion, bool first_only,
-                               std::set<OwnerId>* out) const {
+void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode mode, uint64_t seq,
+                               bool conversion, bool first_only, std::set<OwnerId>* out) const {
   auto earlier = [&](const WaitEntry& q) {
     if (q.who == who) return false;
     if (conversion) return q.conversion && q.seq < seq;
@@ -185,8 +184,12 @@ void LockTable::AdjustAncestors(const std::string& name, int d_cr, int d_cw, int
 }
 
 namespace {
-int CrOf(Mode m) { return IntentionFor(m) == Mode::kCR ? 1 : 0; }
-int CwOf(Mode m) { return IntentionFor(m) == Mode::kCW ? 1 : 0; }
+int CrOf(Mode m) {
+  return IntentionFor(m) == Mode::kCR ? 1 : 0;
+}
+int CwOf(Mode m) {
+  return IntentionFor(m) == Mode::kCW ? 1 : 0;
+}
 }  // namespace
 
 void LockTable::AddGrant(const std::string& name, const OwnerId& who, const HeldGrant& g) {
@@ -265,8 +268,8 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     for (const OwnerId& b : blockers) list += (list.empty() ? "" : ", ") + DescribeOwner(b);
     if (req.try_only) {
       out.kind = AcquireOutcome::Kind::kBusy;
-      out.message = "lock '" + name + "' in " + std::string(ModeName(mode)) + " is blocked by " +
-                    list;
+      out.message =
+          "lock '" + name + "' in " + std::string(ModeName(mode)) + " is blocked by " + list;
       EraseIfIdle(name);
       return;
     }
@@ -399,8 +402,9 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
   if (w.group != 0) {
     for (const std::string& n : groups_.at(w.group)) {
       const auto& q = resources_.find(n)->second.waiters;
-      auto it = std::find_if(q.begin(), q.end(),
-                             [&](const WaitEntry& e) { return e.who == w.who && e.group == w.group; });
+      auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) {
+        return e.who == w.who && e.group == w.group;
+      });
       LATCHKEY_CHECK(it != q.end());
       parts.emplace_back(n, *it);
     }
@@ -467,8 +471,8 @@ Status LockTable::CheckOrder(const OwnerId& who, const std::string& name) const 
     const auto r = RankOf(held);
     if (r && *r > *rank) {
       return Status(Code::kFailedPrecondition,
-                    "lock order violation: " + DescribeOwner(who) + " holds '" + held +
-                        "' (rank " + std::to_string(*r) + ") and asks for '" + name + "' (rank " +
+                    "lock order violation: " + DescribeOwner(who) + " holds '" + held + "' (rank " +
+                        std::to_string(*r) + ") and asks for '" + name + "' (rank " +
                         std::to_string(*rank) + "); take lower ranks first");
     }
   }
@@ -499,6 +503,23 @@ AcquireOutcome LockTable::AcquireMany(const OwnerId& who, const std::vector<Lock
                                       uint64_t* revision) {
   grant_time_ms_ = now_ms;
   AcquireOutcome out;
+  // A retry of this very request (after a reconnect): report where it is.
+  if (const HeldGrant* first = FindGrant(who, parts.front().name);
+      first && std::all_of(parts.begin(), parts.end(),
+                           [&](const LockPart& p) { return FindGrant(who, p.name) != nullptr; })) {
+    out.grant = *first;
+    return out;
+  }
+  if (IsWaiting(who, parts.front().name)) {
+    const auto& q = resources_.find(parts.front().name)->second.waiters;
+    auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+    if (it->group != 0 && groups_.at(it->group).size() == parts.size() &&
+        std::all_of(parts.begin(), parts.end(),
+                    [&](const LockPart& p) { return IsWaiting(who, p.name); })) {
+      out.kind = AcquireOutcome::Kind::kQueued;
+      return out;
+    }
+  }
   std::set<std::string> seen;
   for (const LockPart& p : parts) {
     if (!seen.insert(p.name).second || FindGrant(who, p.name) || IsWaiting(who, p.name)) {
@@ -588,8 +609,8 @@ Status LockTable::Downgrade(const OwnerId& who, const std::string& name, Mode mo
   }
   HeldGrant& g = it->second.holders.find(who)->second;
   if (!Covers(g.mode, mode)) {
-    return InvalidArgument("cannot downgrade '" + name + "' from " +
-                           std::string(ModeName(g.mode)) + " to " + std::string(ModeName(mode)) +
+    return InvalidArgument("cannot downgrade '" + name + "' from " + std::string(ModeName(g.mode)) +
+                           " to " + std::string(ModeName(mode)) +
                            ": that is not weaker; acquire it to upgrade");
   }
   const Mode old = g.mode;
@@ -622,8 +643,8 @@ Status LockTable::Transfer(const OwnerId& from, const OwnerId& to, const std::st
     return {Code::kNotHeld, "lock '" + name + "' is not held by " + DescribeOwner(from)};
   }
   if (FindGrant(to, name) != nullptr || IsWaiting(to, name)) {
-    return {Code::kFailedPrecondition, DescribeOwner(to) + " already holds or waits for '" +
-                                           name + "'; it cannot receive it"};
+    return {Code::kFailedPrecondition,
+            DescribeOwner(to) + " already holds or waits for '" + name + "'; it cannot receive it"};
   }
   HeldGrant moved = *g;
   RemoveGrant(name, from);
@@ -644,7 +665,9 @@ void LockTable::DropSession(uint64_t session, uint64_t* revision) {
   for (const auto& [who, st] : owned) {
     for (const std::string& n : st.waiting) {
       const auto& q = resources_.find(n)->second.waiters;
-      auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+      // clang 14 cannot capture a structured binding implicitly.
+      auto it = std::find_if(q.begin(), q.end(),
+                             [&who = who](const WaitEntry& e) { return e.who == who; });
       if (it->group != 0) groups_.erase(it->group);
       RemoveWaiter(n, who);
       touched.insert(n);
@@ -677,8 +700,7 @@ Result<OwnerId> LockTable::ExpireGrant(const std::string& name, uint64_t token, 
       return owner;
     }
   }
-  return NotFound("grant " + std::to_string(token) + " of lock '" + name +
-                  "' is no longer held");
+  return NotFound("grant " + std::to_string(token) + " of lock '" + name + "' is no longer held");
 }
 
 std::vector<GrantEvent> LockTable::TakeGrantEvents() {

@@ -3,7 +3,7 @@
 // deadlock detection. Pure and deterministic (no clocks: callers pass the
 // entry time), driven by the StateMachine.
 //
-// Rules (docs/design/0005-lock-engine.md has the reasoning):
+// Rules (docs/design/0006-lock-engine.md has the reasoning):
 // - A grant on a.b.c in mode M also holds IntentionFor(M) on a.b and a, so it
 //   conflicts with incompatible explicit grants on its ancestors and an
 //   explicit grant on a.b conflicts with grants below it.
@@ -132,9 +132,8 @@ class LockTable {
   AcquireOutcome Acquire(const AcquireRequest& req, uint64_t now_ms, uint64_t* revision);
   // All-or-nothing: grants every part at once or waits (as one request) until
   // it can. Parts must be distinct names none of which the owner holds.
-  AcquireOutcome AcquireMany(const OwnerId& who, const std::vector<LockPart>& parts,
-                             bool try_only, uint64_t lock_ttl_ms, uint64_t now_ms,
-                             uint64_t* revision);
+  AcquireOutcome AcquireMany(const OwnerId& who, const std::vector<LockPart>& parts, bool try_only,
+                             uint64_t lock_ttl_ms, uint64_t now_ms, uint64_t* revision);
   // Writes the lock value; the owner must hold the lock in a write mode.
   Status SetValue(const OwnerId& who, const std::string& name, std::string value,
                   uint64_t* revision);
@@ -150,8 +149,8 @@ class LockTable {
   // Withdraws a waiting request; false if not waiting.
   bool CancelWait(const OwnerId& who, const std::string& name, uint64_t* revision);
   // Moves a grant to another owner (a new token is issued).
-  Status Transfer(const OwnerId& from, const OwnerId& to, const std::string& name,
-                  uint64_t now_ms, uint64_t* revision);
+  Status Transfer(const OwnerId& from, const OwnerId& to, const std::string& name, uint64_t now_ms,
+                  uint64_t* revision);
   // Releases every grant and withdraws every wait of the session.
   void DropSession(uint64_t session, uint64_t* revision);
   // Expires the grant with `token` on `name` if its TTL ran out by now_ms.

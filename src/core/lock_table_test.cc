@@ -56,11 +56,11 @@ TEST_F(LockTableTest, ModeMatrixThroughTheEngine) {
 
 TEST_F(LockTableTest, ParentLockBlocksChildrenAndTheReverse) {
   ASSERT_EQ(Acq(1, "a", Mode::kPR).kind, Kind::kGranted);
-  EXPECT_EQ(Acq(2, "a.b.c", Mode::kEX, true).kind, Kind::kBusy);  // IX on a vs PR
+  EXPECT_EQ(Acq(2, "a.b.c", Mode::kEX, true).kind, Kind::kBusy);     // IX on a vs PR
   EXPECT_EQ(Acq(2, "a.b.c", Mode::kPR, true).kind, Kind::kGranted);  // IS on a is fine
   ASSERT_TRUE(Rel(1, "a").ok());
   ASSERT_EQ(Acq(3, "a.x", Mode::kEX).kind, Kind::kGranted);
-  EXPECT_EQ(Acq(4, "a", Mode::kPR, true).kind, Kind::kBusy);  // a child holds EX
+  EXPECT_EQ(Acq(4, "a", Mode::kPR, true).kind, Kind::kBusy);     // a child holds EX
   EXPECT_EQ(Acq(4, "a", Mode::kCR, true).kind, Kind::kGranted);  // IS vs IX: compatible
   EXPECT_EQ(Acq(5, "a", Mode::kEX, true).kind, Kind::kBusy);
   EXPECT_EQ(Acq(6, "ab", Mode::kEX, true).kind, Kind::kGranted);  // not a child of "a"
@@ -156,7 +156,8 @@ TEST_F(LockTableTest, DeadlockCyclesOfLength2ToNFailTheClosingRequest) {
       AcquireRequest r = Req(s, name, Mode::kEX, false);
       return t.Acquire(r, 0, &rev);
     };
-    for (uint64_t i = 1; i <= n; ++i) ASSERT_EQ(acq(i, "r" + std::to_string(i)).kind, Kind::kGranted);
+    for (uint64_t i = 1; i <= n; ++i)
+      ASSERT_EQ(acq(i, "r" + std::to_string(i)).kind, Kind::kGranted);
     for (uint64_t i = 1; i < n; ++i) {
       ASSERT_EQ(acq(i, "r" + std::to_string(i + 1)).kind, Kind::kQueued) << n;
     }
@@ -223,18 +224,18 @@ TEST_F(LockTableTest, AcquireManyIsAllOrNothing) {
   EXPECT_EQ(g.size(), 3u);
   EXPECT_TRUE(Holds(2, "a") && Holds(2, "b") && Holds(2, "c"));
   // Try form fails without side effects.
-  auto busy = t_.AcquireMany(OwnerId{4, ""}, {{"x", Mode::kEX}, {"a", Mode::kEX}}, true, 0, 100,
-                             &rev_);
+  auto busy =
+      t_.AcquireMany(OwnerId{4, ""}, {{"x", Mode::kEX}, {"a", Mode::kEX}}, true, 0, 100, &rev_);
   EXPECT_EQ(busy.kind, Kind::kBusy);
   EXPECT_EQ(t_.Find("x"), nullptr);
 }
 
 TEST_F(LockTableTest, CancellingOnePartWithdrawsTheGroup) {
   Acq(1, "b", Mode::kEX);
-  ASSERT_EQ(t_.AcquireMany(OwnerId{2, ""}, {{"a", Mode::kEX}, {"b", Mode::kEX}}, false, 0, 100,
-                           &rev_)
-                .kind,
-            Kind::kQueued);
+  ASSERT_EQ(
+      t_.AcquireMany(OwnerId{2, ""}, {{"a", Mode::kEX}, {"b", Mode::kEX}}, false, 0, 100, &rev_)
+          .kind,
+      Kind::kQueued);
   EXPECT_TRUE(t_.CancelWait(OwnerId{2, ""}, "b", &rev_));
   EXPECT_EQ(t_.waiter_count(), 0u);
 }

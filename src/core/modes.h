@@ -29,12 +29,12 @@ inline constexpr int kModeCount = 6;
 
 constexpr bool Compatible(Mode a, Mode b) {
   constexpr bool kMatrix[kModeCount][kModeCount] = {
-      {true, true, true, true, true, true},     // NL
-      {true, true, true, true, true, false},    // CR
-      {true, true, true, false, false, false},  // CW
-      {true, true, false, true, false, false},  // PR
-      {true, true, false, false, false, false}, // PW
-      {true, false, false, false, false, false} // EX
+      {true, true, true, true, true, true},      // NL
+      {true, true, true, true, true, false},     // CR
+      {true, true, true, false, false, false},   // CW
+      {true, true, false, true, false, false},   // PR
+      {true, true, false, false, false, false},  // PW
+      {true, false, false, false, false, false}  // EX
   };
   return kMatrix[static_cast<int>(a)][static_cast<int>(b)];
 }
@@ -72,7 +72,9 @@ constexpr Mode Join(Mode a, Mode b) {
 
 // Modes that let the holder change the guarded resource: a grant that gains
 // one gets a new fencing token.
-constexpr bool IsWriteMode(Mode m) { return m == Mode::kCW || m == Mode::kPW || m == Mode::kEX; }
+constexpr bool IsWriteMode(Mode m) {
+  return m == Mode::kCW || m == Mode::kPW || m == Mode::kEX;
+}
 
 std::string_view ModeName(Mode m);
 // Accepts NL CR CW PR PW EX and IS IX S SIX X (case-insensitive).

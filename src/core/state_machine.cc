@@ -438,8 +438,8 @@ CommandResult StateMachine::SemaphoreAcquire(const lv::SemaphoreAcquireCmd& c) {
 CommandResult StateMachine::SemaphoreRelease(const lv::SemaphoreReleaseCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
-  r.status = sync_.SemaphoreRelease(OwnerId{c.session_id(), c.owner()}, c.name(), time_ms_,
-                                    &revision_);
+  r.status =
+      sync_.SemaphoreRelease(OwnerId{c.session_id(), c.owner()}, c.name(), time_ms_, &revision_);
   return r;
 }
 

@@ -167,6 +167,19 @@ class Reference {
   std::string AcquireMany(const OwnerId& who, const std::vector<std::pair<std::string, Mode>>& ps,
                           bool try_only) {
     if (!sessions.count(who.session)) return "gone";
+    // A retry of the same request reports where it stands.
+    if (std::all_of(ps.begin(), ps.end(), [&](const auto& p) { return FindGrant(who, p.first); })) {
+      return "granted";
+    }
+    for (const auto& q : waits) {
+      if (q.who != who || q.name != ps.front().first || q.group == 0) continue;
+      size_t in_group = 0;
+      for (const auto& w : waits) in_group += w.group == q.group;
+      if (in_group == ps.size() &&
+          std::all_of(ps.begin(), ps.end(), [&](const auto& p) { return Waiting(who, p.first); })) {
+        return "queued";
+      }
+    }
     std::set<std::string> seen;
     for (const auto& [n, m] : ps) {
       if (!seen.insert(n).second || FindGrant(who, n) || Waiting(who, n)) return "busy";

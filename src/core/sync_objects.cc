@@ -83,8 +83,8 @@ Status SyncObjects::SemaphoreRelease(const OwnerId& who, const std::string& name
                                      uint64_t* revision) {
   auto it = semaphores_.find(name);
   if (it == semaphores_.end() || !it->second.holders.count(who)) {
-    return Status(Code::kNotHeld, "semaphore '" + name + "' has no permits of " +
-                                      DescribeOwner(who));
+    return Status(Code::kNotHeld,
+                  "semaphore '" + name + "' has no permits of " + DescribeOwner(who));
   }
   it->second.used -= it->second.holders[who].permits;
   it->second.holders.erase(who);
@@ -175,7 +175,8 @@ bool SyncObjects::Cancel(int kind, const OwnerId& who, const std::string& name, 
     auto it = semaphores_.find(name);
     if (it == semaphores_.end()) return false;
     auto& q = it->second.waiters;
-    auto w = std::find_if(q.begin(), q.end(), [&](const SemaphoreWaiter& x) { return x.who == who; });
+    auto w =
+        std::find_if(q.begin(), q.end(), [&](const SemaphoreWaiter& x) { return x.who == who; });
     if (w == q.end()) return false;
     q.erase(w);
     ++*revision;

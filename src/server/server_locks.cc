@@ -9,7 +9,9 @@ namespace lv = log::v1;
 
 namespace {
 
-v1::LockMode WireMode(core::Mode m) { return static_cast<v1::LockMode>(core::ModeToLog(m)); }
+v1::LockMode WireMode(core::Mode m) {
+  return static_cast<v1::LockMode>(core::ModeToLog(m));
+}
 
 constexpr uint32_t kDefaultListLimit = 1000;
 constexpr uint32_t kMaxListLimit = 100'000;
@@ -109,11 +111,11 @@ void Server::OnListLocks(ConnState& cs, const Request& req) {
   for (auto it = all.lower_bound(prefix); it != all.end(); ++it) {
     const std::string& name = it->first;
     const bool inside = prefix.empty() || name == prefix ||
-                        (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
-                         name[prefix.size()] == '.');
+                        (name.size() > prefix.size() &&
+                         name.compare(0, prefix.size(), prefix) == 0 && name[prefix.size()] == '.');
     if (!inside) {
       if (name.compare(0, prefix.size(), prefix) != 0) break;  // past the prefix range
-      continue;  // e.g. "ab" while listing "a"
+      continue;                                                // e.g. "ab" while listing "a"
     }
     if (it->second.holders.empty() && it->second.waiters.empty()) continue;  // ancestors only
     if (static_cast<uint32_t>(out->locks_size()) == limit) {
@@ -184,10 +186,11 @@ void Server::CancelPending(const WaitKey& key, Code code) {
     if (it == pending_.end()) return;  // granted first: already answered
     if (res != nullptr && res->status.ok()) {
       const Code code = it->second.cancel_code;
-      ReplyError(it->second.conn_id, it->second.request_id,
-                 Status(code, code == Code::kTimeout
-                                  ? "'" + std::get<2>(key) + "' was not granted within the wait timeout"
-                                  : "request cancelled by the client"));
+      ReplyError(
+          it->second.conn_id, it->second.request_id,
+          Status(code, code == Code::kTimeout
+                           ? "'" + std::get<2>(key) + "' was not granted within the wait timeout"
+                           : "request cancelled by the client"));
       pending_.erase(it);
     } else {
       it->second.cancelling = false;  // retry at the next tick or cancel

@@ -22,19 +22,20 @@ void Server::ProposeAndReply(lv::Command cmd, uint64_t conn_id, uint64_t rid, Fi
 
 void Server::ProposeWait(lv::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
                          uint64_t deadline, FillFn fill, std::vector<std::string> parts) {
-  proposer_->Add(std::move(cmd), [this, key = std::move(key), conn_id, rid, deadline,
-                                  fill = std::move(fill), parts = std::move(parts)](
-                                     const Status& st, const core::CommandResult* res) {
-    if (!st.ok() || !res->status.ok()) return ReplyError(conn_id, rid, st.ok() ? res->status : st);
-    if (res->queued) {
-      AddPending(key, conn_id, rid, deadline).parts = parts;
-      return;
-    }
-    v1::Response resp;
-    resp.set_id(rid);
-    fill(*res, &resp);
-    Reply(conn_id, resp);
-  });
+  proposer_->Add(std::move(cmd),
+                 [this, key = std::move(key), conn_id, rid, deadline, fill = std::move(fill),
+                  parts = std::move(parts)](const Status& st, const core::CommandResult* res) {
+                   if (!st.ok() || !res->status.ok())
+                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
+                   if (res->queued) {
+                     AddPending(key, conn_id, rid, deadline).parts = parts;
+                     return;
+                   }
+                   v1::Response resp;
+                   resp.set_id(rid);
+                   fill(*res, &resp);
+                   Reply(conn_id, resp);
+                 });
 }
 
 void Server::OnAcquireMany(ConnState& cs, const Request& req) {
@@ -103,10 +104,9 @@ void Server::OnDeclareLockRank(ConnState& cs, const Request& req) {
   lv::Command cmd;
   cmd.mutable_declare_rank()->set_prefix(d.prefix());
   cmd.mutable_declare_rank()->set_rank(d.rank());
-  ProposeAndReply(std::move(cmd), cs.conn->id(), req.id(),
-                  [](const core::CommandResult&, v1::Response* r) {
-                    r->mutable_declare_lock_rank();
-                  });
+  ProposeAndReply(
+      std::move(cmd), cs.conn->id(), req.id(),
+      [](const core::CommandResult&, v1::Response* r) { r->mutable_declare_lock_rank(); });
 }
 
 void Server::OnSemaphoreAcquire(ConnState& cs, const Request& req) {
@@ -141,10 +141,9 @@ void Server::OnSemaphoreRelease(ConnState& cs, const Request& req) {
   c->set_session_id(a.session_id());
   c->set_owner(a.owner());
   c->set_name(a.name());
-  ProposeAndReply(std::move(cmd), cs.conn->id(), req.id(),
-                  [](const core::CommandResult&, v1::Response* r) {
-                    r->mutable_semaphore_release();
-                  });
+  ProposeAndReply(
+      std::move(cmd), cs.conn->id(), req.id(),
+      [](const core::CommandResult&, v1::Response* r) { r->mutable_semaphore_release(); });
 }
 
 void Server::OnLatchAwait(ConnState& cs, const Request& req) {

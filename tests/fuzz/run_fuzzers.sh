@@ -14,7 +14,8 @@ FLAGS=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
        -I"$SRC/src" -I"$BUILD/proto" -DLATCHKEY_VERSION=\"fuzz\")
 PROTO_SRCS=("$BUILD/proto/latchkey.pb.cc" "$BUILD/proto/log.pb.cc")
 COMMON=("$SRC/src/common/status.cc" "$SRC/src/common/duration.cc")
-CORE=("$SRC/src/core/names.cc" "$SRC/src/core/state_machine.cc")
+# Every non-test source of the core, so new core files need no edit here.
+mapfile -t CORE < <(find "$SRC/src/core" -maxdepth 1 -name '*.cc' ! -name '*_test.cc' | sort)
 
 build() {  # name sources...
   local name=$1; shift

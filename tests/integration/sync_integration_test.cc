@@ -152,7 +152,8 @@ TEST_F(SyncIntegrationTest, ElectionCampaignObserveResign) {
   EXPECT_EQ(seen->holder.session_id, n1->session_id());
   AcquireOptions campaign2;
   campaign2.value = "10.0.0.2:8080";
-  auto next = std::async(std::launch::async, [&] { return n2->Acquire("service.leader", campaign2); });
+  auto next =
+      std::async(std::launch::async, [&] { return n2->Acquire("service.leader", campaign2); });
   ASSERT_TRUE(n1->SetLockValue("service.leader", "10.0.0.1:9090").ok());  // proclaim
   EXPECT_EQ(observer->GetLock("service.leader")->value, "10.0.0.1:9090");
   ASSERT_TRUE(n1->Release("service.leader").ok());  // resign
