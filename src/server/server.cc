@@ -105,7 +105,9 @@ void Server::Stop() {
       FailAllPending(Unavailable("server is shutting down; retry against another node"));
       done.set_value();
     });
-    if (started_) done.get_future().wait();
+    // Bounded: a wedged loop must not turn SIGTERM into a hang (raft_->Stop
+    // below still closes everything).
+    if (started_) done.get_future().wait_for(std::chrono::seconds(10));
     raft_->Stop();
   }
 }

@@ -65,7 +65,8 @@ ServerProcess::~ServerProcess() {
 }
 
 bool ServerProcess::Start(int listen_port) {
-  if (raft_port_ == 0) raft_port_ = PickFreePort();
+  // A single voter's raft transport has no peers: port 0 avoids two tests
+  // racing for the same "free" port.
   const std::string ready = data_dir_ + ".ready";
   std::filesystem::remove(ready);
   std::vector<std::string> argv = {
@@ -96,9 +97,19 @@ void ServerProcess::Kill9() {
 bool ServerProcess::Terminate() {
   if (pid_ <= 0) return false;
   kill(pid_, SIGTERM);
-  int rc = WaitPid(pid_);
+  // A clean stop takes well under a second; a hang fails the test instead of
+  // hanging it.
+  int status = 0;
+  const bool exited =
+      WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(30));
+  if (!exited) {
+    kill(pid_, SIGKILL);
+    WaitPid(pid_);
+    pid_ = -1;
+    return false;
+  }
   pid_ = -1;
-  return rc == 0;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 bool ServerProcess::Restart() {
