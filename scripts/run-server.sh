@@ -4,5 +4,5 @@
 # Extra arguments go to `latchkey server` (see `latchkey server --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/build.sh build RelWithDebInfo
+./scripts/build.sh build RelWithDebInfo latchkey
 exec ./build/src/cli/latchkey server --data-dir ./latchkey-data --listen 127.0.0.1:7411 "$@"
