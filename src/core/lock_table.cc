@@ -228,11 +228,19 @@ void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
   AdjustAncestors(name, 0, 0, 1);
 }
 
+const WaitEntry* LockTable::FindWait(std::string_view name, const OwnerId& who) const {
+  const Resource* r = Find(name);
+  if (r == nullptr) return nullptr;
+  auto it = std::find_if(r->waiters.begin(), r->waiters.end(),
+                         [&](const WaitEntry& e) { return e.who == who; });
+  return it == r->waiters.end() ? nullptr : &*it;
+}
+
 void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
   auto& q = resources_.find(name)->second.waiters;
-  auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
-  LATCHKEY_CHECK(it != q.end());
-  q.erase(it);
+  const WaitEntry* w = FindWait(name, who);
+  LATCHKEY_CHECK(w != nullptr);
+  q.erase(q.begin() + (w - q.data()));
   auto os = owners_.find(who);
   os->second.waiting.erase(name);
   if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
@@ -401,12 +409,9 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
   std::vector<std::pair<std::string, WaitEntry>> parts;
   if (w.group != 0) {
     for (const std::string& n : groups_.at(w.group)) {
-      const auto& q = resources_.find(n)->second.waiters;
-      auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) {
-        return e.who == w.who && e.group == w.group;
-      });
-      LATCHKEY_CHECK(it != q.end());
-      parts.emplace_back(n, *it);
+      const WaitEntry* part = FindWait(n, w.who);
+      LATCHKEY_CHECK(part != nullptr && part->group == w.group);
+      parts.emplace_back(n, *part);
     }
     groups_.erase(w.group);
   } else {
@@ -444,10 +449,10 @@ bool LockTable::GroupUnblocked(uint64_t group, const OwnerId& who) const {
   auto g = groups_.find(group);
   if (g == groups_.end()) return false;
   for (const std::string& n : g->second) {
-    const auto& q = resources_.find(n)->second.waiters;
-    auto it = std::find_if(q.begin(), q.end(),
-                           [&](const WaitEntry& e) { return e.who == who && e.group == group; });
-    if (it == q.end() || Blocked(who, n, it->mode, it->seq, false)) return false;
+    const WaitEntry* part = FindWait(n, who);
+    if (part == nullptr || part->group != group || Blocked(who, n, part->mode, part->seq, false)) {
+      return false;
+    }
   }
   return true;
 }
@@ -510,9 +515,7 @@ AcquireOutcome LockTable::AcquireMany(const OwnerId& who, const std::vector<Lock
     out.grant = *first;
     return out;
   }
-  if (IsWaiting(who, parts.front().name)) {
-    const auto& q = resources_.find(parts.front().name)->second.waiters;
-    auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
+  if (const WaitEntry* it = FindWait(parts.front().name, who)) {
     if (it->group != 0 && groups_.at(it->group).size() == parts.size() &&
         std::all_of(parts.begin(), parts.end(),
                     [&](const LockPart& p) { return IsWaiting(who, p.name); })) {
@@ -624,11 +627,10 @@ Status LockTable::Downgrade(const OwnerId& who, const std::string& name, Mode mo
 bool LockTable::CancelWait(const OwnerId& who, const std::string& name, uint64_t* revision) {
   if (!IsWaiting(who, name)) return false;
   std::vector<std::string> names = {name};
-  const auto& q = resources_.find(name)->second.waiters;
-  auto it = std::find_if(q.begin(), q.end(), [&](const WaitEntry& e) { return e.who == who; });
-  if (it->group != 0) {  // withdrawing one part withdraws the whole AcquireMany
-    names = groups_.at(it->group);
-    groups_.erase(it->group);
+  if (const uint64_t group = FindWait(name, who)->group; group != 0) {
+    // Withdrawing one part withdraws the whole AcquireMany.
+    names = groups_.at(group);
+    groups_.erase(group);
   }
   for (const std::string& n : names) RemoveWaiter(n, who);
   ++*revision;
@@ -664,11 +666,7 @@ void LockTable::DropSession(uint64_t session, uint64_t* revision) {
   std::set<std::string> touched;
   for (const auto& [who, st] : owned) {
     for (const std::string& n : st.waiting) {
-      const auto& q = resources_.find(n)->second.waiters;
-      // clang 14 cannot capture a structured binding implicitly.
-      auto it = std::find_if(q.begin(), q.end(),
-                             [&who = who](const WaitEntry& e) { return e.who == who; });
-      if (it->group != 0) groups_.erase(it->group);
+      if (const uint64_t group = FindWait(n, who)->group; group != 0) groups_.erase(group);
       RemoveWaiter(n, who);
       touched.insert(n);
     }

@@ -165,6 +165,9 @@ class LockTable {
   const Resource* Find(std::string_view name) const;
   const HeldGrant* FindGrant(const OwnerId& who, std::string_view name) const;
   bool IsWaiting(const OwnerId& who, std::string_view name) const;
+  // The waiting request of `who` on `name` (an owner waits at most once per
+  // name), or null.
+  const WaitEntry* FindWait(std::string_view name, const OwnerId& who) const;
   // (name, grant) held by any owner of the session.
   std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> HeldBySession(
       uint64_t session) const;
