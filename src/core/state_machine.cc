@@ -635,7 +635,9 @@ Status StateMachine::Restore(std::string_view bytes) {
       }
       fresh.locks_.RestoreWaiter(p.name(), e);
     }
-    if (!p.value().empty()) fresh.locks_.RestoreValue(p.name(), p.value(), p.value_token());
+    if (!p.value().empty() || p.value_token() != 0) {
+      fresh.locks_.RestoreValue(p.name(), p.value(), p.value_token());
+    }
   }
   for (const auto& rk : snap.ranks()) {
     if (!ValidateLockName(rk.prefix()).ok()) {

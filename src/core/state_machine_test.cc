@@ -199,6 +199,18 @@ TEST_F(StateMachineTest, SnapshotRoundTripPreservesStateAndDigest) {
   EXPECT_EQ(copy.Digest(), sm_.Digest());
 }
 
+// Found by log_entry_fuzz: a lock value block set to the empty string still
+// carries a token, and the snapshot must keep it.
+TEST_F(StateMachineTest, SnapshotKeepsEmptyLockValueAndItsToken) {
+  uint64_t a = Open("a");
+  ASSERT_TRUE(Apply(EntryBuilder(now_).Acquire(a, "", "x.y").WithValue("")).results[0].status.ok());
+  std::string snap = sm_.Snapshot();
+  StateMachine copy;
+  ASSERT_TRUE(copy.Restore(snap).ok());
+  EXPECT_EQ(copy.Snapshot(), snap);
+  EXPECT_EQ(copy.Digest(), sm_.Digest());
+}
+
 TEST_F(StateMachineTest, CorruptSnapshotIsRejectedAndStateKept) {
   Open();
   std::string snap = sm_.Snapshot();

@@ -54,6 +54,13 @@ class EntryBuilder {
     c->set_fencing_token(token);
     return *this;
   }
+  // Makes the last command, an acquire, write `value` as the lock value on grant.
+  EntryBuilder& WithValue(std::string value) {
+    auto* c = e_.mutable_commands(e_.commands_size() - 1)->mutable_acquire();
+    c->set_set_value(true);
+    c->set_value(std::move(value));
+    return *this;
+  }
   const log::v1::LogEntry& entry() const { return e_; }
 
  private:

@@ -6,14 +6,18 @@
 // Input: records of [u16 length][bytes]; each record is one entry.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
 #include "core/state_machine.h"
 
 namespace {
-void Require(bool cond) {
-  if (!cond) std::abort();
+void Require(bool cond, const char* what) {
+  if (!cond) {
+    std::fprintf(stderr, "log_entry_fuzz: check failed: %s\n", what);
+    std::abort();
+  }
 }
 }  // namespace
 
@@ -29,12 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     off += len;
     auto r = sm.ApplyBytes(++index, entry);
     if (r.ok()) {
-      Require(r->results.size() <= len);  // one result per command, never more
+      Require(r->results.size() <= len,
+              "one result per command");  // one result per command, never more
     }
   }
-  Require(sm.locks_held() <= sm.sessions().size() * 1'000'000);
+  Require(sm.locks_held() <= sm.sessions().size() * 1'000'000, "locks bounded by sessions");
   latchkey::core::StateMachine copy;
-  Require(copy.Restore(sm.Snapshot()).ok());
-  Require(copy.Digest() == sm.Digest());
+  Require(copy.Restore(sm.Snapshot()).ok(), "snapshot restores");
+  Require(copy.Digest() == sm.Digest(), "restored digest matches");
   return 0;
 }
