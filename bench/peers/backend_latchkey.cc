@@ -1,0 +1,45 @@
+// Latchkey backend: the client library (include/latchkey/client.h). One
+// Client = one connection and one session; Acquire waits in the server's
+// FIFO queue, Release is one request. Every grant and release is a Raft
+// commit (durable before the reply).
+#include <memory>
+
+#include "backend.h"
+#include "latchkey/client.h"
+
+namespace latchkey::peers {
+namespace {
+
+class LatchkeyLockClient : public LockClient {
+ public:
+  LatchkeyLockClient(std::unique_ptr<Client> client, std::chrono::milliseconds timeout)
+      : client_(std::move(client)) {
+    acquire_.wait_timeout = timeout;
+  }
+
+  Status Acquire(const std::string& name) override {
+    auto g = client_->Acquire(name, acquire_);
+    return g.ok() ? Status::Ok() : g.status();
+  }
+
+  Status Release(const std::string& name) override { return client_->Release(name); }
+
+ private:
+  std::unique_ptr<Client> client_;
+  AcquireOptions acquire_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<LockClient>> ConnectLatchkey(const BackendOptions& options) {
+  ClientOptions o;
+  o.endpoint = options.endpoint;
+  o.client_name = "peer-bench-" + std::to_string(options.client_index);
+  o.session_ttl = options.ttl;
+  auto c = Client::Connect(o);
+  if (!c.ok()) return c.status();
+  return std::unique_ptr<LockClient>(
+      std::make_unique<LatchkeyLockClient>(std::move(c.value()), options.timeout));
+}
+
+}  // namespace latchkey::peers

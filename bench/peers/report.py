@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Turns peer_bench's results.jsonl into results.md (tables with Latchkey/peer
+ratios) and peers.png (gnuplot bar chart). Usage: report.py DIR"""
+import json
+import os
+import subprocess
+import sys
+
+out = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl")) if l.strip()]
+
+
+def key(r):
+    w = "W4" if r["nodes"] > 1 and r["workload"] == "W1" else r["workload"]
+    return w, r["clients"]
+
+
+def find(system, nodes, w, c):
+    for r in rows:
+        if r["system"] == system and r["nodes"] == nodes and key(r) == (w, c):
+            return r
+    return None
+
+
+def fmt(x):
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+lines = []
+machine = os.path.join(out, "machine.txt")
+if os.path.exists(machine):
+    lines += ["```"] + open(machine).read().splitlines() + ["```", ""]
+
+lines += ["### W1 uncontended (W4: 3 nodes) and W2 one contended lock", "",
+          "Latchkey/peer = Latchkey's ops/s divided by the row's (1-node Latchkey for W1/W2, "
+          "3-node for W4); above 1 means Latchkey is faster.", "",
+          "| workload | C | system | ops/s | p50 µs | p99 µs | errors | W2 overlaps / lost "
+          "updates / max:min per client | Latchkey/peer |",
+          "|---|---:|---|---:|---:|---:|---:|---|---:|"]
+order = {"W1": 0, "W2": 1, "W4": 2}
+for r in sorted((r for r in rows if key(r)[0] in order),
+                key=lambda r: (order[key(r)[0]], r["clients"], r["system"] != "latchkey",
+                               r["label"])):
+    w, c = key(r)
+    lk = find("latchkey", 3 if w == "W4" else 1, w, c)
+    extra = ""
+    if w == "W2":
+        extra = f'{r["overlaps"]} / {r["lost_updates"]} / {r["fair_max"]}:{r["fair_min"]}'
+    rat = "" if r["system"] == "latchkey" else ratio(lk and lk["ops_per_s"], r["ops_per_s"])
+    lines.append(f'| {w} | {c} | {r["label"]} | {fmt(r["ops_per_s"])} | {fmt(r["p50_us"])} | '
+                 f'{fmt(r["p99_us"])} | {r["errors"]} | {extra} | {rat} |')
+
+w3 = [r for r in rows if r["workload"] == "W3"]
+if w3:
+    lk = next((r for r in w3 if r["system"] == "latchkey"), None)
+    lines += ["", "### W3 held locks", "",
+              "Server RSS (VmRSS) read before the first acquire and once all are held; "
+              "bytes/lock = growth / locks held. Latchkey/peer: time ratio (below 1 = Latchkey "
+              "faster) and bytes/lock ratio (below 1 = Latchkey smaller).", "",
+              "| system | clients | locks held | time s | RSS before MiB | RSS after MiB | "
+              "bytes/lock | errors | Latchkey/peer time | Latchkey/peer bytes |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def per_lock(r):
+        return (r["rss_after_kb"] - r["rss_before_kb"]) * 1024 / r["ops"] if r["ops"] else 0
+
+    for r in sorted(w3, key=lambda r: (r["system"] != "latchkey", r["label"])):
+        rt = rb = ""
+        if lk and r["system"] != "latchkey":
+            rt = ratio(lk["seconds"], r["seconds"])
+            rb = ratio(per_lock(lk), per_lock(r)) if per_lock(r) > 0 else "-"
+        lines.append(f'| {r["label"]} | {r["clients"]} | {r["ops"]} | {r["seconds"]:.2f} | '
+                     f'{r["rss_before_kb"] / 1024:.1f} | {r["rss_after_kb"] / 1024:.1f} | '
+                     f'{per_lock(r):.0f} | {r["errors"]} | {rt} | {rb} |')
+
+open(os.path.join(out, "results.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+
+# Chart: ops/s per system, one cluster of bars per (workload, C); log scale.
+groups = sorted({key(r) for r in rows if key(r)[0] in order},
+                key=lambda k: (order[k[0]], k[1]))
+labels = []
+for r in rows:
+    if key(r)[0] in order and r["label"] not in labels:
+        labels.append(r["label"])
+dat = os.path.join(out, "peers.dat")
+with open(dat, "w") as f:
+    f.write("group " + " ".join(f'"{l}"' for l in labels) + "\n")
+    for g in groups:
+        vals = []
+        for l in labels:
+            r = next((r for r in rows if r["label"] == l and key(r) == g), None)
+            vals.append(f'{r["ops_per_s"]:.1f}' if r and r["ops_per_s"] > 0 else "NaN")
+        f.write(f'"{g[0]} C={g[1]}" ' + " ".join(vals) + "\n")
+script = f"""
+set terminal pngcairo size 1200,600 font ",10"
+set output "{os.path.join(out, 'peers.png')}"
+set title "Lock acquire+release pairs/s (W1, W4) and handoffs/s (W2), higher is better; noisy shared 2-core VM"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set ylabel "ops/s (log scale)"
+set key outside right top
+set grid ytics
+set xtics rotate by -30
+plot for [i=2:{len(labels) + 1}] "{dat}" using i:xtic(1) title columnheader(i)
+"""
+try:
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+except (OSError, subprocess.CalledProcessError) as e:
+    print(f"chart not drawn: {e}", file=sys.stderr)
