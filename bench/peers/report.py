@@ -87,6 +87,7 @@ labels = []
 for r in rows:
     if key(r)[0] in order and r["label"] not in labels:
         labels.append(r["label"])
+labels.sort(key=lambda l: not l.startswith("latchkey"))
 dat = os.path.join(out, "peers.dat")
 with open(dat, "w") as f:
     f.write("group " + " ".join(f'"{l}"' for l in labels) + "\n")

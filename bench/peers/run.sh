@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Latchkey vs etcd, ZooKeeper and Redis on this machine, in one run.
 #
-#   bench/peers/run.sh [--quick] [--out DIR] [--no-install] [--only "redis etcd ..."]
+#   bench/peers/run.sh [--quick] [--out DIR] [--no-install] [--no-pin] [--only "redis etcd ..."]
 #
 # Installs the peers (Debian packages), builds `latchkey` and `peer_bench`
 # (RelWithDebInfo, in build-rel/), then for each system in turn: starts it on
@@ -12,21 +12,25 @@
 # Results: DIR/results.jsonl (raw), DIR/results.md (table), DIR/peers.png.
 # Everything started here is stopped by PID on exit (trap).
 #
+# Smoke tests: PEER_BENCH_SECONDS=0.5 PEER_BENCH_W3_LOCKS=300 shorten every row.
 # Systems (--only): redis redis-aof zookeeper etcd latchkey latchkey3 etcd3
 set -euo pipefail
+ARGS="$*"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$ROOT/build-rel
 QUICK=0
 INSTALL=1
+PIN=1
 ONLY="redis redis-aof zookeeper etcd latchkey latchkey3 etcd3"
 OUT=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
     --no-install) INSTALL=0 ;;
+    --no-pin) PIN=0 ;;
     --out) OUT=$2; shift ;;
     --only) ONLY=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--out DIR] [--no-install] [--only \"SYSTEMS\"]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--quick] [--out DIR] [--no-install] [--no-pin] [--only \"SYSTEMS\"]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -34,7 +38,8 @@ OUT=${OUT:-$BUILD/peers-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [[ $QUICK == 1 ]]; then SECONDS_PER_ROW=2; else SECONDS_PER_ROW=10; fi
-W3_LOCKS=10000
+SECONDS_PER_ROW=${PEER_BENCH_SECONDS:-$SECONDS_PER_ROW}  # smoke tests
+W3_LOCKS=${PEER_BENCH_W3_LOCKS:-10000}
 
 PKGS="etcd-server zookeeper redis-server libhiredis-dev libzookeeper-mt-dev libgrpc++-dev
       protobuf-compiler-grpc gnuplot-nox"
@@ -53,7 +58,7 @@ cmake --build "$BUILD" --parallel "$(nproc)" --target latchkey peer_bench
 LATCHKEY=$BUILD/src/cli/latchkey
 PEER_BENCH=$BUILD/bench/peers/peer_bench
 
-if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+if [[ $PIN == 1 && $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
   SERVER_PIN=(taskset -c 0)
   GEN_PIN=(taskset -c 1)
   PINNING="servers on CPU 0, load generator on CPU 1 (taskset)"
@@ -210,7 +215,7 @@ run_latchkey() {  # NODES WORKLOADS...
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command: bench/peers/run.sh $([[ $QUICK == 1 ]] && echo --quick)"
+  echo "command: bench/peers/run.sh $ARGS"
   echo "seconds per row: $SECONDS_PER_ROW; W3 locks: $W3_LOCKS; $PINNING"
   echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
