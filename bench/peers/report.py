@@ -31,7 +31,12 @@ def ratio(a, b):
 
 
 lines = []
+pinning = ""
 machine = os.path.join(out, "machine.txt")
+if os.path.exists(machine):
+    for l in open(machine):
+        if l.startswith("seconds per row"):
+            pinning = l.split(";")[-1].strip()
 if os.path.exists(machine):
     lines += ["```"] + open(machine).read().splitlines() + ["```", ""]
 
@@ -100,7 +105,7 @@ with open(dat, "w") as f:
 script = f"""
 set terminal pngcairo size 1200,600 font ",10"
 set output "{os.path.join(out, 'peers.png')}"
-set title "Lock acquire+release pairs/s (W1, W4) and handoffs/s (W2), higher is better; noisy shared 2-core VM"
+set title "Lock acquire+release pairs/s (W1, W4) and handoffs/s (W2), higher is better\\n{pinning}; noisy shared VM"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
