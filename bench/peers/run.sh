@@ -49,6 +49,7 @@ if [[ $INSTALL == 1 ]]; then
     echo "installing: $missing"
     # policy-rc.d (in containers) or systemd may start the packaged services;
     # this script never uses them, it starts its own instances.
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
   fi
 fi
