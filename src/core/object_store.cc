@@ -293,7 +293,9 @@ Result<ObjPage> ObjectStore::Find(std::string_view prefix, std::string_view star
   if (limit == 0) limit = kDefaultObjectPage;
   limit = std::min(limit, kMaxObjectPage);
   ObjPage page;
-  auto it = start_after > prefix ? keys_.upper_bound(start_after) : keys_.lower_bound(prefix);
+  // Paging: continue after start_after (which may equal the prefix itself).
+  auto it = !start_after.empty() && start_after >= prefix ? keys_.upper_bound(start_after)
+                                                          : keys_.lower_bound(prefix);
   for (; it != keys_.end(); ++it) {
     if (it->first.compare(0, prefix.size(), prefix) != 0) break;
     const ObjVersion* v = VisibleAt(it->second, at);

@@ -233,6 +233,13 @@ TEST_F(ObjectStoreTest, HistoryFindAndCompaction) {
   auto page2 = sm_.objects().Find("app/", page->items[0].key, r2, sm_.revision(), 1);
   ASSERT_EQ(page2->items.size(), 1u);
   EXPECT_EQ(page2->items[0].key, "app/b");
+  // A key equal to the prefix is returned once, then paging moves past it.
+  Put("app/", "root");
+  auto p3 = sm_.objects().Find("app/", "", 0, sm_.revision(), 1);
+  ASSERT_EQ(p3->items.at(0).key, "app/");
+  auto p4 = sm_.objects().Find("app/", "app/", 0, sm_.revision(), 1);
+  ASSERT_EQ(p4->items.at(0).key, "app/a");
+  Delete("app/");
   // Compact at r3: reads at >= r3 are unchanged, reads below say COMPACTED.
   const uint64_t before = sm_.Digest();
   (void)before;

@@ -115,8 +115,8 @@ void ToLogTxn(const v1::Txn& t, lv::TxnCmd* c) {
 
 void Server::SendObject(const core::ObjView& v, v1::Object* out) {
   FillObject(v, out);
-  if (is_leader_ && v.state != core::ObjState::kAbsent && v.ttl.sliding) {
-    objects_srv_.sliding.Touch(v.key, clock_->MonoMs());  // the object went to a client
+  if (is_leader_ && v.state != core::ObjState::kAbsent) {
+    objects_srv_.sliding.Touch(v.key, clock_->MonoMs());  // sent to a client: no-op if no clock
   }
 }
 
