@@ -257,6 +257,13 @@ class Client {
       bool try_only, std::chrono::milliseconds wait) const;
   struct Impl;
 
+  // Internal, for latchkey::Objects (objects.h): sends one encoded
+  // latchkey.v1.Request on this session's connection and returns the encoded
+  // Response (or the error it carried). reply_within: how long to wait for
+  // the reply; nullopt = the default, 0 = no limit.
+  Result<std::string> CallEncoded(std::string_view request,
+                                  std::optional<std::chrono::milliseconds> reply_within);
+
  private:
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

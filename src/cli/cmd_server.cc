@@ -57,6 +57,17 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
+  // Object store (docs/design/0008-object-store.md).
+  cmd->add_option("--object-default-ttl-ms", opts->object_default_ttl_ms,
+                  "TTL of objects given the server's default timeout")
+      ->capture_default_str();
+  cmd->add_option("--object-retain-revisions", opts->object_retain_revisions,
+                  "Automatic compaction keeps at least this many revisions (0 = no bound)")
+      ->capture_default_str();
+  cmd->add_option("--object-retain-ms", opts->object_retain_ms,
+                  "Automatic compaction keeps history younger than this (0 = no bound; both "
+                  "0 = compact only on request)")
+      ->capture_default_str();
   return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt]() -> int {
             SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
                         : *log_level == "warn"  ? LogLevel::kWarn

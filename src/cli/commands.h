@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <vector>
 
 namespace latchkey::cli {
 
@@ -25,6 +26,8 @@ Subcommand AddStatusCommand(CLI::App& app);
 Subcommand AddMemberCommand(CLI::App& app);  // cmd_member.cc
 Subcommand AddLocksCommand(CLI::App& app);   // cmd_locks.cc
 Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
+// get, put, reserve, wait, rm, ttl, txn, history, find, exec, compact (cmd_objects.cc)
+std::vector<Subcommand> AddObjectCommands(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       latchkey::cli::AddStatusCommand(app), latchkey::cli::AddMemberCommand(app),
       latchkey::cli::AddLocksCommand(app),  latchkey::cli::AddWaitsCommand(app),
   };
+  const std::vector<latchkey::cli::Subcommand> object_subs = latchkey::cli::AddObjectCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : latchkey::cli::kExitUsage;
   }
   for (const auto& sub : subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  for (const auto& sub : object_subs) {
     if (sub.app->parsed()) return sub.run();
   }
   return latchkey::cli::kExitUsage;

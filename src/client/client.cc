@@ -237,7 +237,7 @@ struct Client::Impl {
     // re-sent (same id) after a reconnect or failover instead of failing.
     const bool is_acquire = req.has_acquire() || req.has_acquire_many() ||
                             req.has_semaphore_acquire() || req.has_latch_await() ||
-                            req.has_barrier_await();
+                            req.has_barrier_await() || req.has_wait_object();
     uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lk(mu);
@@ -1064,6 +1064,25 @@ Result<uint64_t> Client::BarrierAwait(std::string_view name, uint32_t parties,
   Outcome o = impl_->Call(std::move(req), WaitDeadline(false, options.wait_timeout));
   if (!o.status.ok()) return o.status;
   return o.response.barrier_await().generation();
+}
+
+Result<std::string> Client::CallEncoded(std::string_view request,
+                                        std::optional<std::chrono::milliseconds> reply_within) {
+  pb::Request req;
+  if (!req.ParseFromArray(request.data(), static_cast<int>(request.size()))) {
+    return InvalidArgument("not an encoded latchkey.v1.Request");
+  }
+  std::optional<TimePoint> deadline = impl_->DefaultDeadline();
+  if (reply_within) {
+    deadline = reply_within->count() == 0
+                   ? std::nullopt
+                   : std::optional<TimePoint>(SteadyClock::now() + *reply_within);
+  }
+  Outcome o = impl_->Call(std::move(req), deadline);
+  if (!o.status.ok()) return o.status;
+  std::string out;
+  o.response.SerializeToString(&out);
+  return out;
 }
 
 Status Client::Close() {

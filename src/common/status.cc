@@ -25,6 +25,7 @@ std::string_view CodeName(Code code) {
     case Code::kAlreadyExists: return "ALREADY_EXISTS";
     case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
     case Code::kDeadlock: return "DEADLOCK";
+    case Code::kCompacted: return "COMPACTED";
   }
   return "UNKNOWN";
 }

@@ -35,9 +35,10 @@ enum class Code : uint8_t {
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
   kDeadlock = 18,
+  kCompacted = 20,  // issue5 range 20-29
 };
 
-inline constexpr uint8_t kMaxCode = 18;
+inline constexpr uint8_t kMaxCode = 20;
 
 std::string_view CodeName(Code code);
 

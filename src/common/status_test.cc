@@ -15,6 +15,7 @@ TEST(StatusTest, OkAndErrorStrings) {
 
 TEST(StatusTest, EveryCodeHasAName) {
   for (uint8_t c = 0; c <= kMaxCode; ++c) {
+    if (c == 19) continue;  // unassigned: codes are allocated in ranges per feature
     EXPECT_NE(CodeName(static_cast<Code>(c)), "UNKNOWN") << int(c);
   }
 }

@@ -63,6 +63,7 @@ ApplyResult StateMachine::Apply(uint64_t index, const lv::LogEntry& entry) {
   for (const auto& cmd : entry.commands()) {
     out.results.push_back(ApplyCommand(cmd, &out.events));
     DrainGrants(&out.events);
+    for (ObjChange& ch : objects_.TakeChanges()) out.object_changes.push_back(std::move(ch));
   }
   return out;
 }
@@ -88,6 +89,14 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
     case lv::Command::kBarrierAwait: return BarrierAwait(cmd.barrier_await());
     case lv::Command::kCancelWait: return CancelWait(cmd.cancel_wait());
     case lv::Command::kExpireLock: return ExpireLock(cmd.expire_lock(), events);
+    case lv::Command::kObjReserve:
+    case lv::Command::kObjPut:
+    case lv::Command::kObjDelete:
+    case lv::Command::kObjSetTtl:
+    case lv::Command::kObjExpire:
+    case lv::Command::kObjCompact:
+    case lv::Command::kTxn:
+    case lv::Command::kObjMethod: return ApplyObjectCommand(cmd);
     case lv::Command::OP_NOT_SET: break;
   }
   CommandResult r;
@@ -195,6 +204,7 @@ CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view rea
   locks_.set_time(time_ms_);
   locks_.DropSession(session_id, &revision_);
   sync_.DropSession(session_id, time_ms_, &revision_);
+  objects_.DropSession(session_id, time_ms_, &revision_);
   DrainGrants(events);
   Event e;
   e.kind = Event::Kind::kSessionEnded;
@@ -537,6 +547,7 @@ lv::Snapshot StateMachine::ToProto() const {
     p->set_value_token(res.value_token);
   }
   sync_.ToProto(&snap);
+  objects_.ToProto(&snap);
   for (const auto& [prefix, rank] : locks_.ranks()) {
     auto* pr = snap.add_ranks();
     pr->set_prefix(prefix);
@@ -646,6 +657,9 @@ Status StateMachine::Restore(std::string_view bytes) {
     (void)fresh.locks_.DeclareRank(rk.prefix(), rk.rank());
   }
   LATCHKEY_RETURN_IF_ERROR(fresh.sync_.FromProto(snap));
+  std::set<uint64_t> live;
+  for (const auto& [id, sess] : fresh.sessions_) live.insert(id);
+  LATCHKEY_RETURN_IF_ERROR(fresh.objects_.FromProto(snap, live));
   *this = std::move(fresh);
   return Status::Ok();
 }

@@ -29,6 +29,7 @@
 #include "common/status.h"
 #include "core/lock_table.h"
 #include "core/modes.h"
+#include "core/object_store.h"
 #include "core/sync_objects.h"
 #include "log.pb.h"
 
@@ -77,12 +78,19 @@ struct CommandResult {
   uint32_t permits = 0;     // SemaphoreAcquire granted
   uint64_t count = 0;       // LatchCountDown: what is left
   uint64_t generation = 0;  // BarrierAwait tripped
+  // Object store (object_store.h).
+  uint64_t revision = 0;         // the write's revision (Put, Delete, Txn, methods)
+  bool succeeded = false;        // Txn: the then branch ran; Delete: the key existed
+  std::vector<ObjView> objects;  // Reserve/Put/method: the object after; Txn: its gets
+  std::string method_result;     // ObjMethod
 };
 
 struct ApplyResult {
   uint64_t index = 0;
   std::vector<CommandResult> results;  // one per command, same order
   std::vector<Event> events;
+  // Object changes in apply order (wait_for waiters, sliding TTLs, watches).
+  std::vector<ObjChange> object_changes;
 };
 
 struct Session {
@@ -121,6 +129,7 @@ class StateMachine {
   const Session* FindSession(uint64_t id) const;
   const LockTable& locks() const { return locks_; }
   const SyncObjects& sync() const { return sync_; }
+  const ObjectStore& objects() const { return objects_; }
   std::vector<GrantInfo> HeldBy(uint64_t session_id) const;
   const std::map<uint64_t, Session>& sessions() const { return sessions_; }
   // Grants whose lock TTL ended at or before now_ms: (name, fencing token).
@@ -156,6 +165,8 @@ class StateMachine {
                    CommandResult* r) const;
   CommandResult CancelWait(const log::v1::CancelWaitCmd& c);
   CommandResult ExpireLock(const log::v1::ExpireLockCmd& c, std::vector<Event>* events);
+  // Object store commands (state_machine_objects.cc).
+  CommandResult ApplyObjectCommand(const log::v1::Command& cmd);
   // Turns the lock table's grant events into Events.
   void DrainGrants(std::vector<Event>* events);
   Status CheckSession(uint64_t id) const;
@@ -165,6 +176,7 @@ class StateMachine {
   std::map<uint64_t, Session> sessions_;
   LockTable locks_;
   SyncObjects sync_;
+  ObjectStore objects_;
   uint64_t revision_ = 0;
   uint64_t time_ms_ = 0;
   uint64_t applied_index_ = 0;

@@ -58,6 +58,17 @@ struct ServerOptions {
   uint32_t snapshot_trailing = 8192;
 
   int io_threads = 1;
+
+  // Object store (docs/design/0008-object-store.md).
+  // TTL used by set_timeout(_after_request) with the server default.
+  uint64_t object_default_ttl_ms = 60'000;
+  uint64_t max_object_ttl_ms = 7 * 24 * 3'600'000ull;
+  // Automatic compaction keeps the last N revisions and everything younger
+  // than retain_ms (0 disables that bound; both 0 = manual compaction only).
+  uint64_t object_retain_revisions = 100'000;
+  uint64_t object_retain_ms = 3'600'000;
+  // Most wait_for requests blocked at once (RESOURCE_EXHAUSTED beyond).
+  size_t max_object_waiters = 100'000;
 };
 
 }  // namespace latchkey::server

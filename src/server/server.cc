@@ -222,6 +222,18 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kAddMember, "AddMember", true, true, false, &Server::OnAddMember},
     {Request::kRemoveMember, "RemoveMember", true, true, false, &Server::OnRemoveMember},
     {Request::kTransferLeader, "TransferLeader", true, true, false, &Server::OnTransferLeader},
+    // Object store (server_objects.cc). Reads are linearizable (read barrier).
+    {Request::kGetObject, "GetObject", false, true, true, &Server::OnGetObject},
+    {Request::kPutObject, "PutObject", true, true, true, &Server::OnPutObject},
+    {Request::kReserveObject, "ReserveObject", true, true, true, &Server::OnReserveObject},
+    {Request::kWaitObject, "WaitObject", false, true, true, &Server::OnWaitObject},
+    {Request::kRemoveObject, "RemoveObject", true, true, true, &Server::OnRemoveObject},
+    {Request::kSetObjectTtl, "SetObjectTtl", true, true, true, &Server::OnSetObjectTtl},
+    {Request::kTxn, "Txn", true, true, false, &Server::OnTxn},
+    {Request::kObjectHistory, "ObjectHistory", false, true, true, &Server::OnObjectHistory},
+    {Request::kFindObjects, "FindObjects", false, true, true, &Server::OnFindObjects},
+    {Request::kExecMethod, "ExecMethod", true, true, false, &Server::OnExecMethod},
+    {Request::kCompactObjects, "CompactObjects", true, true, true, &Server::OnCompactObjects},
 };
 
 void Server::Dispatch(ConnState& cs, const Request& req) {
@@ -295,6 +307,7 @@ std::unique_ptr<replication::ApplyOutput> Server::Apply(uint64_t index, std::str
     dones[i](Status::Ok(), &result.results[i]);
   }
   HandleEvents(result.events);
+  HandleObjectChanges(result.object_changes);
   return std::make_unique<NoOutput>();
 }
 
@@ -376,6 +389,7 @@ void Server::OnLeadershipChange(bool is_leader) {
   leases_.Clear();
   expiring_.clear();
   expiring_locks_.clear();
+  ObjectsOnLeadership(is_leader);
   if (is_leader) {
     // A new leader (or a restarted node) gives every session a full TTL
     // before expiring any: it cannot know when the last keepalive arrived.
@@ -425,6 +439,7 @@ void Server::Tick() {
     if (!p.cancelling && p.deadline_mono_ms != 0 && p.deadline_mono_ms <= mono) due.push_back(key);
   }
   for (const WaitKey& key : due) CancelPending(key, Code::kTimeout);
+  ObjectTick();
 }
 
 void Server::FailAllPending(const Status& status) {
@@ -433,6 +448,7 @@ void Server::FailAllPending(const Status& status) {
     if (p.conn_id != 0) ReplyError(p.conn_id, p.request_id, status);
   }
   pending_.clear();
+  FailObjectWaiters(status);
 }
 
 // ---- Output ------------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include "server/lease_tracker.h"
 #include "server/options.h"
 #include "server/proposer.h"
+#include "server/server_objects.h"
 #include "transport/listener.h"
 
 namespace latchkey::server {
@@ -157,6 +158,33 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Checks the session exists and renews its lease; replies with an error
   // and returns false otherwise.
   bool TouchSession(uint64_t conn_id, uint64_t request_id, uint64_t session_id);
+  // Object store (server_objects.cc, design 0008).
+  void OnGetObject(ConnState& cs, const Request& req);
+  void OnPutObject(ConnState& cs, const Request& req);
+  void OnReserveObject(ConnState& cs, const Request& req);
+  void OnWaitObject(ConnState& cs, const Request& req);
+  void OnRemoveObject(ConnState& cs, const Request& req);
+  void OnSetObjectTtl(ConnState& cs, const Request& req);
+  void OnTxn(ConnState& cs, const Request& req);
+  void OnObjectHistory(ConnState& cs, const Request& req);
+  void OnFindObjects(ConnState& cs, const Request& req);
+  void OnExecMethod(ConnState& cs, const Request& req);
+  void OnCompactObjects(ConnState& cs, const Request& req);
+  void ReadObject(ConnState& cs, const Request& req);
+  void ReadHistory(ConnState& cs, const Request& req);
+  void ReadFind(ConnState& cs, const Request& req);
+  void ReadWait(ConnState& cs, const Request& req);
+  // Runs `read` once a read barrier applied (linearizable, like GetLock).
+  void AfterReadBarrier(ConnState& cs, const Request& req,
+                        void (Server::*read)(ConnState&, const Request&));
+  // Fills `out` and, on the leader, restarts the object's sliding TTL clock.
+  void SendObject(const core::ObjView& v, v1::Object* out);
+  void AnswerWait(uint64_t conn_id, uint64_t request_id, const std::string& key);
+  void HandleObjectChanges(const std::vector<core::ObjChange>& changes);
+  void ObjectsOnLeadership(bool is_leader);
+  void FailObjectWaiters(const Status& status);
+  void ProposeObjectExpiry(const std::string& key, uint64_t ttl_revision);
+  void ObjectTick();
   void HandleEvents(const std::vector<core::Event>& events);
   void Tick();
   void OnLeadershipChange(bool is_leader);
@@ -192,6 +220,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   uint64_t leader_epoch_ = 0;  // bumped on every leadership change
   // Leader-only requests that arrived before leader_ready_.
   std::vector<std::pair<uint64_t, std::shared_ptr<Request>>> deferred_;
+  ObjectServerState objects_srv_;  // object store, leader-side (server_objects.h)
 };
 
 }  // namespace latchkey::server
