@@ -76,9 +76,9 @@ CheckResult CheckMutualExclusion(const std::vector<ResourceEntry>& log) {
       if (open != nullptr && iv.first < open->last) {
         std::ostringstream o;
         o << "key " << key << ": holder process " << iv.process << " token " << iv.token
-          << " (requests #" << iv.first << "..#" << iv.last << ", " << Ms(iv.first_time)
-          << ".." << Ms(iv.last_time) << ") was let in while process " << open->process
-          << " token " << open->token << " (#" << open->first << "..#" << open->last << ", "
+          << " (requests #" << iv.first << "..#" << iv.last << ", " << Ms(iv.first_time) << ".."
+          << Ms(iv.last_time) << ") was let in while process " << open->process << " token "
+          << open->token << " (#" << open->first << "..#" << open->last << ", "
           << Ms(open->first_time) << ".." << Ms(open->last_time) << ") was inside";
         Add(&r, o.str());
       }
@@ -93,8 +93,7 @@ CheckResult CheckFencingMonotonic(const std::vector<Operation>& ops) {
   std::map<std::string, std::vector<const Operation*>> by_key;
   for (const Operation& op : ops) {
     // A register write is an acquire with a value: a grant too.
-    if ((op.op == "acquire" || op.op == "write") && op.outcome == EventType::kOk &&
-        op.token != 0) {
+    if ((op.op == "acquire" || op.op == "write") && op.outcome == EventType::kOk && op.token != 0) {
       by_key[op.key].push_back(&op);
     }
   }
@@ -103,8 +102,8 @@ CheckResult CheckFencingMonotonic(const std::vector<Operation>& ops) {
     for (const Operation* g : grants) {
       auto [it, fresh] = owner_of.emplace(g->token, g);
       if (!fresh && it->second->process != g->process) {
-        Add(&r, "token " + std::to_string(g->token) + " granted twice: " +
-                    Describe(*it->second) + " and " + Describe(*g));
+        Add(&r, "token " + std::to_string(g->token) + " granted twice: " + Describe(*it->second) +
+                    " and " + Describe(*g));
       }
     }
     std::vector<const Operation*> by_invoke = grants, by_complete = grants;
@@ -165,9 +164,9 @@ CheckResult CheckCounter(const std::vector<Operation>& ops, const std::string& k
     if (op.op == "incr" && op.key == key && op.outcome == EventType::kOk) ++acked_total;
   }
   if (*final_value < acked_total) {
-    Add(&r, "final value " + std::to_string(*final_value) + " but " +
-                std::to_string(acked_total) + " increments were acknowledged (" +
-                std::to_string(acked_total - *final_value) + " lost)");
+    Add(&r, "final value " + std::to_string(*final_value) + " but " + std::to_string(acked_total) +
+                " increments were acknowledged (" + std::to_string(acked_total - *final_value) +
+                " lost)");
   }
   if (*final_value > n + unknown) {
     Add(&r, "final value " + std::to_string(*final_value) + " exceeds " + std::to_string(n) +

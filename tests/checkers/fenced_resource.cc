@@ -83,12 +83,18 @@ bool ReadLine(int fd, std::string* buf, std::string* line) {
   }
 }
 
-std::string Field(const std::string& v) { return v.empty() ? "-" : v; }
-std::string Unfield(const std::string& v) { return v == "-" ? "" : v; }
+std::string Field(const std::string& v) {
+  return v.empty() ? "-" : v;
+}
+std::string Unfield(const std::string& v) {
+  return v == "-" ? "" : v;
+}
 
 }  // namespace
 
-ResourceServer::~ResourceServer() { Stop(); }
+ResourceServer::~ResourceServer() {
+  Stop();
+}
 
 bool ResourceServer::Start(const std::string& path) {
   sockaddr_un addr{};
@@ -152,8 +158,8 @@ void ResourceServer::Serve(int fd) {
     std::string key, op, value;
     if (!(in >> process >> key >> token >> op >> value)) return;
     ResourceReply r = resource_->Apply(process, key, token, op, Unfield(value));
-    std::string out = (r.accepted ? "OK " : "REJECT ") + Field(r.value) + " " +
-                      std::to_string(r.highest) + "\n";
+    std::string out =
+        (r.accepted ? "OK " : "REJECT ") + Field(r.value) + " " + std::to_string(r.highest) + "\n";
     if (!WriteAll(fd, out)) return;
   }
 }
@@ -181,8 +187,8 @@ std::optional<ResourceReply> ResourceClient::Call(int64_t process, const std::st
                                                   uint64_t token, const std::string& op,
                                                   const std::string& value) {
   if (fd_ < 0) return std::nullopt;
-  std::string req = std::to_string(process) + " " + key + " " + std::to_string(token) + " " +
-                    op + " " + Field(value) + "\n";
+  std::string req = std::to_string(process) + " " + key + " " + std::to_string(token) + " " + op +
+                    " " + Field(value) + "\n";
   if (!WriteAll(fd_, req)) return std::nullopt;
   std::string line;
   if (!ReadLine(fd_, &buf_, &line)) return std::nullopt;

@@ -30,8 +30,8 @@
 namespace latchkey::checkers {
 
 struct ResourceEntry {
-  uint64_t seq = 0;   // global order of arrival
-  int64_t time = 0;   // monotonic ns at arrival
+  uint64_t seq = 0;  // global order of arrival
+  int64_t time = 0;  // monotonic ns at arrival
   int64_t process = 0;
   std::string key{};
   uint64_t token = 0;

@@ -79,14 +79,13 @@ struct Operation {
   uint64_t token = 0;    // the completion's token if set, else the invoke's
   uint64_t session = 0;
   int64_t invoke_time = 0;
-  int64_t complete_time = 0;  // INT64_MAX when the completion is info or missing
+  int64_t complete_time = 0;             // INT64_MAX when the completion is info or missing
   EventType outcome = EventType::kInfo;  // kOk, kFail or kInfo (info / missing)
   std::string error{};
 };
 
 // Pairs invokes with completions per process. Completions without an invoke
 // (notes such as session_lost) are returned in *notes if given.
-std::vector<Operation> Pair(const std::vector<Event>& history,
-                            std::vector<Event>* notes = nullptr);
+std::vector<Operation> Pair(const std::vector<Event>& history, std::vector<Event>* notes = nullptr);
 
 }  // namespace latchkey::checkers

@@ -23,12 +23,8 @@ struct LinOp {
 // swaps if it can, and otherwise is a no-op (it "failed").
 bool Step(const LinOp& op, const std::string& state, std::string* next) {
   switch (op.kind) {
-    case Kind::kRead:
-      *next = state;
-      return state == op.value;
-    case Kind::kWrite:
-      *next = op.value;
-      return true;
+    case Kind::kRead: *next = state; return state == op.value;
+    case Kind::kWrite: *next = op.value; return true;
     case Kind::kCas:
       if (state == op.expect) {
         *next = op.value;
@@ -49,7 +45,9 @@ struct Node {
   size_t prev = 0, next = 0;
 };
 
-std::string Quote(const std::string& s) { return "\"" + s + "\""; }
+std::string Quote(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 std::string DescribeOp(const LinOp& op) {
   std::ostringstream o;
@@ -160,9 +158,8 @@ CheckResult CheckRegisterLinearizable(const std::vector<Operation>& ops, const s
 
   while (nodes[head].next != tail) {
     if (++steps > options.max_steps) {
-      result.violations.push_back("unknown: search budget of " +
-                                  std::to_string(options.max_steps) + " steps exhausted with " +
-                                  std::to_string(n) + " operations");
+      result.violations.push_back("unknown: search budget of " + std::to_string(options.max_steps) +
+                                  " steps exhausted with " + std::to_string(n) + " operations");
       return result;
     }
     const Node& nd = nodes[entry];

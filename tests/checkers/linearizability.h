@@ -24,8 +24,8 @@
 namespace latchkey::checkers {
 
 struct LinearizabilityOptions {
-  std::string initial_value{};      // the register before the history
-  size_t max_steps = 20'000'000;    // search budget; beyond it the result is "unknown"
+  std::string initial_value{};    // the register before the history
+  size_t max_steps = 20'000'000;  // search budget; beyond it the result is "unknown"
 };
 
 // ok() when a linearization exists. When the budget runs out the result has

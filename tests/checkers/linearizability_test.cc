@@ -9,7 +9,9 @@ namespace {
 
 using testing::H;
 
-CheckResult Check(const H& h) { return CheckRegisterLinearizable(h.ops(), "r"); }
+CheckResult Check(const H& h) {
+  return CheckRegisterLinearizable(h.ops(), "r");
+}
 
 TEST(LinearizabilityTest, EmptyAndSequentialHistoriesAreLinearizable) {
   EXPECT_TRUE(Check(H()).ok());
