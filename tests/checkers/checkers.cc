@@ -11,12 +11,12 @@ namespace {
 
 constexpr size_t kMaxViolations = 20;
 
-std::string Ms(int64_t ns) {
+std::string Secs(int64_t ns) {
   if (ns == INT64_MAX) return "?";
   std::ostringstream o;
   o.setf(std::ios::fixed);
   o.precision(3);
-  o << static_cast<double>(ns) / 1e6 << "ms";
+  o << static_cast<double>(ns) / 1e9 << "s";
   return o.str();
 }
 
@@ -26,7 +26,7 @@ std::string Describe(const Operation& op) {
   if (!op.value.empty()) o << " value=" << op.value;
   if (op.token != 0) o << " token=" << op.token;
   if (op.session != 0) o << " session=" << op.session;
-  o << " [" << Ms(op.invoke_time) << ".." << Ms(op.complete_time) << "]";
+  o << " [" << Secs(op.invoke_time) << ".." << Secs(op.complete_time) << "]";
   return o.str();
 }
 
@@ -76,10 +76,10 @@ CheckResult CheckMutualExclusion(const std::vector<ResourceEntry>& log) {
       if (open != nullptr && iv.first < open->last) {
         std::ostringstream o;
         o << "key " << key << ": holder process " << iv.process << " token " << iv.token
-          << " (requests #" << iv.first << "..#" << iv.last << ", " << Ms(iv.first_time) << ".."
-          << Ms(iv.last_time) << ") was let in while process " << open->process << " token "
+          << " (requests #" << iv.first << "..#" << iv.last << ", " << Secs(iv.first_time) << ".."
+          << Secs(iv.last_time) << ") was let in while process " << open->process << " token "
           << open->token << " (#" << open->first << "..#" << open->last << ", "
-          << Ms(open->first_time) << ".." << Ms(open->last_time) << ") was inside";
+          << Secs(open->first_time) << ".." << Secs(open->last_time) << ") was inside";
         Add(&r, o.str());
       }
       if (open == nullptr || iv.last > open->last) open = &iv;
@@ -198,7 +198,7 @@ CheckResult CheckSessionExpiry(const std::vector<Operation>& ops, const std::vec
     auto it = expired_at.find(op.session);
     if (it != expired_at.end() && op.invoke_time > it->second) {
       Add(&r, "session " + std::to_string(op.session) + " was reported expired at " +
-                  Ms(it->second) + ", yet " + Describe(op) + " was acknowledged");
+                  Secs(it->second) + ", yet " + Describe(op) + " was acknowledged");
     }
   }
   return r;

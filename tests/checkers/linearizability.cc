@@ -59,9 +59,14 @@ std::string DescribeOp(const LinOp& op) {
     case Kind::kCas: o << "cas " << Quote(op.expect) << "->" << Quote(op.value); break;
   }
   if (op.unknown) o << " (outcome unknown)";
-  o << " [" << s.invoke_time / 1000000.0 << "ms.."
-    << (s.complete_time == INT64_MAX ? std::string("?") : std::to_string(s.complete_time / 1e6))
-    << "ms]";
+  o.setf(std::ios::fixed);
+  o.precision(3);
+  o << " [" << static_cast<double>(s.invoke_time) / 1e9 << "s..";
+  if (s.complete_time == INT64_MAX) {
+    o << "?]";
+  } else {
+    o << static_cast<double>(s.complete_time) / 1e9 << "s]";
+  }
   return o.str();
 }
 

@@ -119,6 +119,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   NemesisReport rep;
   rep.seed = opt.seed;
   const auto t0 = SteadyClock::now();
+  const int64_t base_ns = checkers::MonotonicNanos();
   std::mt19937_64 rng(opt.seed);
   auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   auto stamp = [&]() {
@@ -139,8 +140,8 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   TempDir work;
   NemesisCluster cluster(opt.nodes, opt.netns);
   if (!cluster.Init()) {
-    rep.setup_error = "cluster did not start: " + cluster.fallback_reason() + "\n" +
-                      cluster.NodeLog(1);
+    rep.setup_error =
+        "cluster did not start: " + cluster.fallback_reason() + "\n" + cluster.NodeLog(1);
     return rep;
   }
   rep.network = cluster.partitions_supported()
@@ -167,8 +168,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     // Caught between reading the counter and writing it back.
     if (e.op != "read") return;
     std::lock_guard<std::mutex> lk(trap.mu);
-    if (!trap.armed || e.process <= 0 ||
-        static_cast<size_t>(e.process) >= trap.pids->size()) {
+    if (!trap.armed || e.process <= 0 || static_cast<size_t>(e.process) >= trap.pids->size()) {
       return;
     }
     trap.armed = false;
@@ -187,12 +187,12 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   workers.pids.assign(static_cast<size_t>(opt.workers) + 1, -1);
   workers.stopped.assign(workers.pids.size(), false);
   for (int k = 1; k <= opt.workers; ++k) {
-    workers.pids[static_cast<size_t>(k)] = SpawnCommand(
-        {NEMESIS_WORKER_BIN, cluster.Endpoints(), sock, std::to_string(k),
-         work.File("history-" + std::to_string(k) + ".jsonl"),
-         std::to_string(opt.seed * 1000 + static_cast<uint64_t>(k)),
-         std::to_string(opt.session_ttl_ms)},
-        work.File("worker-" + std::to_string(k) + ".log"));
+    workers.pids[static_cast<size_t>(k)] =
+        SpawnCommand({NEMESIS_WORKER_BIN, cluster.Endpoints(), sock, std::to_string(k),
+                      work.File("history-" + std::to_string(k) + ".jsonl"),
+                      std::to_string(opt.seed * 1000 + static_cast<uint64_t>(k)),
+                      std::to_string(opt.session_ttl_ms)},
+                     work.File("worker-" + std::to_string(k) + ".log"));
   }
   // The workload runs before the first fault.
   if (!WaitFor([&] { return trap.max_begin_token.load() != 0; }, 20s)) {
@@ -212,11 +212,16 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     if (leader != 0 && uniform(0, 1) == 0) return leader;
     return static_cast<uint64_t>(uniform(1, opt.nodes));
   };
+  auto pick_other = [&](uint64_t than) -> uint64_t {  // uniform among the nodes but `than`
+    const uint64_t k = static_cast<uint64_t>(uniform(1, opt.nodes - 1));
+    return than != 0 && k >= than ? k + 1 : k;
+  };
   auto hold = [&](int ms) { std::this_thread::sleep_for(Ms(ms)); };  // the fault's duration
   const auto end = SteadyClock::now() + std::chrono::seconds(opt.seconds);
   while (!faults.empty() && SteadyClock::now() < end) {
     hold(uniform(300, 1200));  // quiet period between faults
-    const std::string f = faults[static_cast<size_t>(uniform(0, static_cast<int>(faults.size()) - 1))];
+    const std::string f =
+        faults[static_cast<size_t>(uniform(0, static_cast<int>(faults.size()) - 1))];
     if (f == "kill") {
       const uint64_t id = pick_node();
       const int down = uniform(300, 2500);
@@ -248,23 +253,34 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
         }
       }
       const int ms = uniform(1000, 3000);
+      // Half the time the first group loses its clients too (a client stuck
+      // with a minority leader).
+      const bool cut_clients = uniform(0, 1) == 0;
       std::string desc;
       for (const auto& g : groups) {
         desc += desc.empty() ? "" : " | ";
         for (size_t i = 0; i < g.size(); ++i) desc += (i ? "," : "") + std::to_string(g[i]);
       }
-      note("partition " + desc + " for " + std::to_string(ms) + " ms" +
-           (cluster.Partition(groups) ? "" : " (ip failed)"));
+      note("partition " + desc + (cut_clients ? " (clients cut from the first)" : "") + " for " +
+           std::to_string(ms) + " ms" +
+           (cluster.Partition(groups, cut_clients) ? "" : " (ip failed)"));
       hold(ms);
       cluster.Heal();
       note("healed");
     } else if (f == "transfer") {
       const uint64_t leader = cluster.Leader();
-      uint64_t to = static_cast<uint64_t>(uniform(1, opt.nodes));
-      if (to == leader) to = to % n + 1;
+      const uint64_t to = pick_other(leader);
       const int rc = cluster.TransferLeader(to, 10s);
       note("transfer leadership " + std::to_string(leader) + " -> " + std::to_string(to) +
            ": exit " + std::to_string(rc));
+    } else if (f == "member") {
+      const uint64_t leader = cluster.Leader();
+      if (leader == 0) {
+        note("membership change skipped: no leader");
+        continue;
+      }
+      const uint64_t id = pick_other(leader);
+      note("membership: " + cluster.RemoveAndRejoin(id, 20s));
     } else if (f == "client-pause") {
       const size_t k = static_cast<size_t>(uniform(1, opt.workers));
       const int ms = uniform(ttl + 300, 2 * ttl + 1000);
@@ -323,6 +339,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     if (cluster.stopped(id)) cluster.Cont(id);
     if (!cluster.running(id)) cluster.StartNode(id);
   }
+  if (!cluster.Rejoin(30s)) note("a removed node could not be added back");
   for (size_t k = 1; k < workers.pids.size(); ++k) {
     if (workers.stopped[k]) workers.Cont(k);
   }
@@ -376,13 +393,19 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     std::vector<std::string> bad;
     parts.push_back(
         checkers::ReadHistory(work.File("history-" + std::to_string(k) + ".jsonl"), &bad));
-    if (!bad.empty()) note("worker " + std::to_string(k) + ": " + std::to_string(bad.size()) +
-                           " malformed history lines");
+    if (!bad.empty())
+      note("worker " + std::to_string(k) + ": " + std::to_string(bad.size()) +
+           " malformed history lines");
+  }
+  // Times relative to the start of the run, so explanations read "5.217s".
+  for (auto& part : parts) {
+    for (auto& e : part) e.time -= base_ns;
   }
   const auto history = checkers::MergeByTime(std::move(parts));
   std::vector<checkers::Event> notes;
   const auto ops = checkers::Pair(history, &notes);
-  const auto log = resource.Log();
+  auto log = resource.Log();
+  for (auto& e : log) e.time -= base_ns;
   for (const auto& op : ops) {
     if (op.outcome != EventType::kOk) continue;
     if (op.op == "acquire" || op.op == "write") ++rep.ok_acquires;

@@ -28,19 +28,20 @@ struct NemesisOptions {
   // worker inside the fenced resource, between reading the counter and
   // writing it back, until its lease ran out and another holder got in,
   // then SIGCONT).
-  std::set<std::string> faults = {"kill", "pause", "partition", "transfer", "client-pause",
-                                  "holder-pause"};
-  bool fencing = true;  // false: the resource accepts stale tokens (broken mode)
+  // member (remove a follower, wipe it, add it back empty with --join).
+  std::set<std::string> faults = {"kill",         "pause",        "partition", "transfer",
+                                  "client-pause", "holder-pause", "member"};
+  bool fencing = true;     // false: the resource accepts stale tokens (broken mode)
   std::string keep_dir{};  // where to keep histories ("" = a dir under /tmp on failure)
 };
 
 struct NemesisReport {
   uint64_t seed = 0;
-  std::string setup_error{};     // the run could not start
-  std::string network{};         // "netns" or "loopback (why)"
+  std::string setup_error{};            // the run could not start
+  std::string network{};                // "netns" or "loopback (why)"
   std::vector<std::string> schedule{};  // what the nemesis did, with times
   std::vector<checkers::CheckResult> results{};
-  std::string convergence{};     // "" when the replicas converged
+  std::string convergence{};  // "" when the replicas converged
   uint64_t ok_acquires = 0, ok_increments = 0, ok_register_ops = 0, sessions_lost = 0;
   uint64_t rejected_by_fencing = 0;  // resource requests refused for a stale token
   uint64_t holder_pauses = 0;        // holder-pause faults that caught a holder inside

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -148,21 +149,21 @@ bool NemesisCluster::StartNode(uint64_t id) {
   if (running(id)) return true;
   std::string peers;
   for (uint64_t p = 1; p <= static_cast<uint64_t>(nodes_); ++p) {
-    peers += (peers.empty() ? "" : ",") + std::to_string(p) + "=" + RaftAddr(p) + "@" +
-             ClientAddr(p);
+    peers +=
+        (peers.empty() ? "" : ",") + std::to_string(p) + "=" + RaftAddr(p) + "@" + ClientAddr(p);
   }
   const std::string data = dir_.File("node" + std::to_string(id));
   const std::string ready = data + ".ready";
   std::remove(ready.c_str());
   std::vector<std::string> argv;
   if (netns_) argv = {ip_, "netns", "exec", ns_[id - 1]};  // execs in place: same pid
-  std::vector<std::string> server = {LatchkeyBinary(), "server",     "--node-id",
-                                     std::to_string(id), "--peers",  peers,
-                                     "--data-dir",       data,       "--listen",
-                                     ClientAddr(id),     "--raft-address", RaftAddr(id),
-                                     "--ready-file",     ready,      "--log-level",
-                                     "warn"};
+  std::vector<std::string> server = {
+      LatchkeyBinary(), "server",       "--node-id",      std::to_string(id),
+      "--peers",        peers,          "--data-dir",     data,
+      "--listen",       ClientAddr(id), "--raft-address", RaftAddr(id),
+      "--ready-file",   ready,          "--log-level",    "warn"};
   argv.insert(argv.end(), server.begin(), server.end());
+  if (joining_.count(id)) argv.push_back("--join");  // its data dir was wiped
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pids_[id - 1] = SpawnCommand(argv, data + ".log");
   return WaitFor([&] { return std::ifstream(ready).good(); }, std::chrono::seconds(15));
@@ -189,9 +190,17 @@ void NemesisCluster::Cont(uint64_t id) {
   stopped_.erase(id);
 }
 
-bool NemesisCluster::Partition(const std::vector<std::vector<uint64_t>>& groups) {
+bool NemesisCluster::Partition(const std::vector<std::vector<uint64_t>>& groups, bool cut_clients) {
   if (!netns_) return false;
   bool ok = true;
+  constexpr uint64_t kBridgeHost = 254;
+  if (cut_clients && !groups.empty()) {
+    for (uint64_t a : groups[0]) {
+      if (!blackholes_.insert({a, kBridgeHost}).second) continue;
+      ok &= Ip({"-n", ns_[a - 1], "route", "add", "blackhole",
+                subnet_ + "." + std::to_string(kBridgeHost) + "/32"}) == 0;
+    }
+  }
   for (size_t g = 0; g < groups.size(); ++g) {
     for (size_t h = 0; h < groups.size(); ++h) {
       if (g == h) continue;
@@ -218,10 +227,46 @@ bool NemesisCluster::Heal() {
 }
 
 int NemesisCluster::TransferLeader(uint64_t to, std::chrono::milliseconds deadline) {
-  const std::string out = dir_.File("transfer.log");
-  pid_t pid = SpawnCommand({LatchkeyBinary(), "member", "-e", Endpoints(), "transfer-leader",
-                            "--id", std::to_string(to)},
-                           out);
+  return MemberCli({"transfer-leader", "--id", std::to_string(to)}, deadline);
+}
+
+std::string NemesisCluster::RemoveAndRejoin(uint64_t id, std::chrono::milliseconds deadline) {
+  const std::string node = "node " + std::to_string(id);
+  int rc = MemberCli({"remove", "--id", std::to_string(id)}, deadline);
+  if (rc != 0) return "member remove " + node + ": exit " + std::to_string(rc) + " (kept)";
+  Kill9(id);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
+  joining_.insert(id);
+  left_out_.insert(id);
+  if (!StartNode(id)) return "removed " + node + ", which did not start again with --join";
+  rc = MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
+                  "--client-address", ClientAddr(id)},
+                 deadline);
+  if (rc != 0) return "removed " + node + ", wiped; member add: exit " + std::to_string(rc);
+  left_out_.erase(id);
+  return "removed " + node + ", wiped it, added it back empty";
+}
+
+bool NemesisCluster::Rejoin(std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (!left_out_.empty() && std::chrono::steady_clock::now() < end) {
+    const uint64_t id = *left_out_.begin();
+    if (!running(id)) StartNode(id);
+    if (MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
+                   "--client-address", ClientAddr(id)},
+                  std::chrono::seconds(10)) == 0) {
+      left_out_.erase(id);
+    }
+  }
+  return left_out_.empty();
+}
+
+int NemesisCluster::MemberCli(const std::vector<std::string>& args,
+                              std::chrono::milliseconds deadline) {
+  std::vector<std::string> argv = {LatchkeyBinary(), "member", "-e", Endpoints()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = SpawnCommand(argv, dir_.File("member.log"));
   int status = 0;
   const bool exited = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, deadline);
   if (!exited) {
@@ -235,7 +280,7 @@ int NemesisCluster::TransferLeader(uint64_t to, std::chrono::milliseconds deadli
 uint64_t NemesisCluster::Leader() {
   uint64_t leader = 0;
   for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
-    if (!running(id) || stopped(id)) continue;
+    if (!running(id) || stopped(id) || blackholes_.count({id, 254})) continue;
     auto st = QueryStatus(ClientAddr(id), std::chrono::milliseconds(300));
     if (st && st->raft_state() == "leader") leader = id;
   }
@@ -269,8 +314,8 @@ bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::stri
               st->state_digest() != first->state_digest()) {
             *why = "node " + std::to_string(id) + " leader=" + std::to_string(st->leader_id()) +
                    " applied=" + std::to_string(st->core_applied_index()) +
-                   " digest=" + std::to_string(st->state_digest()) + " vs node 1 leader=" +
-                   std::to_string(first->leader_id()) +
+                   " digest=" + std::to_string(st->state_digest()) +
+                   " vs node 1 leader=" + std::to_string(first->leader_id()) +
                    " applied=" + std::to_string(first->core_applied_index()) +
                    " digest=" + std::to_string(first->state_digest());
             return false;

@@ -45,12 +45,21 @@ class NemesisCluster {
   void Stop(uint64_t id);  // SIGSTOP
   void Cont(uint64_t id);  // SIGCONT
   // Cuts the nodes into groups: nodes of different groups cannot talk to
-  // each other (both directions); the test still reaches every node.
-  bool Partition(const std::vector<std::vector<uint64_t>>& groups);
+  // each other (both directions). The test and the workers (on the bridge)
+  // still reach every node, unless cut_clients: then the nodes of groups[0]
+  // cannot reach the bridge either (their clients' connections stall).
+  bool Partition(const std::vector<std::vector<uint64_t>>& groups, bool cut_clients = false);
   bool Heal();
   // `latchkey member transfer-leader --id to` against every endpoint, bounded
   // by a deadline. Returns the CLI's exit code (or -1 if it had to be killed).
   int TransferLeader(uint64_t to, std::chrono::milliseconds deadline);
+  // Membership change: `latchkey member remove` of node id (not the
+  // leader), kill it, wipe its data dir, start it empty with --join and
+  // `latchkey member add` it back (it becomes a voter once caught up).
+  // Returns what happened; a node left out is re-added by Rejoin().
+  std::string RemoveAndRejoin(uint64_t id, std::chrono::milliseconds deadline);
+  // Re-adds every node a RemoveAndRejoin left out (bounded). True if none left.
+  bool Rejoin(std::chrono::milliseconds deadline);
 
   // The leader as the running, unpaused nodes agree; 0 if none yet.
   uint64_t Leader();
@@ -71,8 +80,12 @@ class NemesisCluster {
   std::vector<std::string> ns_, veth_;
   std::vector<int> client_ports_, raft_ports_;
   std::vector<pid_t> pids_;
+  int MemberCli(const std::vector<std::string>& args, std::chrono::milliseconds deadline);
+
   std::set<uint64_t> stopped_;
-  std::set<std::pair<uint64_t, uint64_t>> blackholes_;  // (in ns of a, route to b)
+  std::set<uint64_t> joining_;                          // started with --join (after a wipe)
+  std::set<uint64_t> left_out_;                         // removed, not yet added back
+  std::set<std::pair<uint64_t, uint64_t>> blackholes_;  // (in ns of a, route to host b)
   bool net_created_ = false;
   TempDir dir_;
 };

@@ -6,13 +6,16 @@
 // caught.
 //
 //   LATCHKEY_NEMESIS_SEED=N LATCHKEY_NEMESIS_SECONDS=S ./nemesis_test
+//   LATCHKEY_NEMESIS_FAULTS=kill,partition (a subset of the faults),
+//   LATCHKEY_NEMESIS_NETNS=0 (loopback even as root), LATCHKEY_NEMESIS_KEEP=DIR
 //   (scripts/nemesis.sh runs the long schedule)
+#include "fault/nemesis.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
-
-#include "fault/nemesis.h"
+#include <string>
 
 namespace latchkey::testing {
 namespace {
@@ -28,6 +31,17 @@ TEST(NemesisTest, RandomScheduleKeepsEveryInvariant) {
   o.seconds = SecondsFromEnv(20);
   o.nodes = NodesFromEnv();
   if (const char* k = std::getenv("LATCHKEY_NEMESIS_KEEP")) o.keep_dir = k;
+  if (const char* f = std::getenv("LATCHKEY_NEMESIS_FAULTS")) {  // e.g. "kill,partition"
+    o.faults.clear();
+    std::string list = f;
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > start) o.faults.insert(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  if (const char* ns = std::getenv("LATCHKEY_NEMESIS_NETNS")) o.netns = std::string(ns) != "0";
   NemesisReport r = RunNemesis(o);
   std::printf("%s", r.Explain().c_str());
   ASSERT_TRUE(r.setup_error.empty()) << r.Explain();

@@ -40,7 +40,9 @@ constexpr const char* kResourceKey = "resource.counter";
 
 std::atomic<bool> g_stop{false};
 
-void OnTerm(int) { g_stop = true; }
+void OnTerm(int) {
+  g_stop = true;
+}
 
 class Worker {
  public:
@@ -146,8 +148,7 @@ class Worker {
              g.status().ToString());
       return std::nullopt;
     }
-    Record(EventType::kOk, value ? "write" : "acquire", name, value.value_or(""),
-           g->fencing_token);
+    Record(EventType::kOk, value ? "write" : "acquire", name, value.value_or(""), g->fencing_token);
     return g->fencing_token;
   }
 
