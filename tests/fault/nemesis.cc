@@ -339,7 +339,9 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     if (cluster.stopped(id)) cluster.Cont(id);
     if (!cluster.running(id)) cluster.StartNode(id);
   }
-  if (!cluster.Rejoin(30s)) note("a removed node could not be added back");
+  const bool rejoined = cluster.Rejoin(30s);
+  for (const auto& line : cluster.rejoin_log()) note("rejoin: " + line);
+  if (!rejoined) note("a removed node could not be added back");
   for (size_t k = 1; k < workers.pids.size(); ++k) {
     if (workers.stopped[k]) workers.Cont(k);
   }

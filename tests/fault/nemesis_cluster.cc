@@ -233,7 +233,10 @@ int NemesisCluster::TransferLeader(uint64_t to, std::chrono::milliseconds deadli
 std::string NemesisCluster::RemoveAndRejoin(uint64_t id, std::chrono::milliseconds deadline) {
   const std::string node = "node " + std::to_string(id);
   int rc = MemberCli({"remove", "--id", std::to_string(id)}, deadline);
-  if (rc != 0) return "member remove " + node + ": exit " + std::to_string(rc) + " (kept)";
+  if (rc != 0) {
+    return "member remove " + node + ": exit " + std::to_string(rc) +
+           " (kept): " + last_member_output_;
+  }
   Kill9(id);
   std::error_code ec;
   std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
@@ -243,7 +246,10 @@ std::string NemesisCluster::RemoveAndRejoin(uint64_t id, std::chrono::millisecon
   rc = MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
                   "--client-address", ClientAddr(id)},
                  deadline);
-  if (rc != 0) return "removed " + node + ", wiped; member add: exit " + std::to_string(rc);
+  if (rc != 0) {
+    return "removed " + node + ", wiped; member add: exit " + std::to_string(rc) + ": " +
+           last_member_output_;
+  }
   left_out_.erase(id);
   return "removed " + node + ", wiped it, added it back empty";
 }
@@ -257,7 +263,12 @@ bool NemesisCluster::Rejoin(std::chrono::milliseconds deadline) {
                    "--client-address", ClientAddr(id)},
                   std::chrono::seconds(10)) == 0) {
       left_out_.erase(id);
+      continue;
     }
+    rejoin_log_.push_back("add node " + std::to_string(id) + ": " + last_member_output_);
+    // Left as a spare by a half-done add? Remove it and try again.
+    MemberCli({"remove", "--id", std::to_string(id)}, std::chrono::seconds(10));
+    rejoin_log_.push_back("remove node " + std::to_string(id) + ": " + last_member_output_);
   }
   return left_out_.empty();
 }
@@ -266,15 +277,25 @@ int NemesisCluster::MemberCli(const std::vector<std::string>& args,
                               std::chrono::milliseconds deadline) {
   std::vector<std::string> argv = {LatchkeyBinary(), "member", "-e", Endpoints()};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = SpawnCommand(argv, dir_.File("member.log"));
+  const std::string out = dir_.File("member.out");
+  std::remove(out.c_str());
+  pid_t pid = SpawnCommand(argv, out);
   int status = 0;
   const bool exited = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, deadline);
+  int rc = -1;
   if (!exited) {
     kill(pid, SIGKILL);
     WaitPid(pid);
-    return -1;
+  } else {
+    rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream f(out);
+  std::string text(std::istreambuf_iterator<char>(f), {});
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  last_member_output_ =
+      text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  if (!exited) last_member_output_ += " (killed after the deadline)";
+  return rc;
 }
 
 uint64_t NemesisCluster::Leader() {

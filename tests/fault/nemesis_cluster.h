@@ -60,6 +60,8 @@ class NemesisCluster {
   std::string RemoveAndRejoin(uint64_t id, std::chrono::milliseconds deadline);
   // Re-adds every node a RemoveAndRejoin left out (bounded). True if none left.
   bool Rejoin(std::chrono::milliseconds deadline);
+  // What the member CLI said while Rejoin() retried.
+  const std::vector<std::string>& rejoin_log() const { return rejoin_log_; }
 
   // The leader as the running, unpaused nodes agree; 0 if none yet.
   uint64_t Leader();
@@ -83,8 +85,10 @@ class NemesisCluster {
   int MemberCli(const std::vector<std::string>& args, std::chrono::milliseconds deadline);
 
   std::set<uint64_t> stopped_;
-  std::set<uint64_t> joining_;                          // started with --join (after a wipe)
-  std::set<uint64_t> left_out_;                         // removed, not yet added back
+  std::set<uint64_t> joining_;      // started with --join (after a wipe)
+  std::set<uint64_t> left_out_;     // removed, not yet added back
+  std::string last_member_output_;  // last line the member CLI printed
+  std::vector<std::string> rejoin_log_;
   std::set<std::pair<uint64_t, uint64_t>> blackholes_;  // (in ns of a, route to host b)
   bool net_created_ = false;
   TempDir dir_;

@@ -144,8 +144,12 @@ class Worker {
     Record(EventType::kInvoke, value ? "write" : "acquire", name, value.value_or(""));
     auto g = client_->Acquire(name, ao);
     if (!g.ok()) {
-      Record(WriteFailure(g.status()), value ? "write" : "acquire", name, {}, 0,
-             g.status().ToString());
+      const EventType outcome = WriteFailure(g.status());
+      Record(outcome, value ? "write" : "acquire", name, {}, 0, g.status().ToString());
+      // It may have been granted: let it go, as a careful user would (a
+      // later Acquire by a holder returns the old grant without writing its
+      // value).
+      if (outcome == EventType::kInfo && client_->session_status().ok()) Release(name);
       return std::nullopt;
     }
     Record(EventType::kOk, value ? "write" : "acquire", name, value.value_or(""), g->fencing_token);
