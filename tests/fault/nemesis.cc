@@ -281,6 +281,12 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
       }
       const uint64_t id = pick_other(leader);
       note("membership: " + cluster.RemoveAndRejoin(id, 20s));
+    } else if (f == "member-leave") {  // not in the default set: heal re-adds it
+      const uint64_t leader = cluster.Leader();
+      if (leader == 0) continue;
+      const uint64_t id = pick_other(leader);
+      note("membership: remove node " + std::to_string(id) +
+           " until the heal: " + cluster.RemoveOnly(id, 20s));
     } else if (f == "client-pause") {
       const size_t k = static_cast<size_t>(uniform(1, opt.workers));
       const int ms = uniform(ttl + 300, 2 * ttl + 1000);

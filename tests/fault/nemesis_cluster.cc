@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 #include "testlib/cluster_process.h"
 
@@ -241,7 +242,6 @@ std::string NemesisCluster::RemoveAndRejoin(uint64_t id, std::chrono::millisecon
   std::error_code ec;
   std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
   joining_.insert(id);
-  left_out_.insert(id);
   if (!StartNode(id)) return "removed " + node + ", which did not start again with --join";
   rc = MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
                   "--client-address", ClientAddr(id)},
@@ -250,34 +250,69 @@ std::string NemesisCluster::RemoveAndRejoin(uint64_t id, std::chrono::millisecon
     return "removed " + node + ", wiped; member add: exit " + std::to_string(rc) + ": " +
            last_member_output_;
   }
-  left_out_.erase(id);
   return "removed " + node + ", wiped it, added it back empty";
 }
 
+std::string NemesisCluster::RemoveOnly(uint64_t id, std::chrono::milliseconds deadline) {
+  const int rc = MemberCli({"remove", "--id", std::to_string(id)}, deadline);
+  return "exit " + std::to_string(rc) + ": " + last_member_output_;
+}
+
+std::optional<std::set<uint64_t>> NemesisCluster::Voters() {
+  const std::string out = dir_.File("member-list.out");
+  std::remove(out.c_str());
+  if (MemberCli({"list"}, std::chrono::seconds(5), out) != 0) return std::nullopt;
+  std::ifstream f(out);
+  std::string line;
+  std::set<uint64_t> voters;
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    uint64_t id = 0;
+    std::string role;
+    if (in >> id >> role && role == "voter") voters.insert(id);
+  }
+  return voters;
+}
+
 bool NemesisCluster::Rejoin(std::chrono::milliseconds deadline) {
+  // Ask the leader which nodes vote: a remove answered MAYBE_APPLIED may
+  // have taken effect, and an add may have left a spare behind.
   const auto end = std::chrono::steady_clock::now() + deadline;
-  while (!left_out_.empty() && std::chrono::steady_clock::now() < end) {
-    const uint64_t id = *left_out_.begin();
-    if (!running(id)) StartNode(id);
-    if (MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
-                   "--client-address", ClientAddr(id)},
-                  std::chrono::seconds(10)) == 0) {
-      left_out_.erase(id);
+  while (std::chrono::steady_clock::now() < end) {
+    auto voters = Voters();
+    if (!voters) {
+      rejoin_log_.push_back("member list: " + last_member_output_);
       continue;
     }
-    rejoin_log_.push_back("add node " + std::to_string(id) + ": " + last_member_output_);
-    // Left as a spare by a half-done add? Remove it and try again.
-    MemberCli({"remove", "--id", std::to_string(id)}, std::chrono::seconds(10));
-    rejoin_log_.push_back("remove node " + std::to_string(id) + ": " + last_member_output_);
+    std::vector<uint64_t> missing;
+    for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
+      if (!voters->count(id)) missing.push_back(id);
+    }
+    if (missing.empty()) return true;
+    for (uint64_t id : missing) {
+      MemberCli({"remove", "--id", std::to_string(id)}, std::chrono::seconds(10));
+      rejoin_log_.push_back("node " + std::to_string(id) +
+                            " is not a voter; remove: " + last_member_output_);
+      Kill9(id);
+      std::error_code ec;
+      std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
+      joining_.insert(id);
+      StartNode(id);
+      const int rc = MemberCli({"add", "--id", std::to_string(id), "--raft-address", RaftAddr(id),
+                                "--client-address", ClientAddr(id)},
+                               std::chrono::seconds(20));
+      rejoin_log_.push_back("add node " + std::to_string(id) + ": exit " + std::to_string(rc) +
+                            ": " + last_member_output_);
+    }
   }
-  return left_out_.empty();
+  return false;
 }
 
 int NemesisCluster::MemberCli(const std::vector<std::string>& args,
-                              std::chrono::milliseconds deadline) {
+                              std::chrono::milliseconds deadline, std::string out) {
   std::vector<std::string> argv = {LatchkeyBinary(), "member", "-e", Endpoints()};
   argv.insert(argv.end(), args.begin(), args.end());
-  const std::string out = dir_.File("member.out");
+  if (out.empty()) out = dir_.File("member.out");
   std::remove(out.c_str());
   pid_t pid = SpawnCommand(argv, out);
   int status = 0;

@@ -56,9 +56,14 @@ class NemesisCluster {
   // Membership change: `latchkey member remove` of node id (not the
   // leader), kill it, wipe its data dir, start it empty with --join and
   // `latchkey member add` it back (it becomes a voter once caught up).
-  // Returns what happened; a node left out is re-added by Rejoin().
+  // Returns what happened; a node left out (e.g. a remove answered
+  // MAYBE_APPLIED that did apply) is re-added by Rejoin().
   std::string RemoveAndRejoin(uint64_t id, std::chrono::milliseconds deadline);
-  // Re-adds every node a RemoveAndRejoin left out (bounded). True if none left.
+  // `latchkey member remove` only (the node keeps running, outside the
+  // configuration); returns the CLI's last line.
+  std::string RemoveOnly(uint64_t id, std::chrono::milliseconds deadline);
+  // Makes every node a voter again per `latchkey member list` (wipe, --join,
+  // add; bounded). True if all are voters.
   bool Rejoin(std::chrono::milliseconds deadline);
   // What the member CLI said while Rejoin() retried.
   const std::vector<std::string>& rejoin_log() const { return rejoin_log_; }
@@ -82,11 +87,14 @@ class NemesisCluster {
   std::vector<std::string> ns_, veth_;
   std::vector<int> client_ports_, raft_ports_;
   std::vector<pid_t> pids_;
-  int MemberCli(const std::vector<std::string>& args, std::chrono::milliseconds deadline);
+  // Runs `latchkey member ARGS` bounded by deadline; its output goes to out
+  // (default: a scratch file), its last line to last_member_output_.
+  int MemberCli(const std::vector<std::string>& args, std::chrono::milliseconds deadline,
+                std::string out = {});
+  std::optional<std::set<uint64_t>> Voters();  // per `member list`
 
   std::set<uint64_t> stopped_;
   std::set<uint64_t> joining_;      // started with --join (after a wipe)
-  std::set<uint64_t> left_out_;     // removed, not yet added back
   std::string last_member_output_;  // last line the member CLI printed
   std::vector<std::string> rejoin_log_;
   std::set<std::pair<uint64_t, uint64_t>> blackholes_;  // (in ns of a, route to host b)
