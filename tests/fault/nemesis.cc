@@ -64,7 +64,8 @@ struct HolderTrap {
   bool armed = false;
   int64_t caught_process = -1;
   uint64_t caught_token = 0;
-  std::atomic<uint64_t> max_begin_token{0};
+  std::atomic<uint64_t> max_begin_token{0};  // highest token that entered
+  std::atomic<uint64_t> max_write_token{0};  // highest token that wrote the counter
   std::vector<pid_t>* pids = nullptr;
 };
 
@@ -159,12 +160,13 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   HolderTrap trap;
   trap.pids = &workers.pids;
   resource.set_on_accept([&trap](const checkers::ResourceEntry& e) {
-    if (e.op == "begin") {
-      uint64_t prev = trap.max_begin_token.load();
-      while (e.token > prev && !trap.max_begin_token.compare_exchange_weak(prev, e.token)) {
+    auto raise = [&e](std::atomic<uint64_t>& max) {
+      uint64_t prev = max.load();
+      while (e.token > prev && !max.compare_exchange_weak(prev, e.token)) {
       }
-      return;
-    }
+    };
+    if (e.op == "begin") return raise(trap.max_begin_token);
+    if (e.op == "write") return raise(trap.max_write_token);
     // Caught between reading the counter and writing it back.
     if (e.op != "read") return;
     std::lock_guard<std::mutex> lk(trap.mu);
@@ -324,18 +326,19 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
       workers.stopped[static_cast<size_t>(caught)] = true;
       note("SIGSTOP worker " + std::to_string(caught) + " inside the resource with token " +
            std::to_string(token));
-      // Until its lease ran out and another holder got in (bounded).
+      // Until its lease ran out and another holder wrote the counter
+      // (bounded): the paused one then writes back a stale value + 1.
       const auto paused_at = SteadyClock::now();
       const bool other = WaitFor(
           [&] {
             return SteadyClock::now() - paused_at > Ms(ttl * 3 / 2) &&
-                   trap.max_begin_token.load() > token;
+                   trap.max_write_token.load() > token;
           },
           Ms(ttl * 3 / 2 + 20000));
       if (other) ++rep.holder_pauses;
       workers.Cont(static_cast<size_t>(caught));
       note("SIGCONT worker " + std::to_string(caught) +
-           (other ? " (another holder entered meanwhile)" : " (nobody else entered)"));
+           (other ? " (another holder wrote meanwhile)" : " (nobody else wrote)"));
     }
   }
 
@@ -441,7 +444,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   rep.seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
 
   // Keep the evidence when something failed (or when asked).
-  if (!rep.ok() || !opt.keep_dir.empty()) {
+  if ((!rep.ok() && opt.keep_on_failure) || !opt.keep_dir.empty()) {
     rep.history_dir = opt.keep_dir.empty() ? "/tmp/latchkey-nemesis-" + Hex(opt.seed) + "-" +
                                                  std::to_string(getpid())
                                            : opt.keep_dir;

@@ -26,13 +26,14 @@ struct NemesisOptions {
   // past the lease, then SIGCONT), partition, transfer (leader transfer),
   // client-pause (SIGSTOP a worker past its lease), holder-pause (SIGSTOP a
   // worker inside the fenced resource, between reading the counter and
-  // writing it back, until its lease ran out and another holder got in,
+  // writing it back, until its lease ran out and another holder wrote it,
   // then SIGCONT).
   // member (remove a follower, wipe it, add it back empty with --join).
   std::set<std::string> faults = {"kill",         "pause",        "partition", "transfer",
                                   "client-pause", "holder-pause", "member"};
-  bool fencing = true;     // false: the resource accepts stale tokens (broken mode)
-  std::string keep_dir{};  // where to keep histories ("" = a dir under /tmp on failure)
+  bool fencing = true;          // false: the resource accepts stale tokens (broken mode)
+  std::string keep_dir{};       // where to keep histories ("" = a dir under /tmp on failure)
+  bool keep_on_failure = true;  // false: a run expected to fail leaves nothing behind
 };
 
 struct NemesisReport {

@@ -50,7 +50,8 @@ TEST(NemesisTest, RandomScheduleKeepsEveryInvariant) {
 
 // The same directed fault twice: a worker is SIGSTOPped between reading the
 // counter in the resource and writing it back, until its lease ran out and
-// another worker got the lock and entered; then it resumes and writes.
+// another worker got the lock and wrote the counter; then it resumes and
+// writes back its stale value + 1.
 NemesisOptions HolderPause(bool fencing) {
   NemesisOptions o;
   o.seed = SeedFromEnv();
@@ -59,6 +60,7 @@ NemesisOptions HolderPause(bool fencing) {
   o.session_ttl_ms = 1000;
   o.faults = {"holder-pause"};
   o.fencing = fencing;
+  o.keep_on_failure = fencing;  // the broken run is meant to fail the checkers
   return o;
 }
 
