@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -36,10 +37,13 @@ constexpr const char* kLock = "nemesis.lock";
 constexpr const char* kReg = "nemesis.reg";
 constexpr const char* kResourceKey = "resource.counter";
 
-std::string Hex(uint64_t v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
+// A counter value ("" = 0); nullopt if it is not a number (reported).
+std::optional<int64_t> ParseCounter(const std::string& v) {
+  if (v.empty()) return 0;
+  int64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
+  return out;
 }
 
 // A worker process pid per process number (1-based), SIGSTOP/SIGCONT-able.
@@ -389,14 +393,14 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
           if (!c.ok()) return false;
           auto info = (*c)->GetLock(kLock);
           if (!info.ok()) return false;
-          lk_final = info->value.empty() ? 0 : std::stoll(info->value);
+          lk_final = ParseCounter(info->value);
           (void)(*c)->Close();
           return true;
         },
         20s);
   }
   const std::string res_value = resource.Value(kResourceKey);
-  const int64_t res_final = res_value.empty() ? 0 : std::stoll(res_value);
+  const std::optional<int64_t> res_final = ParseCounter(res_value);
 
   // ---- histories and checkers ------------------------------------------------------
   std::vector<std::vector<checkers::Event>> parts;
@@ -434,7 +438,8 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   rep.results.push_back(checkers::CheckFencingMonotonic(ops));
   rep.results.push_back(checkers::CheckCounter(ops, kResourceKey, res_final));
   rep.results.push_back(checkers::CheckCounter(ops, kLock, lk_final));
-  if (!lk_final) rep.results.back().violations.push_back("could not read the final value");
+  if (!lk_final) rep.results.back().violations.push_back("could not read a final number");
+  if (!res_final) rep.results[2].violations.push_back("final value is not a number: " + res_value);
   rep.results.push_back(checkers::CheckRegisterLinearizable(ops, kReg));
   rep.results.push_back(checkers::CheckSessionExpiry(
       latchkey_ops, notes, {"acquire", "release", "write", "cas", "incr"}));
@@ -445,8 +450,8 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
 
   // Keep the evidence when something failed (or when asked).
   if ((!rep.ok() && opt.keep_on_failure) || !opt.keep_dir.empty()) {
-    rep.history_dir = opt.keep_dir.empty() ? "/tmp/latchkey-nemesis-" + Hex(opt.seed) + "-" +
-                                                 std::to_string(getpid())
+    rep.history_dir = opt.keep_dir.empty() ? "/tmp/latchkey-nemesis-" + std::to_string(opt.seed) +
+                                                 "-" + std::to_string(getpid())
                                            : opt.keep_dir;
     std::error_code ec;
     std::filesystem::create_directories(rep.history_dir, ec);

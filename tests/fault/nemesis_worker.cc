@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -137,6 +138,16 @@ class Worker {
     }
   }
 
+  // "" = 0. Anything else that is not a number (a corrupted value block)
+  // restarts the count at a value no correct history has: the counter
+  // checker then reports it.
+  static int64_t Counter(const std::string& v) {
+    if (v.empty()) return 0;
+    int64_t out = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    return ec == std::errc() && p == v.data() + v.size() ? out : -1000000;
+  }
+
   std::optional<uint64_t> Acquire(const char* name, std::optional<std::string> value) {
     AcquireOptions ao;
     ao.wait_timeout = 3s;
@@ -182,7 +193,7 @@ class Worker {
       if (!rd || !rd->accepted) {
         Record(EventType::kFail, "incr", kResourceKey, {}, *token, "REJECTED read");
       } else {
-        const int64_t next = (rd->value.empty() ? 0 : std::stoll(rd->value)) + 1;
+        const int64_t next = Counter(rd->value) + 1;
         std::this_thread::sleep_for(
             std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 5)(rng_)));  // work
         auto wr = resource_.Call(process_, kResourceKey, *token, "write", std::to_string(next));
@@ -198,7 +209,7 @@ class Worker {
       if (!info.ok()) {
         Record(EventType::kFail, "incr", kLock, {}, *token, info.status().ToString());
       } else {
-        const int64_t next = (info->value.empty() ? 0 : std::stoll(info->value)) + 1;
+        const int64_t next = Counter(info->value) + 1;
         Status st = client_->SetLockValue(kLock, std::to_string(next));
         if (st.ok()) {
           Record(EventType::kOk, "incr", kLock, std::to_string(next), *token);
