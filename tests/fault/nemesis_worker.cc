@@ -12,6 +12,7 @@
 // Runs until SIGTERM. The test may SIGSTOP it (a paused client).
 //
 //   nemesis_worker ENDPOINTS RESOURCE_SOCKET PROCESS HISTORY SEED SESSION_TTL_MS
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -288,6 +289,10 @@ int main(int argc, char** argv) {
     return 64;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Never outlive the test (e.g. killed by a ctest timeout).
+  const pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) return 0;
   struct sigaction sa {};
   sa.sa_handler = latchkey::OnTerm;
   sigaction(SIGTERM, &sa, nullptr);
