@@ -88,6 +88,45 @@ CheckResult CheckMutualExclusion(const std::vector<ResourceEntry>& log) {
   return r;
 }
 
+CheckResult CheckLockOverlap(const std::vector<Operation>& ops) {
+  CheckResult r{"lock-exclusive", {}};
+  struct Held {
+    const Operation* acquire;
+    const Operation* release;
+  };
+  std::map<std::string, std::vector<Held>> by_key;
+  std::map<std::pair<int64_t, std::string>, const Operation*> open;  // (process, key)
+  for (const Operation& op : ops) {  // in invoke order, so per process in program order
+    if ((op.op == "acquire" || op.op == "write") && op.outcome == EventType::kOk) {
+      open[{op.process, op.key}] = &op;
+      continue;
+    }
+    if (op.op != "release") continue;
+    auto it = open.find({op.process, op.key});
+    if (it == open.end()) continue;
+    if (op.outcome == EventType::kOk && op.session == it->second->session &&
+        op.invoke_time >= it->second->complete_time) {
+      by_key[op.key].push_back({it->second, &op});
+    }
+    open.erase(it);
+  }
+  for (auto& [key, held] : by_key) {
+    std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) {
+      return a.acquire->complete_time < b.acquire->complete_time;
+    });
+    const Held* reach = nullptr;  // the interval reaching furthest so far
+    for (const Held& h : held) {
+      if (reach != nullptr && h.acquire->complete_time < reach->release->invoke_time) {
+        Add(&r, "lock " + key + ": " + Describe(*h.acquire) + " was granted while " +
+                    Describe(*reach->acquire) + " held it until its release at " +
+                    Secs(reach->release->invoke_time));
+      }
+      if (reach == nullptr || h.release->invoke_time > reach->release->invoke_time) reach = &h;
+    }
+  }
+  return r;
+}
+
 CheckResult CheckFencingMonotonic(const std::vector<Operation>& ops) {
   CheckResult r{"fencing-monotonic", {}};
   std::map<std::string, std::vector<const Operation*>> by_key;

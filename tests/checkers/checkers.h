@@ -31,6 +31,15 @@ struct CheckResult {
 // is a violation.
 CheckResult CheckMutualExclusion(const std::vector<ResourceEntry>& log);
 
+// (a') Mutual exclusion as the lock service's clients saw it: a process
+// certainly held an exclusive lock from the moment its acquire (op
+// "acquire" or "write", outcome ok) completed until it invoked the release
+// that followed, when that release was acknowledged on its first attempt
+// (the session was alive, so the grant was never lost in between). Two such
+// intervals of one lock must not overlap in real time. Unlike (a) this
+// catches a double grant even when fencing hides it from the resource.
+CheckResult CheckLockOverlap(const std::vector<Operation>& ops);
+
 // (b) Fencing tokens are monotonic in real-time order: for two acknowledged
 // grants A and B of the same lock (op "acquire" or "write", outcome ok,
 // token set) where A

@@ -166,6 +166,42 @@ TEST(FencedResourceTest, ServerAndClientOverUnixSocket) {
   std::filesystem::remove(path);
 }
 
+// ---- (a') mutual exclusion as the clients saw it -------------------------------
+
+TEST(LockOverlapTest, SequentialAndConcurrentlyWaitingHoldersPass) {
+  H h;
+  h.Op(1, "acquire", "l", 0, 10, "", 5).Invoke(2, "acquire", "l", 5);  // 2 waits
+  h.Op(1, "release", "l", 20, 25).Ok(2, "acquire", "l", 24, "", 6);    // granted on release
+  h.Op(2, "release", "l", 30, 31);
+  h.Op(3, "write", "l", 40, 41, "v", 7).Op(3, "release", "l", 50, 51);
+  EXPECT_TRUE(CheckLockOverlap(h.ops()).ok()) << CheckLockOverlap(h.ops()).Summary();
+}
+
+TEST(LockOverlapTest, DoubleGrantIsRejected) {
+  // 2 is granted while 1, whose release later succeeds, still holds.
+  H h;
+  h.Op(1, "acquire", "l", 0, 10, "", 5).Op(2, "acquire", "l", 12, 15, "", 6);
+  h.Op(2, "release", "l", 16, 17).Op(1, "release", "l", 20, 21);
+  CheckResult r = CheckLockOverlap(h.ops());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.violations[0].find("process 2 acquire l token=6"), std::string::npos) << r.Summary();
+}
+
+TEST(LockOverlapTest, HolderThatLostItsLockIsExcused) {
+  // 1's session expired while it believed it held the lock: its release
+  // fails, so its interval is not certain; the fenced resource covers it.
+  H h;
+  h.Op(1, "acquire", "l", 0, 10, "", 5).Op(2, "acquire", "l", 12, 15, "", 6);
+  h.Op(2, "release", "l", 16, 17);
+  h.Invoke(1, "release", "l", 20).Fail(1, "release", "l", 21, "SESSION_EXPIRED");
+  EXPECT_TRUE(CheckLockOverlap(h.ops()).ok());
+  // Other locks are independent.
+  H k;
+  k.Op(1, "acquire", "a", 0, 1, "", 1).Op(2, "acquire", "b", 0, 1, "", 2);
+  k.Op(1, "release", "a", 5, 6).Op(2, "release", "b", 5, 6);
+  EXPECT_TRUE(CheckLockOverlap(k.ops()).ok());
+}
+
 // ---- (b) fencing monotonic in real time --------------------------------------
 
 TEST(FencingMonotonicTest, IncreasingTokensPass) {

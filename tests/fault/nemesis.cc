@@ -435,11 +435,12 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     if (op.key != kResourceKey) latchkey_ops.push_back(op);
   }
   rep.results.push_back(checkers::CheckMutualExclusion(log));
+  rep.results.push_back(checkers::CheckLockOverlap(ops));
   rep.results.push_back(checkers::CheckFencingMonotonic(ops));
   rep.results.push_back(checkers::CheckCounter(ops, kResourceKey, res_final));
   rep.results.push_back(checkers::CheckCounter(ops, kLock, lk_final));
   if (!lk_final) rep.results.back().violations.push_back("could not read a final number");
-  if (!res_final) rep.results[2].violations.push_back("final value is not a number: " + res_value);
+  if (!res_final) rep.results[3].violations.push_back("final value is not a number: " + res_value);
   rep.results.push_back(checkers::CheckRegisterLinearizable(ops, kReg));
   rep.results.push_back(checkers::CheckSessionExpiry(
       latchkey_ops, notes, {"acquire", "release", "write", "cas", "incr"}));
