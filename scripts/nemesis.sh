@@ -4,12 +4,15 @@
 # Defaults: 600 s, a seed from the clock (printed), 3 nodes. Partitions need
 # root (network namespaces); without it the schedule has no partitions.
 # On failure the histories are kept and their directory is printed.
+# LATCHKEY_BUILD_DIR picks the build directory (default build-test, as
+# scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_SECONDS=${1:-600}
 SEED=${2:-$(( $(date +%s) % 1000000007 ))}
 NODES=${3:-3}
-./scripts/build.sh build-test Debug latchkey nemesis_worker nemesis_test >/dev/null
+BUILD_DIR=${LATCHKEY_BUILD_DIR:-build-test}
+./scripts/build.sh "$BUILD_DIR" Debug latchkey nemesis_worker nemesis_test >/dev/null
 echo "nemesis: seed=$SEED seconds=$RUN_SECONDS nodes=$NODES"
 LATCHKEY_NEMESIS_SEED=$SEED LATCHKEY_NEMESIS_SECONDS=$RUN_SECONDS LATCHKEY_NEMESIS_NODES=$NODES \
-  exec build-test/tests/fault/nemesis_test --gtest_filter='NemesisTest.RandomSchedule*'
+  exec "$BUILD_DIR"/tests/fault/nemesis_test --gtest_filter='NemesisTest.RandomSchedule*'
