@@ -71,6 +71,9 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--max-waits-per-session", opts->max_waits_per_session,
                   "Waiting requests (locks, semaphores, latches, barriers) of one session")
       ->capture_default_str();
+  cmd->add_option("--max-locks", opts->max_locks,
+                  "Held plus waiting locks on the server (~470 bytes each)")
+      ->capture_default_str();
   cmd->add_option("--ready-file", *ready_file,
                   "Write the listen address to this file once serving (for scripts)");
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")

@@ -46,6 +46,9 @@ struct ServerOptions {
   size_t max_sessions = 100'000;
   size_t max_sessions_per_connection = 1024;
   size_t max_waits_per_session = 10'000;
+  // Held plus waiting lock requests in the whole lock table: what bounds the
+  // core's memory (~470 bytes per held lock, docs/benchmarks.md).
+  size_t max_locks = 1'000'000;
 
   // Housekeeping period: lease expiry, lock TTLs, wait timeouts.
   uint32_t tick_ms = 20;

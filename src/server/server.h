@@ -143,6 +143,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Limits (server_limits.cc): OK, or RESOURCE_EXHAUSTED naming the limit
   // and the flag that raises it.
   Status CheckSessionLimits(ConnState& cs);
+  // Lock table capacity (acquires) and waits per session.
   Status CheckWaitLimit(const log::v1::Command& cmd, const WaitKey& key) const;
   // The payload sent to a connection refused by max_connections.
   std::string RejectConnectionPayload() const;

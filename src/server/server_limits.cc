@@ -48,6 +48,11 @@ Status Server::CheckSessionLimits(ConnState& cs) {
 }
 
 Status Server::CheckWaitLimit(const lv::Command& cmd, const WaitKey& key) const {
+  const bool lock = cmd.has_acquire() || cmd.has_acquire_many();
+  if (lock && sm_.locks_held() + sm_.waiter_count() >= options_.max_locks) {
+    return Exhausted("too many held and waiting locks on this server", options_.max_locks,
+                     "--max-locks");
+  }
   if (!MayWait(cmd)) return Status::Ok();
   const uint64_t sid = std::get<0>(key);
   // Waits are keyed by session first: count this session's range.
