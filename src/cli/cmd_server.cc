@@ -52,6 +52,28 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--default-session-ttl-ms", opts->default_session_ttl_ms,
                   "Lease of sessions that ask for no TTL")
       ->capture_default_str();
+  // Limits on untrusted input (docs/operations.md, "Limits").
+  cmd->add_option("--max-connections", opts->max_connections,
+                  "Client connections at once; more are refused with RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  cmd->add_option("--max-frame-bytes", opts->max_frame_bytes,
+                  "Largest frame a client may send (FRAME_TOO_LARGE beyond)")
+      ->capture_default_str();
+  cmd->add_option("--max-pending-write-bytes", opts->max_pending_write_bytes,
+                  "Replies and pushes queued for a client that does not read; beyond, the "
+                  "connection is closed (slow consumer)")
+      ->capture_default_str();
+  cmd->add_option("--max-sessions", opts->max_sessions, "Live sessions on the server")
+      ->capture_default_str();
+  cmd->add_option("--max-sessions-per-connection", opts->max_sessions_per_connection,
+                  "Sessions opened or attached on one connection")
+      ->capture_default_str();
+  cmd->add_option("--max-waits-per-session", opts->max_waits_per_session,
+                  "Waiting requests (locks, semaphores, latches, barriers) of one session")
+      ->capture_default_str();
+  cmd->add_option("--max-locks", opts->max_locks,
+                  "Held plus waiting locks on the server (~470 bytes each)")
+      ->capture_default_str();
   cmd->add_option("--ready-file", *ready_file,
                   "Write the listen address to this file once serving (for scripts)");
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")

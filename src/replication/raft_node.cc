@@ -7,7 +7,7 @@
 // * Entry data length must be a multiple of 8. The segment writer and the
 //   TCP sender write entry buffers as given, but the decoders skip padding up
 //   to 8 bytes: a 7-byte entry made the next restart report a corrupt segment.
-//   Every entry is therefore wrapped in a versioned envelope (EncodeEnvelope).
+//   Every entry is therefore wrapped in a versioned envelope (entry_envelope.h).
 // * raft_uv auto-recovery is on by default: a segment it cannot parse is
 //   renamed corrupt-* and the node starts without it, silently losing
 //   committed entries. The adapter turns it off so Start() fails instead.
@@ -57,6 +57,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "replication/entry_envelope.h"
 
 extern "C" {
 #include <raft.h>
@@ -105,43 +106,6 @@ RaftInfo::Role RoleFromState(int state) {
     case RAFT_CANDIDATE: return RaftInfo::Role::kCandidate;
     default: return RaftInfo::Role::kUnavailable;
   }
-}
-
-// Entry envelope. libraft 0.15's segment and network decoders assume every
-// entry's data length is a multiple of 8 (they skip padding the writers never
-// wrote), so an odd-length entry corrupts the log on disk. Every command entry
-// is therefore written as:
-//   [0..1] 'L' 'K'   [2] envelope version (1)   [3] reserved (0)
-//   [4..7] payload length, little endian   [8..] payload, zero-padded to 8.
-constexpr size_t kEnvelopeHeader = 8;
-constexpr uint8_t kEnvelopeVersion = 1;
-
-size_t EnvelopeSize(size_t payload) {
-  return kEnvelopeHeader + ((payload + 7) / 8) * 8;
-}
-
-void EncodeEnvelope(std::string_view payload, uint8_t* out) {
-  const size_t total = EnvelopeSize(payload.size());
-  std::memset(out, 0, total);
-  out[0] = 'L';
-  out[1] = 'K';
-  out[2] = kEnvelopeVersion;
-  const auto len = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<uint8_t>(len >> (8 * i));
-  if (!payload.empty()) std::memcpy(out + kEnvelopeHeader, payload.data(), payload.size());
-}
-
-// Returns the payload, or nullopt if buf is not an envelope this code wrote.
-std::optional<std::string_view> DecodeEnvelope(const void* base, size_t len) {
-  const auto* p = static_cast<const uint8_t*>(base);
-  if (p == nullptr || len < kEnvelopeHeader || p[0] != 'L' || p[1] != 'K' ||
-      p[2] != kEnvelopeVersion) {
-    return std::nullopt;
-  }
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(p[4 + i]) << (8 * i);
-  if (EnvelopeSize(n) != len) return std::nullopt;
-  return std::string_view(reinterpret_cast<const char*>(p + kEnvelopeHeader), n);
 }
 
 // How long Start() waits for a single voter to become leader and replay its
@@ -501,13 +465,13 @@ struct RaftNode::Impl {
     req->cb = std::move(cb);
     req->impl = this;
     req->req.data = req.get();
-    const size_t size = EnvelopeSize(data.size());
+    const size_t size = envelope::Size(data.size());
     void* base = raft_malloc(size);
     if (base == nullptr) {
       req->cb(Status(Code::kResourceExhausted, "raft_malloc failed"), 0, nullptr);
       return;
     }
-    EncodeEnvelope(data, static_cast<uint8_t*>(base));
+    envelope::Encode(data, static_cast<uint8_t*>(base));
     req->buf.base = base;
     req->buf.len = size;
     int rv = raft_apply(&raft, &req->req, &req->buf, 1, &Impl::OnApplied);
@@ -706,7 +670,7 @@ struct RaftNode::Impl {
     Impl* self = static_cast<Impl*>(fsm->data);
     // libraft applies in order and bumps last_applied after we return.
     const uint64_t index = raft_last_applied(&self->raft) + 1;
-    std::optional<std::string_view> payload = DecodeEnvelope(buf->base, buf->len);
+    std::optional<std::string_view> payload = envelope::Decode(buf->base, buf->len);
     if (!payload.has_value()) {
       // Passed the segment/transport checksums yet not written by Propose():
       // a foreign or incompatible writer. Applying around it would fork state.

@@ -40,6 +40,15 @@ struct ServerOptions {
   size_t max_pending_write_bytes = 64u << 20;
   size_t max_connections = 10'000;
   uint64_t max_lock_ttl_ms = 7 * 24 * 3'600'000ull;
+  // Sessions (docs/operations.md, "Limits"): in all, and opened on one
+  // connection; waiting requests (locks, semaphores, latches, barriers) of
+  // one session. Beyond: RESOURCE_EXHAUSTED naming the flag that raises it.
+  size_t max_sessions = 100'000;
+  size_t max_sessions_per_connection = 1024;
+  size_t max_waits_per_session = 10'000;
+  // Held plus waiting lock requests in the whole lock table: what bounds the
+  // core's memory (~470 bytes per held lock, docs/benchmarks.md).
+  size_t max_locks = 1'000'000;
 
   // Housekeeping period: lease expiry, lock TTLs, wait timeouts.
   uint32_t tick_ms = 20;

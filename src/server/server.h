@@ -72,6 +72,10 @@ class Server final : public transport::ConnectionHandler, public replication::St
   struct ConnState {
     ConnPtr conn;
     bool hello_done = false;
+    // Sessions opened or attached here (pruned lazily) and OpenSessions in
+    // flight: what max_sessions_per_connection counts.
+    std::set<uint64_t> sessions;
+    size_t opening = 0;
   };
   struct SessionState {
     uint64_t ttl_ms = 0;
@@ -137,6 +141,15 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Like ProposeAndReply, but a queued result becomes a pending wait.
   void ProposeWait(log::v1::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
                    uint64_t deadline, FillFn fill, std::vector<std::string> parts = {});
+  // Limits (server_limits.cc): OK, or RESOURCE_EXHAUSTED naming the limit
+  // and the flag that raises it.
+  Status CheckSessionLimits(ConnState& cs);
+  // Lock table capacity (acquires) and waits per session.
+  Status CheckWaitLimit(const log::v1::Command& cmd, const WaitKey& key) const;
+  // The payload sent to a connection refused by max_connections.
+  std::string RejectConnectionPayload() const;
+  // Lock values are checked before they reach the log (the core checks too).
+  static Status CheckValueSize(size_t bytes);
   // Cluster mode (server_cluster.cc).
   void OnGetLockRead(ConnState& cs, const Request& req);
   void OnListMembers(ConnState& cs, const Request& req);
@@ -209,6 +222,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   bool is_leader_ = false;
   std::map<uint64_t, ConnState> conns_;
   std::map<uint64_t, SessionState> sessions_;  // leader-side view of live sessions
+  size_t opening_sessions_ = 0;                // OpenSession proposals in flight
   LeaseTracker leases_;
   std::set<uint64_t> expiring_;        // ExpireSession proposed, not applied
   std::set<uint64_t> expiring_locks_;  // ExpireLock proposed (by token)

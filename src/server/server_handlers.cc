@@ -47,13 +47,25 @@ void Server::OnOpenSession(ConnState& cs, const Request& req) {
     ReplyError(cs.conn->id(), req.id(), s);
     return;
   }
+  if (Status s = CheckSessionLimits(cs); !s.ok()) {
+    ReplyError(cs.conn->id(), req.id(), s);
+    return;
+  }
   lv::Command cmd;
   cmd.mutable_open_session()->set_ttl_ms(ttl);
   cmd.mutable_open_session()->set_client_name(r.client_name());
   const uint64_t conn_id = cs.conn->id();
   const uint64_t rid = req.id();
+  ++cs.opening;
+  ++opening_sessions_;
   proposer_->Add(std::move(cmd),
                  [this, conn_id, rid, ttl](const Status& st, const core::CommandResult* res) {
+                   --opening_sessions_;
+                   auto c = conns_.find(conn_id);
+                   if (c != conns_.end()) {
+                     --c->second.opening;
+                     if (st.ok() && res->status.ok()) c->second.sessions.insert(res->session_id);
+                   }
                    if (!st.ok() || !res->status.ok()) {
                      ReplyError(conn_id, rid, st.ok() ? res->status : st);
                      return;
@@ -71,9 +83,14 @@ void Server::OnOpenSession(ConnState& cs, const Request& req) {
 
 void Server::OnAttachSession(ConnState& cs, const Request& req) {
   const uint64_t sid = req.attach_session().session_id();
+  if (!cs.sessions.count(sid)) {
+    if (Status st = CheckSessionLimits(cs); !st.ok())
+      return ReplyError(cs.conn->id(), req.id(), st);
+  }
   if (!TouchSession(cs.conn->id(), req.id(), sid)) return;
   SessionState& s = sessions_.at(sid);
   s.conn_id = cs.conn->id();
+  cs.sessions.insert(sid);
   v1::Response resp;
   resp.set_id(req.id());
   auto* out = resp.mutable_attach_session();
@@ -130,6 +147,7 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
                       InvalidArgument("unknown lock mode " + std::to_string(a.mode()) +
                                       "; use NL, CR, CW, PR, PW or EX"));
   }
+  if (Status s = CheckValueSize(a.value().size()); !s.ok()) return ReplyError(conn_id, rid, s);
   if (!TouchSession(conn_id, rid, a.session_id())) return;
   WaitKey key{a.session_id(), a.owner(), a.name(), static_cast<int>(core::Event::Object::kLock)};
   const uint64_t deadline = WaitDeadline(a.try_only(), a.wait_timeout_ms());

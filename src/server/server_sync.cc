@@ -22,6 +22,7 @@ void Server::ProposeAndReply(lv::Command cmd, uint64_t conn_id, uint64_t rid, Fi
 
 void Server::ProposeWait(lv::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
                          uint64_t deadline, FillFn fill, std::vector<std::string> parts) {
+  if (Status s = CheckWaitLimit(cmd, key); !s.ok()) return ReplyError(conn_id, rid, s);
   proposer_->Add(std::move(cmd),
                  [this, key = std::move(key), conn_id, rid, deadline, fill = std::move(fill),
                   parts = std::move(parts)](const Status& st, const core::CommandResult* res) {
@@ -85,6 +86,7 @@ void Server::OnSetLockValue(ConnState& cs, const Request& req) {
   if (Status s = core::ValidateLockName(v.name()); !s.ok()) {
     return ReplyError(conn_id, req.id(), s);
   }
+  if (Status s = CheckValueSize(v.value().size()); !s.ok()) return ReplyError(conn_id, req.id(), s);
   if (!TouchSession(conn_id, req.id(), v.session_id())) return;
   lv::Command cmd;
   auto* c = cmd.mutable_set_value();

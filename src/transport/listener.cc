@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "transport/endpoint.h"
+#include "transport/frame.h"
 #include "transport/stream_conn.h"
 
 namespace latchkey::transport {
@@ -278,6 +279,13 @@ class ListenerImpl final : public Listener {
     if (conns_.size() >= options_.max_connections) {
       LK_LOG_WARN("rejecting connection from %s on %s: max_connections (%zu) reached", peer.c_str(),
                   address_.c_str(), options_.max_connections);
+      if (!options_.reject_payload.empty()) {
+        // A few dozen bytes into a fresh socket's empty send buffer: the
+        // write completes at once even on a blocking socket.
+        const std::string frame = EncodeFrame(options_.reject_payload);
+        asio::write(socket, asio::buffer(frame), ignored);
+        socket.shutdown(asio::socket_base::shutdown_send, ignored);
+      }
       socket.close(ignored);
       return;
     }

@@ -55,7 +55,10 @@ struct ListenerOptions {
   std::string address = "127.0.0.1:7411";
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;
   size_t max_pending_write_bytes = 64u << 20;
-  size_t max_connections = 10000;  // beyond: accept, then close at once
+  size_t max_connections = 10000;  // beyond: accept, send reject_payload, close
+  // Framed and sent to a connection refused by max_connections before it is
+  // closed (the server puts an error there); empty = just close.
+  std::string reject_payload;
   int io_threads = 1;
   // Upper bound on a graceful Close(): time to flush queued bytes and see the
   // peer's EOF. Stop() waits at most about this long.

@@ -11,7 +11,7 @@ OUT="$BUILD/fuzz"
 mkdir -p "$OUT"
 CXX=$(command -v clang++-14 || command -v clang++)
 FLAGS=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$SRC/src" -I"$BUILD/proto" -DLATCHKEY_VERSION=\"fuzz\")
+       -I"$SRC/src" -I"$SRC/tests" -I"$BUILD/proto" -DLATCHKEY_VERSION=\"fuzz\")
 PROTO_SRCS=("$BUILD/proto/latchkey.pb.cc" "$BUILD/proto/log.pb.cc")
 COMMON=("$SRC/src/common/status.cc" "$SRC/src/common/duration.cc")
 # Every non-test source of the core, so new core files need no edit here.
@@ -28,10 +28,12 @@ build names_fuzz "$SRC/tests/fuzz/names_fuzz.cc" "${COMMON[@]}" "$SRC/src/core/n
 wait
 build log_entry_fuzz "$SRC/tests/fuzz/log_entry_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
 build snapshot_fuzz "$SRC/tests/fuzz/snapshot_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
+build request_fuzz "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc" \
+  "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
 wait
 
 status=0
-for t in frame_decoder_fuzz names_fuzz log_entry_fuzz snapshot_fuzz; do
+for t in frame_decoder_fuzz names_fuzz log_entry_fuzz snapshot_fuzz request_fuzz; do
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
   if [ -d "$SRC/tests/fuzz/corpus/$t" ]; then cp -n "$SRC/tests/fuzz/corpus/$t"/* "$corpus/" 2>/dev/null || true; fi
