@@ -60,7 +60,8 @@ using DoneFn = std::function<void(Outcome)>;
 Status StatusFromError(const pb::Error& e) {
   const int c = static_cast<int>(e.code());
   if (c == 0) return Status();
-  const Code code = (c > 0 && c <= kMaxCode) ? static_cast<Code>(c) : Code::kInternal;
+  const Code code =
+      (c > 0 && IsKnownCode(static_cast<uint32_t>(c))) ? static_cast<Code>(c) : Code::kInternal;
   std::string msg = e.message();
   if (msg.empty()) msg = "server returned " + std::string(CodeName(code));
   return Status(code, std::move(msg));

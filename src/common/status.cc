@@ -25,8 +25,13 @@ std::string_view CodeName(Code code) {
     case Code::kAlreadyExists: return "ALREADY_EXISTS";
     case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
     case Code::kDeadlock: return "DEADLOCK";
+    case Code::kValueTooLarge: return "VALUE_TOO_LARGE";
   }
   return "UNKNOWN";
+}
+
+bool IsKnownCode(uint32_t code) {
+  return code <= 255 && CodeName(static_cast<Code>(code)) != "UNKNOWN";
 }
 
 std::string Status::ToString() const {

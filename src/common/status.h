@@ -35,11 +35,15 @@ enum class Code : uint8_t {
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
   kDeadlock = 18,
+  kValueTooLarge = 40,  // a lock value block over the limit
 };
 
 inline constexpr uint8_t kMaxCode = 18;
 
 std::string_view CodeName(Code code);
+// True for every value of Code (the wire carries numbers; unknown ones map
+// to INTERNAL).
+bool IsKnownCode(uint32_t code);
 
 class [[nodiscard]] Status {
  public:

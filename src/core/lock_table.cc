@@ -299,9 +299,11 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     w.lock_ttl_ms = req.lock_ttl_ms;
     w.set_value = req.set_value;
     w.value = req.value;
+    w.cacheable = req.cacheable;
     AddWaiter(name, std::move(w));
     ++*revision;
     out.kind = AcquireOutcome::Kind::kQueued;
+    EmitCallbacks(name);
   };
 
   if (IsWaiting(who, name)) {
@@ -312,6 +314,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     if (Covers(held->mode, req.mode)) {
       HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
       if (req.reentrant) ++g.count;
+      if (req.cacheable) g.cacheable = true;
       out.grant = g;
       return out;
     }
@@ -325,7 +328,11 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     const Mode old = g.mode;
     g.mode = target;
     if (req.reentrant) ++g.count;
-    if (IsWriteMode(target)) g.fencing_token = ++*revision;
+    if (req.cacheable) g.cacheable = true;
+    if (IsWriteMode(target)) {
+      g.fencing_token = ++*revision;
+      g.callback_sent.reset();
+    }
     AdjustAncestors(name, CrOf(target) - CrOf(old), CwOf(target) - CwOf(old), 0);
     out.grant = g;
     if (req.set_value && IsWriteMode(target)) {
@@ -352,6 +359,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
   g.fencing_token = ++*revision;
   g.granted_at_ms = now_ms;
   g.lock_ttl_ms = req.lock_ttl_ms;
+  g.cacheable = req.cacheable;
   AddGrant(name, who, g);
   out.grant = g;
   if (req.set_value && IsWriteMode(req.mode)) {
@@ -402,6 +410,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     }
     GrantWaiter(c.name, c.w, revision);
   }
+  EmitCallbacks(name);
   EraseIfIdle(name);
 }
 
@@ -425,7 +434,11 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
       const Mode old = g.mode;
       g.mode = e.mode;
       if (e.reentrant) ++g.count;
-      if (IsWriteMode(e.mode)) g.fencing_token = ++*revision;
+      if (e.cacheable) g.cacheable = true;
+      if (IsWriteMode(e.mode)) {
+        g.fencing_token = ++*revision;
+        g.callback_sent.reset();
+      }
       AdjustAncestors(n, CrOf(g.mode) - CrOf(old), CwOf(g.mode) - CwOf(old), 0);
       granted = g;
     } else {
@@ -434,6 +447,7 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
       granted.fencing_token = ++*revision;
       granted.granted_at_ms = grant_time_ms_;
       granted.lock_ttl_ms = e.lock_ttl_ms;
+      granted.cacheable = e.cacheable;
       AddGrant(n, e.who, granted);
     }
     if (e.set_value && IsWriteMode(e.mode)) {
@@ -699,6 +713,45 @@ Result<OwnerId> LockTable::ExpireGrant(const std::string& name, uint64_t token, 
     }
   }
   return NotFound("grant " + std::to_string(token) + " of lock '" + name + "' is no longer held");
+}
+
+Mode DowngradeTarget(Mode held, Mode wanted) {
+  for (int m = kModeCount - 1; m > 0; --m) {
+    const Mode c = static_cast<Mode>(m);
+    if (Covers(held, c) && Compatible(c, wanted)) return c;
+  }
+  return Mode::kNL;
+}
+
+void LockTable::EmitCallbacks(const std::string& name) {
+  auto it = resources_.find(name);
+  if (it == resources_.end() || it->second.waiters.empty()) return;
+  Resource& r = it->second;
+  for (auto& [holder, g] : r.holders) {
+    if (!g.cacheable) continue;
+    // The weakest target any waiter needs from this holder.
+    std::optional<Mode> target;
+    Mode wanted = Mode::kNL;
+    for (const WaitEntry& w : r.waiters) {
+      if (w.who == holder || Compatible(w.mode, g.mode)) continue;
+      const Mode t = DowngradeTarget(g.mode, w.mode);
+      if (!target || Covers(*target, t)) {
+        target = t;
+        wanted = w.mode;
+      }
+    }
+    if (!target) continue;
+    // Exactly one callback per (grant, need): again only for a weaker need.
+    if (g.callback_sent && Covers(*target, *g.callback_sent)) continue;
+    g.callback_sent = *target;
+    callback_events_.push_back({holder, name, g, wanted, *target});
+  }
+}
+
+std::vector<CallbackEvent> LockTable::TakeCallbackEvents() {
+  std::vector<CallbackEvent> out;
+  out.swap(callback_events_);
+  return out;
 }
 
 std::vector<GrantEvent> LockTable::TakeGrantEvents() {
