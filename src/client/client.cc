@@ -355,7 +355,7 @@ struct Client::Impl {
         cb = on_callback;
       }
       if (!cb) return;
-      BlockingCallback c{ev.name(),          ev.owner(),        ev.fencing_token(),
+      BlockingCallback c{ev.name(),          ev.owner(),           ev.fencing_token(),
                          ApiMode(ev.held()), ApiMode(ev.wanted()), ApiMode(ev.downgrade_to())};
       try {
         cb(c);

@@ -195,8 +195,8 @@ LockCache::Res* LockCache::Resolve(std::string_view name) {
   return it->second.get();
 }
 
-Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds timeout,
-                          bool try_only, LockMode replacing_mode) {
+Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds timeout, bool try_only,
+                          LockMode replacing_mode) {
   const Mode mode = M(wanted);
   const Mode replacing = M(replacing_mode);
   const std::optional<SteadyClock::time_point> deadline =
@@ -210,8 +210,10 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
     }
     const bool free_now = !r->returning && !r->HeldBackByCallback(mode);
     if (free_now && core::Covers(r->grantable, mode) && r->LocalCompatible(mode, replacing)) {
-      if (replacing != Mode::kNL) --r->local[static_cast<size_t>(replacing)];
-      else ++r->users;
+      if (replacing != Mode::kNL)
+        --r->local[static_cast<size_t>(replacing)];
+      else
+        ++r->users;
       ++r->local[static_cast<size_t>(mode)];
       ++im.stats.local_grants;
       return Status::Ok();
@@ -226,9 +228,9 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
       ao.cacheable = true;
       ao.try_only = try_only;
       if (deadline) {
-        ao.wait_timeout = std::max(std::chrono::milliseconds(1),
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       *deadline - SteadyClock::now()));
+        ao.wait_timeout = std::max(
+            std::chrono::milliseconds(1),
+            std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - SteadyClock::now()));
       }
       lk.unlock();
       Result<Grant> g = client_.Acquire(r->name, ao);
@@ -250,8 +252,10 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
       // The caller that asked gets its turn even if the grant was already
       // called back (it hands back after this use): progress for everyone.
       if (core::Covers(r->grantable, mode) && r->LocalCompatible(mode, replacing)) {
-        if (replacing != Mode::kNL) --r->local[static_cast<size_t>(replacing)];
-        else ++r->users;
+        if (replacing != Mode::kNL)
+          --r->local[static_cast<size_t>(replacing)];
+        else
+          ++r->users;
         ++r->local[static_cast<size_t>(mode)];
         return Status::Ok();
       }

@@ -68,10 +68,10 @@ struct Event {
   uint64_t session_id = 0;
   GrantInfo grant;
   std::string reason;
-  uint32_t permits = 0;     // kSemaphore
-  uint64_t generation = 0;  // kBarrier
-  Mode wanted = Mode::kEX;          // kCallback: what the blocked request asks for
-  Mode downgrade_to = Mode::kNL;    // kCallback: NL = release
+  uint32_t permits = 0;           // kSemaphore
+  uint64_t generation = 0;        // kBarrier
+  Mode wanted = Mode::kEX;        // kCallback: what the blocked request asks for
+  Mode downgrade_to = Mode::kNL;  // kCallback: NL = release
 };
 
 // Outcome of one command of an entry.

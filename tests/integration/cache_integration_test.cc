@@ -136,21 +136,38 @@ TEST_F(CacheIntegrationTest, HandBackCarriesTheLocallyWrittenValue) {
   EXPECT_LT(g->value_token, g->fencing_token);
 }
 
+std::vector<std::string> Lines(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(f, l);) out.push_back(l);
+  return out;
+}
+
 TEST_F(CacheIntegrationTest, HolderThatNeverAnswersKeepsTheLockUntilItsLeaseEnds) {
-  auto a = Connect("a", 1500ms), b = Connect("b");
-  AcquireOptions cached;
-  cached.cacheable = true;
-  ASSERT_TRUE(a->Acquire("c.n", cached).ok());  // no LockCache: nobody answers
-  auto fb = std::async(std::launch::async, [&] {
-    AcquireOptions o;
-    o.wait_timeout = 500ms;
-    return b->Acquire("c.n", o);
-  });
-  EXPECT_EQ(fb.get().status().code(), Code::kTimeout);  // the holder kept it
-  a->DropConnectionForTesting();
-  ASSERT_TRUE(a->Close().ok() || true);
-  auto g = b->Acquire("c.n");
-  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  // A helper process owns the key (cached) and is then frozen: it neither
+  // answers the callback nor renews its 2 s lease.
+  const std::string out = dir_.File("holder.out");
+  pid_t holder =
+      testing::SpawnCommand({STATE_WORKER_BIN, server_.endpoint(), "k", "1", "2000", "hold"}, out);
+  ASSERT_GT(holder, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    auto l = Lines(out);
+    return !l.empty() && l.back() == "holding";
+  }));
+  kill(holder, SIGSTOP);
+  auto b = Connect("b");
+  StateStore sb(*b);
+  const auto start = std::chrono::steady_clock::now();
+  AcquireOptions quick;
+  quick.wait_timeout = 300ms;
+  EXPECT_EQ(b->Acquire(sb.LockName("k"), quick).status().code(), Code::kTimeout);
+  auto v = sb.Read("k");  // waits for the lease to end, then gets the state
+  const auto waited = std::chrono::steady_clock::now() - start;
+  kill(holder, SIGKILL);
+  testing::WaitPid(holder);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->value_or("absent"), "1");
+  EXPECT_GE(waited, 600ms);  // never less than what was left of the lease
 }
 
 TEST_F(CacheIntegrationTest, ThreeClientsMigrateOneCounterWithoutLosingAnIncrement) {
@@ -202,13 +219,6 @@ TEST_F(CacheIntegrationTest, ThreeClientsMigrateOneCounterWithoutLosingAnIncreme
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(fresh->session_id, clients[2]->session_id());
   EXPECT_FALSE(fresh->present);
-}
-
-std::vector<std::string> Lines(const std::string& path) {
-  std::ifstream f(path);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(f, l);) out.push_back(l);
-  return out;
 }
 
 TEST_F(CacheIntegrationTest, AcknowledgedIncrementsSurviveAnOwnerKilledMidRun) {

@@ -2,7 +2,11 @@
 // owned state (StateStore) `count` times and prints one line per
 // acknowledged increment ("ack <value>"), flushed, so a test that SIGKILLs
 // it knows which increments were acknowledged before the kill.
-//   state_worker ENDPOINT KEY COUNT SESSION_TTL_MS
+//   state_worker ENDPOINT KEY COUNT SESSION_TTL_MS [hold]
+// With "hold" it keeps the key cached after the last increment and waits
+// (printing "holding") until it is killed.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,8 +15,8 @@
 #include "latchkey/state_store.h"
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: state_worker ENDPOINT KEY COUNT SESSION_TTL_MS\n");
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: state_worker ENDPOINT KEY COUNT SESSION_TTL_MS [hold]\n");
     return 2;
   }
   latchkey::ClientOptions o;
@@ -40,6 +44,11 @@ int main(int argc, char** argv) {
       }
       std::printf("ack %s\n", r->value_or("").c_str());
       std::fflush(stdout);
+    }
+    if (argc == 6) {
+      std::printf("holding\n");
+      std::fflush(stdout);
+      for (;;) pause();
     }
   }
   return 0;
