@@ -168,6 +168,8 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Cached locks: pushes a BlockingCallback to the holder's connection
   // (server_cache.cc). Only the leader has connections with sessions bound.
   void PushCallback(const core::Event& e);
+  // After AttachSession: pushes again every callback its grants still owe.
+  void RepushCallbacks(uint64_t session_id);
   static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame);
 
   ServerOptions options_;

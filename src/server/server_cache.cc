@@ -1,8 +1,9 @@
 // Cached locks (loop thread): the core decides when a cacheable grant blocks
 // a request and emits one callback event per (grant, downgrade_to); this
 // pushes it to the connection the holder's session is bound to. A holder
-// that is not connected right now misses the push: it keeps the lock until
-// it answers (it learns nothing new on re-attach) or its lease ends.
+// that is not connected right now misses the push; when it re-attaches its
+// session, every callback still outstanding is pushed again
+// (RepushCallbacks), so a reconnect never strands a blocked request.
 #include "server/server.h"
 
 namespace latchkey::server {
@@ -20,6 +21,24 @@ void Server::PushCallback(const core::Event& e) {
   cb->set_wanted(static_cast<v1::LockMode>(core::ModeToLog(e.wanted)));
   cb->set_downgrade_to(static_cast<v1::LockMode>(core::ModeToLog(e.downgrade_to)));
   Push(sit->second.conn_id, push);
+}
+
+void Server::RepushCallbacks(uint64_t session_id) {
+  for (const auto& [name, held] : sm_.locks().HeldBySession(session_id)) {
+    const core::HeldGrant& g = held.second;
+    if (!g.cacheable || !g.callback_sent) continue;
+    core::Event e;
+    e.kind = core::Event::Kind::kCallback;
+    e.session_id = session_id;
+    e.grant.session_id = session_id;
+    e.grant.owner = held.first.owner;
+    e.grant.name = name;
+    e.grant.fencing_token = g.fencing_token;
+    e.grant.mode = g.mode;
+    e.wanted = core::Mode::kEX;  // not kept; downgrade_to is what matters
+    e.downgrade_to = *g.callback_sent;
+    PushCallback(e);
+  }
 }
 
 }  // namespace latchkey::server

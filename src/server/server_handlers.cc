@@ -95,6 +95,7 @@ void Server::OnAttachSession(ConnState& cs, const Request& req) {
     if (std::get<0>(key) == sid && p.conn_id == 0) p.conn_id = cs.conn->id();
   }
   Reply(cs.conn->id(), resp);
+  RepushCallbacks(sid);
 }
 
 void Server::OnKeepAlive(ConnState& cs, const Request& req) {

@@ -120,6 +120,20 @@ TEST_F(CacheIntegrationTest, CallbackDowngradesForReadersAndReleasesForWriters) 
   EXPECT_EQ(info->holders.size(), 1u);
 }
 
+TEST_F(CacheIntegrationTest, CallbackReachesAHolderThatReconnects) {
+  auto a = Connect("a"), b = Connect("b");
+  LockCache cache(*a);
+  ASSERT_TRUE(cache.Lock("c.r", LockMode::kEX).ok());
+  cache.Unlock("c.r", LockMode::kEX);
+  // The callback may hit the dropped connection; re-attaching re-sends it.
+  a->DropConnectionForTesting();
+  AcquireOptions o;
+  o.wait_timeout = 8s;
+  auto g = b->Acquire("c.r", o);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_TRUE(WaitFor([&] { return cache.Grantable("c.r") == LockMode::kNL; }));
+}
+
 TEST_F(CacheIntegrationTest, HandBackCarriesTheLocallyWrittenValue) {
   auto a = Connect("a"), b = Connect("b");
   LockCache cache(*a);
