@@ -133,6 +133,20 @@ TEST_F(CallbackTest, WeakerNeedSendsAgainDowngradeAnswersIt) {
   EXPECT_EQ(cb3[0].downgrade_to, Mode::kNL);
 }
 
+// Modes are only partly ordered: asked down to PR, then a CW waiter needs
+// CR (the meet of PR and CW), and a second PR waiter needs nothing new.
+TEST_F(CallbackTest, IncomparableNeedsAskForTheirMeetOnce) {
+  const uint64_t a = Open(), b = Open(), c = Open(), d = Open();
+  ASSERT_TRUE(Apply(AcquireCmd(a, "x", Mode::kPW)).results[0].granted);
+  auto c1 = Callbacks(Apply(AcquireCmd(b, "x", Mode::kPR)));
+  ASSERT_EQ(c1.size(), 1u);
+  EXPECT_EQ(c1[0].downgrade_to, Mode::kPR);
+  auto c2 = Callbacks(Apply(AcquireCmd(c, "x", Mode::kCW)));
+  ASSERT_EQ(c2.size(), 1u);
+  EXPECT_EQ(c2[0].downgrade_to, Mode::kCR);
+  EXPECT_TRUE(Callbacks(Apply(AcquireCmd(d, "x", Mode::kPR))).empty());
+}
+
 TEST_F(CallbackTest, ReleaseWithValueHandsTheStateToTheNextGrant) {
   const uint64_t a = Open(), b = Open();
   ASSERT_TRUE(Apply(AcquireCmd(a, "s", Mode::kEX)).results[0].granted);

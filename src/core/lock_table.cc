@@ -723,26 +723,40 @@ Mode DowngradeTarget(Mode held, Mode wanted) {
   return Mode::kNL;
 }
 
+namespace {
+// The strongest mode covered by both (modes are only partly ordered:
+// Meet(PR, CW) = CR).
+Mode Meet(Mode a, Mode b) {
+  for (int m = kModeCount - 1; m > 0; --m) {
+    const Mode c = static_cast<Mode>(m);
+    if (Covers(a, c) && Covers(b, c)) return c;
+  }
+  return Mode::kNL;
+}
+}  // namespace
+
 void LockTable::EmitCallbacks(const std::string& name) {
   auto it = resources_.find(name);
   if (it == resources_.end() || it->second.waiters.empty()) return;
   Resource& r = it->second;
   for (auto& [holder, g] : r.holders) {
     if (!g.cacheable) continue;
-    // The weakest target any waiter needs from this holder.
+    // What the holder must go down to so that every waiter it blocks fits.
     std::optional<Mode> target;
     Mode wanted = Mode::kNL;
     for (const WaitEntry& w : r.waiters) {
       if (w.who == holder || Compatible(w.mode, g.mode)) continue;
       const Mode t = DowngradeTarget(g.mode, w.mode);
-      if (!target || Covers(*target, t)) {
-        target = t;
-        wanted = w.mode;
-      }
+      if (!target || !Covers(t, *target)) wanted = w.mode;
+      target = target ? Meet(*target, t) : t;
     }
     if (!target) continue;
-    // Exactly one callback per (grant, need): again only for a weaker need.
-    if (g.callback_sent && Covers(*target, *g.callback_sent)) continue;
+    // Exactly one callback per (grant, need): again only when the holder was
+    // not already asked for a mode that satisfies this need too.
+    if (g.callback_sent) {
+      if (Covers(*target, *g.callback_sent)) continue;
+      target = Meet(*target, *g.callback_sent);
+    }
     g.callback_sent = *target;
     callback_events_.push_back({holder, name, g, wanted, *target});
   }
