@@ -199,8 +199,10 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
                           LockMode replacing_mode) {
   const Mode mode = M(wanted);
   const Mode replacing = M(replacing_mode);
-  const std::optional<SteadyClock::time_point> deadline =
-      timeout.count() > 0 ? std::optional(SteadyClock::now() + timeout) : std::nullopt;
+  // (A plain time point and a flag: gcc 12 -O2 warns on optional<time_point>.)
+  const bool has_deadline = timeout.count() > 0;
+  const SteadyClock::time_point deadline =
+      has_deadline ? SteadyClock::now() + timeout : SteadyClock::time_point();
   Impl& im = *impl_;
   std::unique_lock<std::mutex> lk(im.mu);
   for (;;) {
@@ -227,10 +229,10 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
       ao.owner = im.options.owner;
       ao.cacheable = true;
       ao.try_only = try_only;
-      if (deadline) {
+      if (has_deadline) {
         ao.wait_timeout = std::max(
             std::chrono::milliseconds(1),
-            std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - SteadyClock::now()));
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()));
       }
       lk.unlock();
       Result<Grant> g = client_.Acquire(r->name, ao);
@@ -264,8 +266,8 @@ Status LockCache::LockRes(Res* r, LockMode wanted, std::chrono::milliseconds tim
     }
     if (try_only) return Status(Code::kLockBusy, "'" + r->name + "' is in use on this node");
     ++r->waiting;
-    if (deadline) {
-      if (im.cv.wait_until(lk, *deadline) == std::cv_status::timeout) {
+    if (has_deadline) {
+      if (im.cv.wait_until(lk, deadline) == std::cv_status::timeout) {
         --r->waiting;
         return Status(Code::kTimeout, "local wait for '" + r->name + "' ran out");
       }
@@ -304,8 +306,10 @@ void LockCache::Unlock(std::string_view name, LockMode mode) {
 
 Status LockCache::Uncache(std::string_view name, std::chrono::milliseconds timeout) {
   Res* r = Resolve(name);
-  const std::optional<SteadyClock::time_point> deadline =
-      timeout.count() > 0 ? std::optional(SteadyClock::now() + timeout) : std::nullopt;
+  // (A plain time point and a flag: gcc 12 -O2 warns on optional<time_point>.)
+  const bool has_deadline = timeout.count() > 0;
+  const SteadyClock::time_point deadline =
+      has_deadline ? SteadyClock::now() + timeout : SteadyClock::time_point();
   std::unique_lock<std::mutex> lk(impl_->mu);
   if (r->grantable == Mode::kNL && !r->requesting) return Status::Ok();
   r->callback_to = Mode::kNL;
@@ -314,8 +318,8 @@ Status LockCache::Uncache(std::string_view name, std::chrono::milliseconds timeo
   ++r->waiting;
   auto done = [&] { return r->grantable == Mode::kNL && !r->returning && !r->requesting; };
   bool ok = true;
-  if (deadline) {
-    ok = impl_->cv.wait_until(lk, *deadline, done);
+  if (has_deadline) {
+    ok = impl_->cv.wait_until(lk, deadline, done);
   } else {
     impl_->cv.wait(lk, done);
   }
@@ -350,7 +354,9 @@ Result<std::string> LockCache::Value(std::string_view name) const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   auto it = impl_->res.find(std::string(name));
   if (it == impl_->res.end() || it->second->users == 0) {
-    return Status(Code::kNotHeld, "'" + std::string(name) + "' is not held on this node");
+    std::string msg("'");  // (built by append: gcc 12 -O3 -Wrestrict false positive)
+    msg.append(name).append("' is not held on this node");
+    return Status(Code::kNotHeld, std::move(msg));
   }
   return it->second->value;
 }
