@@ -134,6 +134,48 @@ TEST_F(CacheIntegrationTest, CallbackReachesAHolderThatReconnects) {
   EXPECT_TRUE(WaitFor([&] { return cache.Grantable("c.r") == LockMode::kNL; }));
 }
 
+TEST_F(CacheIntegrationTest, UncacheAndReleaseOnIdleGiveTheGrantBack) {
+  auto a = Connect("a");
+  LockCache keep(*a);
+  ASSERT_TRUE(keep.Lock("c.u", LockMode::kEX).ok());
+  keep.Unlock("c.u", LockMode::kEX);
+  ASSERT_TRUE(keep.Uncache("c.u", 5s).ok());
+  EXPECT_EQ(keep.Grantable("c.u"), LockMode::kNL);
+  auto info = a->GetLock("c.u");
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->held);
+
+  auto b = Connect("b");
+  LockCacheOptions idle;
+  idle.policy = CachePolicy::kReleaseOnIdle;
+  LockCache cache(*b, idle);
+  ASSERT_TRUE(cache.Lock("c.i", LockMode::kEX).ok());
+  EXPECT_TRUE(b->GetLock("c.i")->held);
+  cache.Unlock("c.i", LockMode::kEX);
+  EXPECT_TRUE(WaitFor([&] { return !b->GetLock("c.i")->held; }));
+}
+
+TEST_F(CacheIntegrationTest, LocalUsersShareTheGrantUnderTheMatrix) {
+  auto a = Connect("a");
+  LockCache cache(*a);
+  CachedLock r1(cache, "c.l", LockMode::kPR), r2(cache, "c.l", LockMode::kPR);
+  ASSERT_TRUE(r1.Upgrade(LockMode::kPR).ok());
+  ASSERT_TRUE(r2.Upgrade(LockMode::kPR).ok());  // readers share
+  EXPECT_EQ(cache.State("c.l").local_users, 2u);
+  // r1 wants EX: it waits for the other local reader, asynchronously.
+  auto up = r1.UpgradeAsync(LockMode::kEX, 5s);
+  EXPECT_EQ(up.wait_for(100ms), std::future_status::timeout);
+  r2.Downgrade(LockMode::kNL);
+  ASSERT_TRUE(up.get().ok());
+  EXPECT_EQ(r1.level(), LockMode::kEX);
+  EXPECT_EQ(cache.State("c.l").granted_locally, LockMode::kEX);
+  EXPECT_FALSE(r2.try_lock());  // a local EX excludes it
+  r1.Downgrade(LockMode::kPR);  // in place, no message
+  EXPECT_TRUE(r2.try_lock());
+  r2.unlock();
+  EXPECT_EQ(cache.messages_sent(), 2u);  // PR, then the upgrade to EX
+}
+
 TEST_F(CacheIntegrationTest, HandBackCarriesTheLocallyWrittenValue) {
   auto a = Connect("a"), b = Connect("b");
   LockCache cache(*a);
