@@ -109,7 +109,9 @@ class LockCache {
 
  private:
   Client& client_;
-  std::unique_ptr<Impl> impl_;
+  // Shared with the callback handler, which the io thread may still be
+  // running while the cache is destroyed.
+  std::shared_ptr<Impl> impl_;
 };
 
 // One local user's hold on a cached lock (seed 002's GlobalLock), Lockable:

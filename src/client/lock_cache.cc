@@ -110,7 +110,7 @@ struct LockCache::Impl {
 };
 
 LockCache::LockCache(Client& client, LockCacheOptions options)
-    : client_(client), impl_(std::make_unique<Impl>()) {
+    : client_(client), impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   Impl* impl = impl_.get();
   Client* c = &client_;
@@ -150,8 +150,12 @@ LockCache::LockCache(Client& client, LockCacheOptions options)
       impl->cv.notify_all();
     }
   });
-  client_.SetBlockingCallbackHandler([impl](const BlockingCallback& cb) {
+  std::weak_ptr<Impl> weak = impl_;
+  client_.SetBlockingCallbackHandler([weak](const BlockingCallback& cb) {
+    std::shared_ptr<Impl> impl = weak.lock();
+    if (!impl) return;
     std::lock_guard<std::mutex> lk(impl->mu);
+    if (impl->stopping) return;
     if (cb.owner != impl->options.owner) return;
     auto it = impl->res.find(cb.name);
     if (it == impl->res.end()) return;
