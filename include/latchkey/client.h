@@ -118,6 +118,9 @@ struct LockHolderInfo {
   uint64_t lock_ttl_ms = 0;
   LockMode mode = LockMode::kEX;
   uint32_t count = 1;
+  bool cacheable = false;                // a cached grant (LockCache / StateStore)
+  bool called_back = false;              // the server asked it to downgrade
+  LockMode callback_to = LockMode::kNL;  // to this mode (kNL = release)
 };
 
 struct LockWaiterInfo {

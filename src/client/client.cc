@@ -126,6 +126,9 @@ LockHolderInfo ToHolder(const pb::LockHolder& h) {
   out.lock_ttl_ms = h.lock_ttl_ms();
   out.mode = ApiMode(h.mode());
   out.count = std::max<uint32_t>(1, h.count());
+  out.cacheable = h.cacheable();
+  out.called_back = h.called_back();
+  out.callback_to = h.called_back() ? ApiMode(h.callback_to()) : LockMode::kNL;
   return out;
 }
 

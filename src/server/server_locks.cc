@@ -39,6 +39,11 @@ void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
     h->set_lock_ttl_ms(g.lock_ttl_ms);
     h->set_mode(WireMode(g.mode));
     h->set_count(g.count);
+    h->set_cacheable(g.cacheable);
+    if (g.callback_sent) {
+      h->set_called_back(true);
+      h->set_callback_to(WireMode(*g.callback_sent));
+    }
   }
   if (out->holders_size() > 0) {
     out->set_held(true);

@@ -81,6 +81,11 @@ TEST_F(CacheIntegrationTest, ConflictCallsBackOnceAndLocalUsersFinishFirst) {
   auto fb = std::async(std::launch::async, [&] { return b->Acquire("c.y"); });
   ASSERT_TRUE(WaitFor([&] { return cache.stats().callbacks == 1; }));
   EXPECT_TRUE(cache.State("c.y").called_back);
+  auto seen = c->GetLock("c.y");  // introspection shows the cached grant called back
+  ASSERT_TRUE(seen.ok());
+  EXPECT_TRUE(seen->holder.cacheable);
+  EXPECT_TRUE(seen->holder.called_back);
+  EXPECT_EQ(seen->holder.callback_to, LockMode::kNL);
   auto fc = std::async(std::launch::async, [&] { return c->Acquire("c.y"); });
   ASSERT_TRUE(WaitFor([&] { return Waiters(*a, "c.y") == 2; }));
   Sync(*a);
