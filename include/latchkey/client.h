@@ -75,6 +75,20 @@ struct AcquireOptions {
   std::chrono::milliseconds lock_ttl{0};
   // Written as the lock's value block when granted (needs CW, PW or EX).
   std::optional<std::string> value{};
+  // Cached lock: while this grant blocks another request the server pushes
+  // one BlockingCallback (see SetBlockingCallbackHandler). Used by LockCache.
+  bool cacheable = false;
+};
+
+// The server asks this session to downgrade a cacheable grant to
+// `downgrade_to` (kNL = release it) because a request waits behind it.
+struct BlockingCallback {
+  std::string name;
+  std::string owner;
+  uint64_t fencing_token = 0;  // the grant called back
+  LockMode held = LockMode::kEX;
+  LockMode wanted = LockMode::kEX;
+  LockMode downgrade_to = LockMode::kNL;
 };
 
 // Options of the waiting calls of semaphores, latches and barriers.
@@ -91,6 +105,8 @@ struct Grant {
   uint64_t granted_at_ms = 0;     // server time
   LockMode mode = LockMode::kEX;  // held now (an upgrade may join modes)
   uint32_t count = 1;             // reentrant acquisitions outstanding
+  std::string value;              // the lock value block at the grant
+  uint64_t value_token = 0;       // revision that wrote it (0 = never)
 };
 
 struct LockHolderInfo {
@@ -102,6 +118,9 @@ struct LockHolderInfo {
   uint64_t lock_ttl_ms = 0;
   LockMode mode = LockMode::kEX;
   uint32_t count = 1;
+  bool cacheable = false;                // a cached grant (LockCache / StateStore)
+  bool called_back = false;              // the server asked it to downgrade
+  LockMode callback_to = LockMode::kNL;  // to this mode (kNL = release)
 };
 
 struct LockWaiterInfo {
@@ -252,6 +271,22 @@ class Client {
   // Test hook: drop the TCP connection without closing the session, as a
   // network fault would. The client reconnects and re-attaches.
   void DropConnectionForTesting();
+
+  // ---- Cached locks (docs/design/0007-cached-locks.md) ----
+  // Writes the lock value block and releases (or downgrades) in one request;
+  // the held mode must be a write mode. VALUE_TOO_LARGE over 64 KiB.
+  Status ReleaseWithValue(std::string_view name, std::string_view value,
+                          std::string_view owner = {});
+  Status DowngradeWithValue(std::string_view name, LockMode mode, std::string_view value,
+                            std::string_view owner = {});
+  // Runs for every BlockingCallback pushed to this session, on the client's
+  // io thread: must not block nor call the Client. Replaces the previous one.
+  void SetBlockingCallbackHandler(std::function<void(const BlockingCallback&)> handler);
+  // Requests this client sent on behalf of its callers (keepalives and
+  // re-sends after reconnects not included).
+  uint64_t requests_sent() const;
+  // True once the session is lost or closed (a lock-free session_status()).
+  bool session_gone() const;
 
   std::optional<std::chrono::steady_clock::time_point> WaitDeadline(
       bool try_only, std::chrono::milliseconds wait) const;

@@ -19,6 +19,7 @@
 #include "latchkey/client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <future>
@@ -60,7 +61,8 @@ using DoneFn = std::function<void(Outcome)>;
 Status StatusFromError(const pb::Error& e) {
   const int c = static_cast<int>(e.code());
   if (c == 0) return Status();
-  const Code code = (c > 0 && c <= kMaxCode) ? static_cast<Code>(c) : Code::kInternal;
+  const Code code =
+      (c > 0 && IsKnownCode(static_cast<uint32_t>(c))) ? static_cast<Code>(c) : Code::kInternal;
   std::string msg = e.message();
   if (msg.empty()) msg = "server returned " + std::string(CodeName(code));
   return Status(code, std::move(msg));
@@ -124,6 +126,9 @@ LockHolderInfo ToHolder(const pb::LockHolder& h) {
   out.lock_ttl_ms = h.lock_ttl_ms();
   out.mode = ApiMode(h.mode());
   out.count = std::max<uint32_t>(1, h.count());
+  out.cacheable = h.cacheable();
+  out.called_back = h.called_back();
+  out.callback_to = h.called_back() ? ApiMode(h.callback_to()) : LockMode::kNL;
   return out;
 }
 
@@ -179,6 +184,9 @@ struct Client::Impl {
   std::string leader_hint;
   std::vector<LockLost> lost_locks;
   std::thread maintenance;
+  std::function<void(const BlockingCallback&)> on_callback;  // guarded by mu
+  std::atomic<uint64_t> requests_sent{0};
+  std::atomic<bool> gone{false};  // session lost or closed (lock-free read)
 
   explicit Impl(ClientOptions o)
       : options(std::move(o)), endpoints(SplitEndpoints(options.endpoint)) {}
@@ -239,6 +247,7 @@ struct Client::Impl {
                             req.has_semaphore_acquire() || req.has_latch_await() ||
                             req.has_barrier_await() || req.has_wait_object();
     uint64_t id = 0;
+    requests_sent.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(mu);
       if (Status st = UsableLocked(); !st.ok()) return Outcome{st, {}};
@@ -340,6 +349,24 @@ struct Client::Impl {
   }
 
   void HandlePush(const pb::Push& push) {
+    if (push.has_blocking_callback()) {
+      const auto& ev = push.blocking_callback();
+      std::function<void(const BlockingCallback&)> cb;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (ev.session_id() != session_id) return;
+        cb = on_callback;
+      }
+      if (!cb) return;
+      BlockingCallback c{ev.name(),          ev.owner(),           ev.fencing_token(),
+                         ApiMode(ev.held()), ApiMode(ev.wanted()), ApiMode(ev.downgrade_to())};
+      try {
+        cb(c);
+      } catch (...) {
+        LK_LOG_ERROR("latchkey client: blocking callback handler threw; ignored");
+      }
+      return;
+    }
     if (push.has_session_expired()) {
       const auto& ev = push.session_expired();
       uint64_t sid;
@@ -422,6 +449,7 @@ struct Client::Impl {
       std::lock_guard<std::mutex> lk(mu);
       if (state == State::kLost || state == State::kClosed || closing) return;
       state = State::kLost;
+      gone.store(true, std::memory_order_release);
       session_status = why;
       for (auto& [id, p] : pending) failed.push_back(std::move(p.done));
       pending.clear();
@@ -711,6 +739,7 @@ struct Client::Impl {
       std::lock_guard<std::mutex> lk(mu);
       const bool was_lost = state == State::kLost;
       state = State::kClosed;
+      gone.store(true, std::memory_order_release);
       if (session_status.ok())
         session_status = Status(Code::kSessionExpired, "session closed by the client");
       for (auto& [id, p] : pending) failed.push_back(std::move(p.done));
@@ -813,6 +842,7 @@ Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& optio
     a->set_set_value(true);
     a->set_value(*options.value);
   }
+  a->set_cacheable(options.cacheable);
   a->set_wait_timeout_ms(static_cast<uint64_t>(options.wait_timeout.count()));
   a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
   Outcome o = impl_->Call(std::move(req), WaitDeadline(options.try_only, options.wait_timeout));
@@ -824,7 +854,47 @@ Result<Grant> Client::Acquire(std::string_view name, const AcquireOptions& optio
   g.granted_at_ms = o.response.acquire().granted_at_ms();
   g.mode = ApiMode(o.response.acquire().mode());
   g.count = std::max<uint32_t>(1, o.response.acquire().count());
+  g.value = o.response.acquire().value();
+  g.value_token = o.response.acquire().value_token();
   return g;
+}
+
+Status Client::ReleaseWithValue(std::string_view name, std::string_view value,
+                                std::string_view owner) {
+  pb::Request req;
+  auto* r = req.mutable_release();
+  r->set_session_id(session_id());
+  r->set_owner(std::string(owner));
+  r->set_name(std::string(name));
+  r->set_set_value(true);
+  r->set_value(std::string(value));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+Status Client::DowngradeWithValue(std::string_view name, LockMode mode, std::string_view value,
+                                  std::string_view owner) {
+  pb::Request req;
+  auto* d = req.mutable_downgrade();
+  d->set_session_id(session_id());
+  d->set_owner(std::string(owner));
+  d->set_name(std::string(name));
+  d->set_mode(WireMode(mode));
+  d->set_set_value(true);
+  d->set_value(std::string(value));
+  return impl_->Call(std::move(req), impl_->DefaultDeadline()).status;
+}
+
+void Client::SetBlockingCallbackHandler(std::function<void(const BlockingCallback&)> handler) {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  impl_->on_callback = std::move(handler);
+}
+
+bool Client::session_gone() const {
+  return impl_->gone.load(std::memory_order_acquire);
+}
+
+uint64_t Client::requests_sent() const {
+  return impl_->requests_sent.load(std::memory_order_relaxed);
 }
 
 Status Client::Release(std::string_view name, std::string_view owner, bool all) {

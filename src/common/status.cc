@@ -26,8 +26,13 @@ std::string_view CodeName(Code code) {
     case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
     case Code::kDeadlock: return "DEADLOCK";
     case Code::kCompacted: return "COMPACTED";
+    case Code::kValueTooLarge: return "VALUE_TOO_LARGE";
   }
   return "UNKNOWN";
+}
+
+bool IsKnownCode(uint32_t code) {
+  return code <= 255 && CodeName(static_cast<Code>(code)) != "UNKNOWN";
 }
 
 std::string Status::ToString() const {

@@ -35,12 +35,16 @@ enum class Code : uint8_t {
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
   kDeadlock = 18,
-  kCompacted = 20,  // issue5 range 20-29
+  kCompacted = 20,       // the revision asked for was compacted away
+  kValueTooLarge = 40,  // a lock value block over the limit
 };
 
 inline constexpr uint8_t kMaxCode = 20;
 
 std::string_view CodeName(Code code);
+// True for every value of Code (the wire carries numbers; unknown ones map
+// to INTERNAL).
+bool IsKnownCode(uint32_t code);
 
 class [[nodiscard]] Status {
  public:

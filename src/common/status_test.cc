@@ -20,6 +20,14 @@ TEST(StatusTest, EveryCodeHasAName) {
   }
 }
 
+TEST(StatusTest, CodesAfterTheFirstRangeAreKnown) {
+  EXPECT_EQ(CodeName(Code::kValueTooLarge), "VALUE_TOO_LARGE");
+  EXPECT_TRUE(IsKnownCode(40));
+  EXPECT_TRUE(IsKnownCode(18));
+  EXPECT_FALSE(IsKnownCode(200));
+  EXPECT_FALSE(IsKnownCode(100000));
+}
+
 TEST(ResultTest, HoldsValueOrStatus) {
   Result<int> good = 42;
   ASSERT_TRUE(good.ok());

@@ -299,9 +299,11 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     w.lock_ttl_ms = req.lock_ttl_ms;
     w.set_value = req.set_value;
     w.value = req.value;
+    w.cacheable = req.cacheable;
     AddWaiter(name, std::move(w));
     ++*revision;
     out.kind = AcquireOutcome::Kind::kQueued;
+    EmitCallbacks(name);
   };
 
   if (IsWaiting(who, name)) {
@@ -312,6 +314,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     if (Covers(held->mode, req.mode)) {
       HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
       if (req.reentrant) ++g.count;
+      if (req.cacheable) g.cacheable = true;
       out.grant = g;
       return out;
     }
@@ -325,7 +328,11 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     const Mode old = g.mode;
     g.mode = target;
     if (req.reentrant) ++g.count;
-    if (IsWriteMode(target)) g.fencing_token = ++*revision;
+    if (req.cacheable) g.cacheable = true;
+    if (IsWriteMode(target)) {
+      g.fencing_token = ++*revision;
+      g.callback_sent.reset();
+    }
     AdjustAncestors(name, CrOf(target) - CrOf(old), CwOf(target) - CwOf(old), 0);
     out.grant = g;
     if (req.set_value && IsWriteMode(target)) {
@@ -352,6 +359,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
   g.fencing_token = ++*revision;
   g.granted_at_ms = now_ms;
   g.lock_ttl_ms = req.lock_ttl_ms;
+  g.cacheable = req.cacheable;
   AddGrant(name, who, g);
   out.grant = g;
   if (req.set_value && IsWriteMode(req.mode)) {
@@ -402,6 +410,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     }
     GrantWaiter(c.name, c.w, revision);
   }
+  EmitCallbacks(name);
   EraseIfIdle(name);
 }
 
@@ -425,7 +434,11 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
       const Mode old = g.mode;
       g.mode = e.mode;
       if (e.reentrant) ++g.count;
-      if (IsWriteMode(e.mode)) g.fencing_token = ++*revision;
+      if (e.cacheable) g.cacheable = true;
+      if (IsWriteMode(e.mode)) {
+        g.fencing_token = ++*revision;
+        g.callback_sent.reset();
+      }
       AdjustAncestors(n, CrOf(g.mode) - CrOf(old), CwOf(g.mode) - CwOf(old), 0);
       granted = g;
     } else {
@@ -434,6 +447,7 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
       granted.fencing_token = ++*revision;
       granted.granted_at_ms = grant_time_ms_;
       granted.lock_ttl_ms = e.lock_ttl_ms;
+      granted.cacheable = e.cacheable;
       AddGrant(n, e.who, granted);
     }
     if (e.set_value && IsWriteMode(e.mode)) {

@@ -54,6 +54,11 @@ struct HeldGrant {
   uint64_t fencing_token = 0;
   uint64_t granted_at_ms = 0;
   uint64_t lock_ttl_ms = 0;
+  // Cached lock: the holder takes blocking callbacks (docs/design/0007).
+  bool cacheable = false;
+  // downgrade_to of the last callback sent for this grant (nullopt = none);
+  // a callback is sent again only for a weaker downgrade_to.
+  std::optional<Mode> callback_sent;
 };
 
 struct WaitEntry {
@@ -69,6 +74,7 @@ struct WaitEntry {
   uint64_t group = 0;
   bool set_value = false;  // write `value` into the lock value on grant
   std::string value;
+  bool cacheable = false;  // the grant will take blocking callbacks
 };
 
 struct Resource {
@@ -96,6 +102,19 @@ struct GrantEvent {
   HeldGrant grant;
 };
 
+// A request waits behind a cacheable grant: ask its holder to downgrade to
+// `downgrade_to` (NL = release). One per (grant, downgrade_to).
+struct CallbackEvent {
+  OwnerId holder;
+  std::string name;
+  HeldGrant grant;  // the grant called back (token, mode held)
+  Mode wanted = Mode::kEX;
+  Mode downgrade_to = Mode::kNL;
+};
+
+// The strongest mode covered by `held` that is compatible with `wanted`.
+Mode DowngradeTarget(Mode held, Mode wanted);
+
 struct AcquireRequest {
   OwnerId who;
   std::string name;
@@ -105,6 +124,7 @@ struct AcquireRequest {
   uint64_t lock_ttl_ms = 0;
   bool set_value = false;  // on grant, write `value` (needs a write mode)
   std::string value;
+  bool cacheable = false;  // the grant takes blocking callbacks
 };
 
 struct LockPart {
@@ -160,6 +180,7 @@ class LockTable {
 
   // Events accumulated by the calls above; the caller drains them.
   std::vector<GrantEvent> TakeGrantEvents();
+  std::vector<CallbackEvent> TakeCallbackEvents();
 
   // ---- Queries ----
   const Resource* Find(std::string_view name) const;
@@ -222,6 +243,9 @@ class LockTable {
   // Rank of a name (longest declared prefix), if any.
   std::optional<uint32_t> RankOf(std::string_view name) const;
   Status CheckOrder(const OwnerId& who, const std::string& name) const;
+  // Blocking callbacks: for every waiter on `name`, asks each cacheable
+  // holder of `name` that conflicts with it to downgrade (deduplicated).
+  void EmitCallbacks(const std::string& name);
 
   std::map<std::string, Resource, std::less<>> resources_;
   std::map<std::string, uint32_t, std::less<>> ranks_;
@@ -230,6 +254,7 @@ class LockTable {
   std::map<OwnerId, OwnerState> owners_;
   std::set<std::tuple<uint64_t, std::string, uint64_t>> ttl_deadlines_;  // (deadline, name, token)
   std::vector<GrantEvent> grant_events_;
+  std::vector<CallbackEvent> callback_events_;
   size_t grant_count_ = 0;
   size_t waiter_count_ = 0;
   uint64_t next_seq_ = 1;

@@ -125,7 +125,14 @@ GrantInfo ToInfo(const OwnerId& who, const std::string& name, const HeldGrant& g
   i.lock_ttl_ms = g.lock_ttl_ms;
   i.mode = g.mode;
   i.count = g.count;
+  i.cacheable = g.cacheable;
   return i;
+}
+
+Status ValueTooLarge(size_t size) {
+  return Status(Code::kValueTooLarge, "lock value is " + std::to_string(size) +
+                                          " bytes; the limit is " +
+                                          std::to_string(kMaxLockValueBytes) + " bytes");
 }
 
 Status ValidateLockRequest(std::string_view name, std::string_view owner) {
@@ -150,6 +157,19 @@ void StateMachine::DrainGrants(std::vector<Event>* events) {
     e.kind = Event::Kind::kGranted;
     e.session_id = g.who.session;
     e.grant = ToInfo(g.who, g.name, g.grant);
+    if (const Resource* res = locks_.Find(g.name)) {
+      e.grant.value = res->value;
+      e.grant.value_token = res->value_token;
+    }
+    events->push_back(std::move(e));
+  }
+  for (CallbackEvent& c : locks_.TakeCallbackEvents()) {
+    Event e;
+    e.kind = Event::Kind::kCallback;
+    e.session_id = c.holder.session;
+    e.grant = ToInfo(c.holder, c.name, c.grant);
+    e.wanted = c.wanted;
+    e.downgrade_to = c.downgrade_to;
     events->push_back(std::move(e));
   }
   for (SyncEvent& s : sync_.TakeEvents()) {
@@ -237,13 +257,13 @@ CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
   }
   if (c.set_value()) {
     if (c.value().size() > kMaxLockValueBytes) {
-      r.status = InvalidArgument("lock value is " + std::to_string(c.value().size()) +
-                                 " bytes; the limit is " + std::to_string(kMaxLockValueBytes));
+      r.status = ValueTooLarge(c.value().size());
       return r;
     }
     req.set_value = true;
     req.value = c.value();
   }
+  req.cacheable = c.cacheable();
   AcquireOutcome out = locks_.Acquire(req, time_ms_, &revision_);
   FillOutcome(out, req.who, req.name, &r);
   return r;
@@ -255,6 +275,10 @@ void StateMachine::FillOutcome(const AcquireOutcome& out, const OwnerId& who,
     case AcquireOutcome::Kind::kGranted:
       r->granted = true;
       r->grant = ToInfo(who, name, out.grant);
+      if (const Resource* res = locks_.Find(name)) {
+        r->grant.value = res->value;
+        r->grant.value_token = res->value_token;
+      }
       break;
     case AcquireOutcome::Kind::kQueued: r->queued = true; break;
     case AcquireOutcome::Kind::kBusy: {
@@ -316,8 +340,7 @@ CommandResult StateMachine::SetValue(const lv::SetValueCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
   if (c.value().size() > kMaxLockValueBytes) {
-    r.status = InvalidArgument("lock value is " + std::to_string(c.value().size()) +
-                               " bytes; the limit is " + std::to_string(kMaxLockValueBytes));
+    r.status = ValueTooLarge(c.value().size());
     return r;
   }
   r.status = locks_.SetValue(OwnerId{c.session_id(), c.owner()}, c.name(), c.value(), &revision_);
@@ -336,14 +359,30 @@ CommandResult StateMachine::Release(const lv::ReleaseCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
   locks_.set_time(time_ms_);
+  if (r.status = WriteValueFirst(c.session_id(), c.owner(), c.name(), c.set_value(), c.value());
+      !r.status.ok()) {
+    return r;
+  }
   r.status = locks_.Release(OwnerId{c.session_id(), c.owner()}, c.name(), c.all(), &revision_);
   return r;
+}
+
+Status StateMachine::WriteValueFirst(uint64_t session, const std::string& owner,
+                                     const std::string& name, bool set_value,
+                                     const std::string& value) {
+  if (!set_value) return Status::Ok();
+  if (value.size() > kMaxLockValueBytes) return ValueTooLarge(value.size());
+  return locks_.SetValue(OwnerId{session, owner}, name, value, &revision_);
 }
 
 CommandResult StateMachine::Downgrade(const lv::DowngradeCmd& c) {
   CommandResult r;
   if (r.status = CheckSession(c.session_id()); !r.status.ok()) return r;
   locks_.set_time(time_ms_);
+  if (r.status = WriteValueFirst(c.session_id(), c.owner(), c.name(), c.set_value(), c.value());
+      !r.status.ok()) {
+    return r;
+  }
   r.status = locks_.Downgrade(OwnerId{c.session_id(), c.owner()}, c.name(), ModeFromLog(c.mode()),
                               &revision_);
   return r;
@@ -528,6 +567,8 @@ lv::Snapshot StateMachine::ToProto() const {
       h->set_lock_ttl_ms(g.lock_ttl_ms);
       h->set_mode(ModeToLog(g.mode));
       h->set_count(g.count);
+      h->set_cacheable(g.cacheable);
+      if (g.callback_sent) h->set_callback_sent(ModeToLog(*g.callback_sent));
     }
     for (const WaitEntry& w : res.waiters) {
       auto* pw = p->add_waiters();
@@ -542,6 +583,7 @@ lv::Snapshot StateMachine::ToProto() const {
       pw->set_group(w.group);
       pw->set_set_value(w.set_value);
       pw->set_value(w.value);
+      pw->set_cacheable(w.cacheable);
     }
     p->set_value(res.value);
     p->set_value_token(res.value_token);
@@ -622,6 +664,8 @@ Status StateMachine::Restore(std::string_view bytes) {
       g.fencing_token = h.fencing_token();
       g.granted_at_ms = h.granted_at_ms();
       g.lock_ttl_ms = h.lock_ttl_ms();
+      g.cacheable = h.cacheable();
+      if (h.callback_sent() != 0) g.callback_sent = ModeFromLog(h.callback_sent());
       fresh.locks_.RestoreGrant(p.name(), who, g);
     }
     for (const auto& w : p.waiters()) {
@@ -641,6 +685,7 @@ Status StateMachine::Restore(std::string_view bytes) {
       e.group = w.group();
       e.set_value = w.set_value();
       e.value = w.value();
+      e.cacheable = w.cacheable();
       if (e.conversion != (fresh.locks_.FindGrant(who, p.name()) != nullptr)) {
         return Status(Code::kInternal, "snapshot waiter on '" + p.name() + "' is inconsistent");
       }

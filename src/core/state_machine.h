@@ -47,6 +47,10 @@ struct GrantInfo {
   uint64_t lock_ttl_ms = 0;
   Mode mode = Mode::kEX;
   uint32_t count = 1;
+  // Lock grants: the lock value block at the grant (delivered with it).
+  std::string value;
+  uint64_t value_token = 0;
+  bool cacheable = false;
 };
 
 // Side effects that must reach clients (pushes, late replies).
@@ -55,6 +59,7 @@ struct Event {
     kGranted,       // a waiting request (or conversion) was granted (grant)
     kSessionEnded,  // session_id closed or expired (reason)
     kLockLost,      // grant lost by its lock TTL (grant, reason)
+    kCallback,      // a cacheable grant blocks a request (grant, wanted, downgrade_to)
   };
   // What kGranted is about: a lock, semaphore permits, an opened latch or a
   // tripped barrier (grant.name / grant.owner name the object and waiter).
@@ -64,8 +69,10 @@ struct Event {
   uint64_t session_id = 0;
   GrantInfo grant;
   std::string reason;
-  uint32_t permits = 0;     // kSemaphore
-  uint64_t generation = 0;  // kBarrier
+  uint32_t permits = 0;           // kSemaphore
+  uint64_t generation = 0;        // kBarrier
+  Mode wanted = Mode::kEX;        // kCallback: what the blocked request asks for
+  Mode downgrade_to = Mode::kNL;  // kCallback: NL = release
 };
 
 // Outcome of one command of an entry.
@@ -154,6 +161,10 @@ class StateMachine {
   CommandResult Transfer(const log::v1::TransferCmd& c);
   CommandResult AcquireMany(const log::v1::AcquireManyCmd& c);
   CommandResult SetValue(const log::v1::SetValueCmd& c);
+  // Writes a Release/Downgrade's value first (the size and write mode are
+  // checked); OK when the command carries none.
+  Status WriteValueFirst(uint64_t session, const std::string& owner, const std::string& name,
+                         bool set_value, const std::string& value);
   CommandResult DeclareRank(const log::v1::DeclareRankCmd& c);
   CommandResult SemaphoreAcquire(const log::v1::SemaphoreAcquireCmd& c);
   CommandResult SemaphoreRelease(const log::v1::SemaphoreReleaseCmd& c);

@@ -365,6 +365,7 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
         Push(sit->second.conn_id, push);
         break;
       }
+      case core::Event::Kind::kCallback: PushCallback(e); break;
     }
   }
 }

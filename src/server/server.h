@@ -206,6 +206,11 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void Reply(uint64_t conn_id, v1::Response& resp);
   void ReplyError(uint64_t conn_id, uint64_t request_id, const Status& status);
   void Push(uint64_t conn_id, const v1::Push& push);
+  // Cached locks: pushes a BlockingCallback to the holder's connection
+  // (server_cache.cc). Only the leader has connections with sessions bound.
+  void PushCallback(const core::Event& e);
+  // After AttachSession: pushes again every callback its grants still owe.
+  void RepushCallbacks(uint64_t session_id);
   static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame);
 
   ServerOptions options_;

@@ -17,6 +17,8 @@ void FillGrant(v1::AcquireReply* out, const core::GrantInfo& g) {
   out->set_granted_at_ms(g.granted_at_ms);
   out->set_mode(static_cast<v1::LockMode>(core::ModeToLog(g.mode)));
   out->set_count(g.count);
+  out->set_value(g.value);
+  out->set_value_token(g.value_token);
 }
 
 }  // namespace
@@ -110,6 +112,7 @@ void Server::OnAttachSession(ConnState& cs, const Request& req) {
     if (std::get<0>(key) == sid && p.conn_id == 0) p.conn_id = cs.conn->id();
   }
   Reply(cs.conn->id(), resp);
+  RepushCallbacks(sid);
 }
 
 void Server::OnKeepAlive(ConnState& cs, const Request& req) {
@@ -163,6 +166,7 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   c->set_request_id(rid);
   c->set_set_value(a.set_value());
   c->set_value(a.value());
+  c->set_cacheable(a.cacheable());
   ProposeWait(std::move(cmd), key, conn_id, rid, deadline,
               [](const core::CommandResult& res, v1::Response* r) {
                 FillGrant(r->mutable_acquire(), res.grant);
@@ -181,6 +185,8 @@ void Server::OnRelease(ConnState& cs, const Request& req) {
   c->set_owner(r.owner());
   c->set_name(r.name());
   c->set_all(r.all());
+  c->set_set_value(r.set_value());
+  c->set_value(r.value());
   ProposeAndReply(std::move(cmd), conn_id, rid,
                   [](const core::CommandResult&, v1::Response* resp) { resp->mutable_release(); });
 }

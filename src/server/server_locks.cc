@@ -39,6 +39,11 @@ void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
     h->set_lock_ttl_ms(g.lock_ttl_ms);
     h->set_mode(WireMode(g.mode));
     h->set_count(g.count);
+    h->set_cacheable(g.cacheable);
+    if (g.callback_sent) {
+      h->set_called_back(true);
+      h->set_callback_to(WireMode(*g.callback_sent));
+    }
   }
   if (out->holders_size() > 0) {
     out->set_held(true);
@@ -70,6 +75,8 @@ void Server::OnDowngrade(ConnState& cs, const Request& req) {
   c->set_owner(d.owner());
   c->set_name(d.name());
   c->set_mode(static_cast<uint32_t>(d.mode()));
+  c->set_set_value(d.set_value());
+  c->set_value(d.value());
   ProposeAndReply(std::move(cmd), conn_id, rid,
                   [](const core::CommandResult&, v1::Response* r) { r->mutable_downgrade(); });
 }
@@ -216,6 +223,8 @@ void Server::FillWaitReply(const core::Event& e, const PendingAcquire& p,
       a->set_granted_at_ms(e.grant.granted_at_ms);
       a->set_mode(WireMode(e.grant.mode));
       a->set_count(e.grant.count);
+      a->set_value(e.grant.value);
+      a->set_value_token(e.grant.value_token);
       return;
     }
     case core::Event::Object::kSemaphore:
