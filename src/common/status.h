@@ -35,7 +35,7 @@ enum class Code : uint8_t {
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
   kDeadlock = 18,
-  kCompacted = 20,       // the revision asked for was compacted away
+  kCompacted = 20,      // the revision asked for was compacted away
   kValueTooLarge = 40,  // a lock value block over the limit
 };
 

@@ -69,8 +69,9 @@ Status Server::CheckWaitLimit(const lv::Command& cmd, const WaitKey& key) const 
 
 Status Server::CheckValueSize(size_t bytes) {
   if (bytes <= core::kMaxLockValueBytes) return Status::Ok();
-  return InvalidArgument("lock value is " + std::to_string(bytes) + " bytes; the limit is " +
-                         std::to_string(core::kMaxLockValueBytes) + " (fixed)");
+  return Status(Code::kValueTooLarge, "lock value is " + std::to_string(bytes) +
+                                          " bytes; the limit is " +
+                                          std::to_string(core::kMaxLockValueBytes) + " (fixed)");
 }
 
 std::string Server::RejectConnectionPayload() const {

@@ -194,7 +194,7 @@ TEST_F(LimitsTest, NameOwnerAndValueSizes) {
 
   auto value = c.ReplyTo(c.SendAcquire(sid, "v", true, std::string(64 * 1024 + 1, 'v')));
   ASSERT_TRUE(value.has_value());
-  EXPECT_EQ(value->error().code(), v1::INVALID_ARGUMENT);
+  EXPECT_EQ(value->error().code(), v1::VALUE_TOO_LARGE);
   EXPECT_NE(value->error().message().find("65536"), std::string::npos) << value->error().message();
   auto fits = c.ReplyTo(c.SendAcquire(sid, "v", true, std::string(64 * 1024, 'v')));
   ASSERT_TRUE(fits.has_value());

@@ -176,6 +176,7 @@ void Driver::ConsumeEvents() {
           break;
         case core::Event::Kind::kSessionEnded: *c = Client{}; break;
         case core::Event::Kind::kLockLost: c->held.erase(key); break;
+        case core::Event::Kind::kCallback: break;  // the sim's clients do not cache
       }
     }
   }
