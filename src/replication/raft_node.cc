@@ -58,6 +58,7 @@
 
 #include "common/log.h"
 #include "replication/entry_envelope.h"
+#include "replication/raft_buffers.h"
 
 extern "C" {
 #include <raft.h>
@@ -702,18 +703,7 @@ struct RaftNode::Impl {
       return RAFT_IOERR;
     }
     const std::string& data = *snap;
-    auto* array = static_cast<struct raft_buffer*>(raft_malloc(sizeof(struct raft_buffer)));
-    if (array == nullptr) return RAFT_NOMEM;
-    void* base = raft_malloc(data.empty() ? 1 : data.size());
-    if (base == nullptr) {
-      raft_free(array);
-      return RAFT_NOMEM;
-    }
-    if (!data.empty()) std::memcpy(base, data.data(), data.size());
-    array[0].base = base;
-    array[0].len = data.size();
-    *bufs = array;  // raft frees both with raft_free (FSM version 1)
-    *n_bufs = 1;
+    if (int rv = SnapshotToRaftBuffers(data, bufs, n_bufs); rv != 0) return rv;
     LK_LOG_DEBUG("raft node %llu: snapshot of %zu bytes at applied index %llu",
                  static_cast<unsigned long long>(self->options.node_id), data.size(),
                  raft_last_applied(&self->raft));

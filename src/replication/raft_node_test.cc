@@ -194,6 +194,50 @@ std::string Payload(int i) {
   return "entry-" + std::to_string(i);
 }
 
+// N voters in one process, each on its own port and data dir, started
+// together; Start() returns the index of the first node to become leader.
+struct VoterGroup {
+  explicit VoterGroup(int n) : dirs(n), hooks(n) {
+    for (int i = 0; i < n; ++i) {
+      peers.push_back({static_cast<uint64_t>(i + 1), Address(PickFreePort())});
+    }
+  }
+  // Multi-voter Start() returns once raft runs, without waiting for a leader.
+  Result<int> Start(uint32_t election_timeout_ms, uint32_t heartbeat_timeout_ms) {
+    for (size_t i = 0; i < peers.size(); ++i) {
+      RaftNodeOptions o;
+      o.node_id = peers[i].id;
+      o.raft_address = peers[i].address;
+      o.data_dir = dirs[i].path;
+      o.initial_voters = peers;
+      o.election_timeout_ms = election_timeout_ms;
+      o.heartbeat_timeout_ms = heartbeat_timeout_ms;
+      auto created = RaftNode::Create(o, &hooks[i]);
+      if (!created.ok()) return created.status();
+      nodes.push_back(std::move(created.value()));
+      nodes.back()->SetLeadershipHandler([this, i](bool is_leader) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (is_leader) leader = static_cast<int>(i);
+        cv.notify_all();
+      });
+      LATCHKEY_RETURN_IF_ERROR(nodes.back()->Start());
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, kDeadline, [&] { return leader >= 0; })) {
+      return Status(Code::kTimeout, "no leader elected");
+    }
+    return leader;
+  }
+
+  std::vector<TempDir> dirs;
+  std::vector<RaftPeer> peers;
+  std::vector<TestHooks> hooks;
+  std::mutex mu;  // declared before nodes: leadership handlers run until they stop
+  std::condition_variable cv;
+  int leader = -1;  // guarded by mu
+  std::vector<std::unique_ptr<RaftNode>> nodes;
+};
+
 class RaftNodeTest : public ::testing::Test {
  protected:
   void SetUp() override { port_ = PickFreePort(); }
@@ -518,42 +562,12 @@ TEST_F(RaftNodeTest, StopWithQueuedAppendsDoesNotCrash) {
 // Proposals that cannot commit (the only other voter is gone) fail with a
 // non-OK status when the node stops; nothing leaks. Stop is idempotent.
 TEST_F(RaftNodeTest, StopFailsUncommittedProposals) {
-  std::vector<TempDir> dirs(2);
-  std::vector<RaftPeer> peers;
-  for (int i = 0; i < 2; ++i) {
-    peers.push_back({static_cast<uint64_t>(i + 1), Address(PickFreePort())});
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  int leader = -1;  // guarded by mu
-  std::vector<TestHooks> hooks(2);
-  std::vector<std::unique_ptr<RaftNode>> nodes;
-  for (int i = 0; i < 2; ++i) {
-    RaftNodeOptions o;
-    o.node_id = peers[i].id;
-    o.raft_address = peers[i].address;
-    o.data_dir = dirs[i].path;
-    o.initial_voters = peers;
-    // The leader keeps leading this long without hearing from the follower.
-    o.election_timeout_ms = 500;
-    o.heartbeat_timeout_ms = 20;
-    auto created = RaftNode::Create(o, &hooks[i]);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    nodes.push_back(std::move(created.value()));
-    nodes.back()->SetLeadershipHandler([&, i](bool is_leader) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (is_leader) leader = i;
-      cv.notify_all();
-    });
-    Status st = nodes.back()->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  int l = -1;
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, kDeadline, [&] { return leader >= 0; }));
-    l = leader;
-  }
+  VoterGroup group(2);
+  // The leader keeps leading this long without hearing from the follower.
+  Result<int> elected = group.Start(/*election_timeout_ms=*/500, /*heartbeat_timeout_ms=*/20);
+  ASSERT_TRUE(elected.ok()) << elected.status().ToString();
+  const int l = *elected;
+  auto& nodes = group.nodes;
   nodes[1 - l]->Stop();  // quorum gone; the leader has not noticed yet
 
   constexpr int kN = 100;
@@ -585,42 +599,13 @@ TEST_F(RaftNodeTest, StopFailsUncommittedProposals) {
 // same indexes; a follower refuses proposals with NOT_LEADER.
 TEST_F(RaftNodeTest, ThreeVotersReplicate) {
   constexpr int kVoters = 3;
-  std::vector<TempDir> dirs(kVoters);
-  std::vector<RaftPeer> peers;
-  for (int i = 0; i < kVoters; ++i) {
-    peers.push_back({static_cast<uint64_t>(i + 1), Address(PickFreePort())});
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  int leader = -1;  // guarded by mu
-  std::vector<TestHooks> hooks(kVoters);
-  std::vector<std::unique_ptr<RaftNode>> nodes;
-  for (int i = 0; i < kVoters; ++i) {
-    RaftNodeOptions o;
-    o.node_id = peers[i].id;
-    o.raft_address = peers[i].address;
-    o.data_dir = dirs[i].path;
-    o.initial_voters = peers;
-    o.election_timeout_ms = 150;
-    o.heartbeat_timeout_ms = 15;
-    auto created = RaftNode::Create(o, &hooks[i]);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    nodes.push_back(std::move(created.value()));
-    nodes.back()->SetLeadershipHandler([&, i](bool is_leader) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (is_leader) leader = i;
-      cv.notify_all();
-    });
-    // Multi-voter Start() returns once raft runs, without waiting for a leader.
-    Status st = nodes.back()->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  int l = -1;
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, kDeadline, [&] { return leader >= 0; }));
-    l = leader;
-  }
+  VoterGroup group(kVoters);
+  Result<int> elected = group.Start(/*election_timeout_ms=*/150, /*heartbeat_timeout_ms=*/15);
+  ASSERT_TRUE(elected.ok()) << elected.status().ToString();
+  const int l = *elected;
+  auto& nodes = group.nodes;
+  auto& hooks = group.hooks;
+  const auto& peers = group.peers;
   const int follower = (l + 1) % kVoters;
   RaftInfo info = RunOnLoop(*nodes[l], [&] { return nodes[l]->Info(); });
   EXPECT_EQ(info.role, RaftInfo::Role::kLeader);

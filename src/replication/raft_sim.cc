@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "replication/entry_envelope.h"
+#include "replication/raft_buffers.h"
 
 extern "C" {
 #include <raft.h>
@@ -180,18 +181,7 @@ struct SimCluster::Impl {
     Result<std::string> snap = ctx->impl->hooks[ctx->server]->TakeSnapshot();
     if (!snap.ok()) return RAFT_IOERR;
     const std::string& data = *snap;
-    auto* array = static_cast<struct raft_buffer*>(raft_malloc(sizeof(struct raft_buffer)));
-    if (array == nullptr) return RAFT_NOMEM;
-    void* base = raft_malloc(data.empty() ? 1 : data.size());
-    if (base == nullptr) {
-      raft_free(array);
-      return RAFT_NOMEM;
-    }
-    if (!data.empty()) std::memcpy(base, data.data(), data.size());
-    array[0].base = base;
-    array[0].len = data.size();
-    *bufs = array;
-    *n_bufs = 1;
+    if (int rv = SnapshotToRaftBuffers(data, bufs, n_bufs); rv != 0) return rv;
     return 0;
   }
 
