@@ -12,6 +12,7 @@
 #include "latchkey/cached_lock.h"
 #include "latchkey/client.h"
 #include "latchkey/state_store.h"
+#include "testlib/server_fixture.h"
 #include "testlib/server_process.h"
 
 namespace latchkey {
@@ -22,29 +23,11 @@ using testing::ServerProcess;
 using testing::TempDir;
 using testing::WaitFor;
 
-class CacheIntegrationTest : public ::testing::Test {
+class CacheIntegrationTest : public testing::SingleServerTest {
  protected:
-  void SetUp() override { ASSERT_TRUE(server_.Start()) << "server did not start"; }
-
-  std::unique_ptr<Client> Connect(const std::string& name, std::chrono::milliseconds ttl = 10s) {
-    ClientOptions o;
-    o.endpoint = server_.endpoint();
-    o.client_name = name;
-    o.session_ttl = ttl;
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(c.value()) : nullptr;
-  }
-  size_t Waiters(Client& c, const std::string& name) {
-    auto info = c.GetLock(name);
-    return info.ok() ? info->waiters : 0;
-  }
   // Pushes made before a reply on one connection arrive before it: after
   // this round trip every callback already applied has been handled.
   void Sync(Client& c) { ASSERT_TRUE(c.GetLock("sync").ok()); }
-
-  TempDir dir_;
-  ServerProcess server_{dir_.File("data")};
 };
 
 TEST_F(CacheIntegrationTest, CachedReacquireSendsNoMessage) {

@@ -11,6 +11,7 @@
 
 #include "latchkey/client.h"
 #include "latchkey/mutex.h"
+#include "testlib/server_fixture.h"
 #include "testlib/server_process.h"
 
 namespace latchkey {
@@ -21,27 +22,7 @@ using testing::ServerProcess;
 using testing::TempDir;
 using testing::WaitFor;
 
-class LockIntegrationTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_TRUE(server_.Start()) << "server did not start"; }
-
-  std::unique_ptr<Client> Connect(const std::string& name, std::chrono::milliseconds ttl = 10s) {
-    ClientOptions o;
-    o.endpoint = server_.endpoint();
-    o.client_name = name;
-    o.session_ttl = ttl;
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(c.value()) : nullptr;
-  }
-  size_t Waiters(Client& c, const std::string& name) {
-    auto info = c.GetLock(name);
-    return info.ok() ? info->waiters : 0;
-  }
-
-  TempDir dir_;
-  ServerProcess server_{dir_.File("data")};
-};
+using LockIntegrationTest = testing::SingleServerTest;
 
 TEST_F(LockIntegrationTest, TwoClientsContend) {
   auto a = Connect("a"), b = Connect("b");

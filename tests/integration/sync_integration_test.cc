@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "latchkey/client.h"
+#include "testlib/server_fixture.h"
 #include "testlib/server_process.h"
 
 namespace latchkey {
@@ -17,21 +18,7 @@ using testing::ServerProcess;
 using testing::TempDir;
 using testing::WaitFor;
 
-class SyncIntegrationTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_TRUE(server_.Start()); }
-  std::unique_ptr<Client> Connect(const std::string& name) {
-    ClientOptions o;
-    o.endpoint = server_.endpoint();
-    o.client_name = name;
-    auto c = Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status().ToString();
-    return c.ok() ? std::move(c.value()) : nullptr;
-  }
-
-  TempDir dir_;
-  ServerProcess server_{dir_.File("data")};
-};
+using SyncIntegrationTest = testing::SingleServerTest;
 
 TEST_F(SyncIntegrationTest, SemaphoreAdmitsAtMostItsLimit) {
   constexpr int kClients = 6;
