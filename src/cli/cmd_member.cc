@@ -1,7 +1,8 @@
-// `latchkey member list|add|remove|transfer-leader`: cluster membership.
+// `latchkey member list|add|promote|remove|transfer-leader`: cluster membership.
 // Every change goes to the leader (the client follows NOT_LEADER redirects),
 // one change at a time.
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
 #include "latchkey/client.h"
@@ -44,13 +45,16 @@ Subcommand AddMemberCommand(CLI::App& app) {
       ->required();
   add->add_option("--client-address", flags->client_address,
                   "Its client address (HOST:PORT), named in redirects to it");
+  auto* promote = cmd->add_subcommand(
+      "promote", "Make a spare or standby node a voter (after an add that was not promoted)");
+  promote->add_option("--id", flags->node_id, "The node to promote")->required();
   auto* remove = cmd->add_subcommand("remove", "Remove a node (not the leader: transfer first)");
   remove->add_option("--id", flags->node_id, "The node to remove")->required();
   auto* transfer =
       cmd->add_subcommand("transfer-leader", "Hand leadership to another voter (default: any)");
   transfer->add_option("--id", flags->node_id, "The voter that should lead");
 
-  return {cmd, [flags, list, add, remove, transfer]() -> int {
+  return {cmd, [flags, list, add, promote, remove, transfer]() -> int {
             ClientOptions o;
             o.endpoint = flags->client.endpoint;
             o.client_name = "latchkey member";
@@ -79,6 +83,29 @@ Subcommand AddMemberCommand(CLI::App& app) {
               std::printf("node %llu added as a voter\n",
                           static_cast<unsigned long long>(flags->node_id));
               return 0;
+            }
+            if (promote->parsed()) {
+              // AddMember of a node that is already a spare at its address
+              // only promotes it; the address comes from the configuration.
+              auto members = c.ListMembers();
+              if (!members.ok()) return Fail("promote", members.status());
+              for (const MemberInfo& m : *members) {
+                if (m.node_id != flags->node_id) continue;
+                if (m.role == "voter") {
+                  std::printf("node %llu is already a voter\n",
+                              static_cast<unsigned long long>(m.node_id));
+                  return 0;
+                }
+                Status st = c.AddMember(m.node_id, m.raft_address, m.client_address);
+                if (!st.ok()) return Fail("promote", st);
+                std::printf("node %llu promoted to voter\n",
+                            static_cast<unsigned long long>(m.node_id));
+                return 0;
+              }
+              return Fail("promote",
+                          Status(Code::kNotFound, "node " + std::to_string(flags->node_id) +
+                                                      " is not in the configuration; add it with "
+                                                      "`latchkey member add`"));
             }
             if (remove->parsed()) {
               Status st = c.RemoveMember(flags->node_id);

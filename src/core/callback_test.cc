@@ -28,6 +28,15 @@ class CallbackTest : public ::testing::Test {
     c->set_cacheable(cacheable);
     return e;
   }
+  lv::LogEntry ValueAcquireCmd(uint64_t sid, const std::string& name, const std::string& value,
+                               uint64_t request_id) {
+    lv::LogEntry e = AcquireCmd(sid, name, Mode::kEX, /*cacheable=*/false);
+    auto* c = e.mutable_commands(0)->mutable_acquire();
+    c->set_set_value(true);
+    c->set_value(value);
+    c->set_request_id(request_id);
+    return e;
+  }
   lv::LogEntry ReleaseCmd(uint64_t sid, const std::string& name, const std::string* value) {
     lv::LogEntry e = MakeEntry(++now_);
     auto* c = e.add_commands()->mutable_release();
@@ -199,6 +208,33 @@ TEST_F(CallbackTest, SnapshotKeepsCacheableAndCallbackState) {
   ApplyResult r = restored.Apply(++index_, e);
   EXPECT_TRUE(Callbacks(r).empty());
   EXPECT_TRUE(restored.locks().FindWait("s", OwnerId{b, ""})->cacheable);
+}
+
+TEST_F(CallbackTest, HolderAcquiringAgainWithAValueWritesItOnceAndRetriesDoNot) {
+  const uint64_t a = Open();
+  ApplyResult first = Apply(ValueAcquireCmd(a, "elect.1", "first", 1));
+  ASSERT_TRUE(first.results[0].granted);
+  const uint64_t token = first.results[0].grant.fencing_token;
+  EXPECT_EQ(first.results[0].grant.value, "first");
+  // The holder campaigns again (say after an unknown outcome) with a new value.
+  ApplyResult second = Apply(ValueAcquireCmd(a, "elect.1", "second", 2));
+  ASSERT_TRUE(second.results[0].granted);
+  EXPECT_EQ(second.results[0].grant.fencing_token, token);  // same grant
+  EXPECT_EQ(second.results[0].grant.value, "second");
+  EXPECT_GT(second.results[0].grant.value_token, first.results[0].grant.value_token);
+  EXPECT_EQ(sm_.locks().Find("elect.1")->value, "second");
+  // A late retry of request 1 reports the grant and leaves the newer value.
+  ApplyResult retry = Apply(ValueAcquireCmd(a, "elect.1", "first", 1));
+  ASSERT_TRUE(retry.results[0].granted);
+  EXPECT_EQ(retry.results[0].grant.value, "second");
+  EXPECT_EQ(retry.results[0].grant.value_token, second.results[0].grant.value_token);
+  // A retry of request 2 writes nothing either: the value token stays.
+  ApplyResult retry2 = Apply(ValueAcquireCmd(a, "elect.1", "second", 2));
+  EXPECT_EQ(retry2.results[0].grant.value_token, second.results[0].grant.value_token);
+  // The grant was not counted twice: one release frees it.
+  ASSERT_TRUE(Apply(ReleaseCmd(a, "elect.1", nullptr)).results[0].status.ok());
+  EXPECT_TRUE(sm_.locks().Find("elect.1") == nullptr ||
+              sm_.locks().Find("elect.1")->holders.empty());
 }
 
 }  // namespace

@@ -316,6 +316,13 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
       if (req.reentrant) ++g.count;
       if (req.cacheable) g.cacheable = true;
       out.grant = g;
+      // A holder asking again with a value writes it, as SetValue would (a
+      // retried request id does not: a newer write may have followed it).
+      if (req.set_value && IsWriteMode(req.mode) && !req.retry) {
+        Resource& r = resources_.find(name)->second;
+        r.value = req.value;
+        r.value_token = ++*revision;
+      }
       return out;
     }
     const Mode target = Join(held->mode, req.mode);

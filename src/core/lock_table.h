@@ -125,6 +125,9 @@ struct AcquireRequest {
   bool set_value = false;  // on grant, write `value` (needs a write mode)
   std::string value;
   bool cacheable = false;  // the grant takes blocking callbacks
+  // A retry of a request id already applied: a holder's covering grant is
+  // reported without counting again or rewriting the value.
+  bool retry = false;
 };
 
 struct LockPart {

@@ -246,10 +246,13 @@ CommandResult StateMachine::Acquire(const lv::AcquireCmd& c) {
   req.try_only = c.try_only();
   req.reentrant = c.reentrant();
   req.lock_ttl_ms = c.lock_ttl_ms();
-  if (req.reentrant && c.request_id() != 0) {
+  // Request ids of reentrant acquires and of acquires with a value are kept,
+  // so a retry neither counts again nor rewrites the value.
+  if ((req.reentrant || c.set_value()) && c.request_id() != 0) {
     auto& recent = sessions_.at(c.session_id()).recent_reentrant;
     if (std::find(recent.begin(), recent.end(), c.request_id()) != recent.end()) {
       req.reentrant = false;  // a retry of a request already counted
+      req.retry = true;
     } else {
       recent.push_back(c.request_id());
       if (recent.size() > kRecentReentrantIds) recent.pop_front();

@@ -105,8 +105,9 @@ struct Session {
   uint64_t ttl_ms = 0;
   std::string client_name;
   uint64_t opened_at_ms = 0;
-  // Request ids of the latest reentrant acquires (bounded), so a retry after
-  // a reconnect does not count twice.
+  // Request ids of the latest reentrant acquires and acquires with a value
+  // (bounded), so a retry after a reconnect neither counts twice nor
+  // rewrites the value.
   std::deque<uint64_t> recent_reentrant;
 };
 

@@ -132,14 +132,13 @@ void Server::OnAddMember(ConnState& cs, const Request& req) {
   // Add as a spare (no vote, so quorum is unchanged while it is empty), then
   // promote: libraft first catches its log up (snapshot install if needed)
   // and only then makes it a voter.
-  raft_->AddMember(id, a.raft_address(), [this, conn_id, rid, id](Status st) {
-    if (!st.ok()) return ReplyError(conn_id, rid, st);
-    AnnounceEndpoints();
+  auto promote = [this, conn_id, rid, id]() {
     raft_->Assign(id, replication::RaftMember::Role::kVoter, [this, conn_id, rid](Status st2) {
       if (!st2.ok()) {
         return ReplyError(
             conn_id, rid,
-            Status(st2.code(), "node was added as a spare but not promoted: " + st2.message()));
+            Status(st2.code(), "node was added as a spare but not promoted: " + st2.message() +
+                                   " (retry: latchkey member promote --id)"));
       }
       AnnounceEndpoints();
       v1::Response resp;
@@ -147,6 +146,19 @@ void Server::OnAddMember(ConnState& cs, const Request& req) {
       resp.mutable_add_member();
       Reply(conn_id, resp);
     });
+  };
+  // Adding a node that is already a spare or standby at this address only
+  // promotes it: the way out of an add whose promotion failed.
+  for (const replication::RaftMember& m : raft_->Members()) {
+    if (m.id == id && m.address == a.raft_address() &&
+        m.role != replication::RaftMember::Role::kVoter) {
+      return promote();
+    }
+  }
+  raft_->AddMember(id, a.raft_address(), [this, conn_id, rid, promote](Status st) {
+    if (!st.ok()) return ReplyError(conn_id, rid, st);
+    AnnounceEndpoints();
+    promote();
   });
 }
 

@@ -184,5 +184,48 @@ TEST(ClusterIntegrationTest, GrowFromOneToFiveAndShrinkBackUnderLoad) {
   EXPECT_NE(out.find("transfer"), std::string::npos) << out;
 }
 
+TEST(ClusterIntegrationTest, MemberPromoteMakesAStrandedSpareAVoter) {
+  ClusterProcess cluster(1, {}, /*spares=*/1);
+  ASSERT_TRUE(cluster.Start());
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  auto c = ConnectTo(cluster.client_address(1), "admin");
+  ASSERT_NE(c, nullptr);
+  // Node 2 is not running: the add commits it as a spare, the promotion
+  // cannot catch it up and fails (as in the nemesis run).
+  Status st = c->AddMember(2, cluster.raft_address(2), cluster.client_address(2));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("spare"), std::string::npos) << st.ToString();
+  auto role_of_2 = [&]() -> std::string {
+    auto members = c->ListMembers();
+    if (!members.ok()) return "";
+    for (const MemberInfo& m : *members) {
+      if (m.node_id == 2) return m.role;
+    }
+    return "";
+  };
+  EXPECT_EQ(role_of_2(), "spare");
+  ASSERT_TRUE(cluster.StartJoiner(2));
+  std::string out;
+  EXPECT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "member", "promote", "--id", "2", "-e",
+                                 cluster.client_address(1)},
+                                &out),
+            0)
+      << out;
+  EXPECT_EQ(role_of_2(), "voter");
+  EXPECT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "member", "promote", "--id", "2", "-e",
+                                 cluster.client_address(1)},
+                                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("already a voter"), std::string::npos) << out;
+  ASSERT_TRUE(c->Acquire("promote.lock").ok());
+  EXPECT_TRUE(cluster.WaitForEqualDigests());
+  EXPECT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "member", "promote", "--id", "9", "-e",
+                                 cluster.client_address(1)},
+                                &out),
+            64)
+      << out;
+}
+
 }  // namespace
 }  // namespace latchkey
