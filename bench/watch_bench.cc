@@ -66,8 +66,9 @@ void RunWatch(latchkey::Client& client, const std::string& ep, int watchers, int
   for (auto& t : threads) t.join();
   std::vector<uint64_t> all;
   for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-  std::printf("{\"bench\":\"watch\",\"watchers\":%d,\"events\":%zu,\"p50_us\":%.0f,\"p99_us\":%.0f}\n",
-              watchers, all.size(), Pct(all, 0.5), Pct(all, 0.99));
+  std::printf(
+      "{\"bench\":\"watch\",\"watchers\":%d,\"events\":%zu,\"p50_us\":%.0f,\"p99_us\":%.0f}\n",
+      watchers, all.size(), Pct(all, 0.5), Pct(all, 0.99));
 }
 
 void RunPubSub(latchkey::Client& client, const std::string& ep, int events) {
@@ -84,10 +85,12 @@ void RunPubSub(latchkey::Client& client, const std::string& ep, int events) {
       lat.push_back(NowUs() - std::stoull(m->payload));
     }
   });
-  for (int n = 0; n < events; ++n) (void)latchkey::Publish(client, "bench", std::to_string(NowUs()));
+  for (int n = 0; n < events; ++n)
+    (void)latchkey::Publish(client, "bench", std::to_string(NowUs()));
   t.join();
-  std::printf("{\"bench\":\"pubsub\",\"subscribers\":1,\"events\":%zu,\"p50_us\":%.0f,\"p99_us\":%.0f}\n",
-              lat.size(), Pct(lat, 0.5), Pct(lat, 0.99));
+  std::printf(
+      "{\"bench\":\"pubsub\",\"subscribers\":1,\"events\":%zu,\"p50_us\":%.0f,\"p99_us\":%.0f}\n",
+      lat.size(), Pct(lat, 0.5), Pct(lat, 0.99));
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -62,6 +63,7 @@ class SynchronizedObject {
   Client& client_;
   std::string endpoint_;
   std::string namespace_;
+  std::mutex mu_;  // guards replacing sub_ (Run) against DropConnectionForTesting
   std::unique_ptr<Subscription> sub_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -35,7 +35,7 @@ namespace latchkey {
 struct WatchOptions {
   // Comma-separated endpoints; any node serves watches.
   std::string endpoint = "127.0.0.1:7411";
-  std::string key{};   // the key, or the prefix when prefix is set ("" = all keys)
+  std::string key{};  // the key, or the prefix when prefix is set ("" = all keys)
   bool prefix = false;
   uint64_t from_revision = 0;  // 0 = only changes after the watch starts
   std::chrono::milliseconds connect_timeout{5'000};
@@ -89,7 +89,7 @@ class ObjectMirror {
   // `client` serves the initial read (linearizable, leader); `watch` says
   // where to watch (watch.key is the prefix; prefix is forced on).
   static Result<std::unique_ptr<ObjectMirror>> Start(Client& client, WatchOptions watch,
-                                                      OnChange on_change = {});
+                                                     OnChange on_change = {});
   ~ObjectMirror();  // stops the thread; no callback runs after it returns
 
   // key -> value of every available object (reserved ones are left out).

@@ -79,9 +79,9 @@ int RunWatch(const WatchFlags& f) {
   auto w = Watch::Open(o);
   if (!w.ok()) return Fail("watch", w.status());
   if (!f.json) {
-    std::fprintf(stderr, "watching %s'%s' from revision %llu\n", o.prefix ? "prefix " : "",
-                 o.key.c_str(),
-                 static_cast<unsigned long long>(f.from != 0 ? f.from : (*w)->start_revision() + 1));
+    std::fprintf(
+        stderr, "watching %s'%s' from revision %llu\n", o.prefix ? "prefix " : "", o.key.c_str(),
+        static_cast<unsigned long long>(f.from != 0 ? f.from : (*w)->start_revision() + 1));
   }
   for (uint64_t n = 0; f.count == 0 || n < f.count;) {
     auto ev = (*w)->Next(std::chrono::seconds(1));

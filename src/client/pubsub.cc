@@ -1,9 +1,10 @@
 // Pub/sub client side (include/latchkey/pubsub.h, synchronized_object.h).
+#include "latchkey/pubsub.h"
+
 #include <mutex>
 
 #include "client/push_stream.h"
 #include "latchkey.pb.h"
-#include "latchkey/pubsub.h"
 #include "latchkey/synchronized_object.h"
 
 namespace latchkey {
@@ -94,6 +95,7 @@ Status SynchronizedObject::send(std::string_view command) {
 }
 
 void SynchronizedObject::DropConnectionForTesting() {
+  std::lock_guard lk(mu_);
   if (sub_) sub_->DropConnectionForTesting();
 }
 
@@ -112,7 +114,10 @@ void SynchronizedObject::Run() {
     while (!stopping_) {
       auto sub = Subscription::Open(o);
       if (sub.ok()) {
-        sub_ = std::move(sub).value();
+        {
+          std::lock_guard lk(mu_);
+          sub_ = std::move(sub).value();
+        }
         resynchronize();
         break;
       }

@@ -278,9 +278,9 @@ uint64_t ObjectMirror::revision() const {
 
 bool ObjectMirror::WaitForRevision(uint64_t rev, std::chrono::milliseconds timeout) const {
   std::unique_lock lk(impl_->mu);
-  return impl_->cv.wait_for(lk, timeout,
-                            [&] { return impl_->revision >= rev || !impl_->status.ok(); }) &&
-         impl_->revision >= rev;
+  return impl_->cv.wait_for(lk, timeout, [&] {
+    return impl_->revision >= rev || !impl_->status.ok();
+  }) && impl_->revision >= rev;
 }
 
 Status ObjectMirror::status() const {

@@ -4,9 +4,8 @@
 // lua_pcall.
 #include "core/lua_method.h"
 
-#include <lua.hpp>
-
 #include <cstdlib>
+#include <lua.hpp>
 #include <string>
 
 namespace latchkey::core {
@@ -179,8 +178,9 @@ int Protected(lua_State* L) {
     case LUA_TNIL: c->effect.write = MethodEffect::Write::kNone; break;
     case LUA_TBOOLEAN:
       if (lua_toboolean(L, -2)) {
-        c->bad_return = "the new value (first return value) is true; return a string, nil "
-                        "(no change) or false (delete)";
+        c->bad_return =
+            "the new value (first return value) is true; return a string, nil "
+            "(no change) or false (delete)";
       }
       c->effect.write = MethodEffect::Write::kDelete;
       break;
@@ -246,13 +246,13 @@ Result<MethodEffect> RunLuaMethod(std::string_view name, std::string_view source
   lua_close(L);  // finalizers run under the same budget (their errors are ignored)
   const std::string who = "script '" + std::string(name) + "': ";
   if (c.exhausted) {
-    return Status(Code::kFailedPrecondition,
-                  who + "instruction budget of " + std::to_string(c.budget) +
-                      " exhausted (an endless loop?)");
+    return Status(Code::kFailedPrecondition, who + "instruction budget of " +
+                                                 std::to_string(c.budget) +
+                                                 " exhausted (an endless loop?)");
   }
   if (c.mem_exceeded && rc != LUA_OK) {
-    return Status(Code::kFailedPrecondition, who + "memory cap of " +
-                                                 std::to_string(c.mem_limit) + " bytes exceeded");
+    return Status(Code::kFailedPrecondition,
+                  who + "memory cap of " + std::to_string(c.mem_limit) + " bytes exceeded");
   }
   if (rc != LUA_OK) return Status(Code::kFailedPrecondition, who + "runtime error: " + err);
   if (!c.bad_return.empty()) return Status(Code::kFailedPrecondition, who + c.bad_return);

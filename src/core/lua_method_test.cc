@@ -8,7 +8,7 @@ namespace latchkey::core {
 namespace {
 
 Result<MethodEffect> RunScript(const std::string& src, const std::vector<std::string>& args = {},
-                         ScriptLimits limits = {}) {
+                               ScriptLimits limits = {}) {
   ObjView cur;
   cur.key = "k";
   cur.state = ObjState::kAvailable;
@@ -38,7 +38,8 @@ TEST(LuaMethodTest, BudgetExhaustionIsAClearError) {
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("instruction budget"), std::string::npos);
   // A script's own pcall cannot swallow it.
-  auto p = RunScript("return function() while true do pcall(function() while true do end end) end end");
+  auto p =
+      RunScript("return function() while true do pcall(function() while true do end end) end end");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("instruction budget"), std::string::npos);
 }

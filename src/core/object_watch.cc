@@ -19,9 +19,9 @@ Result<std::vector<ObjView>> ObjectStore::Changes(std::string_view key, bool pre
   std::vector<ObjView> out;
   auto add = [&](const std::string& k, const ObjKey& obj) {
     // Versions ascend by mod_revision: binary search the first one >= from.
-    auto it = std::lower_bound(
-        obj.versions.begin(), obj.versions.end(), from_rev,
-        [](const ObjVersion& v, uint64_t rev) { return v.mod_revision < rev; });
+    auto it =
+        std::lower_bound(obj.versions.begin(), obj.versions.end(), from_rev,
+                         [](const ObjVersion& v, uint64_t rev) { return v.mod_revision < rev; });
     for (; it != obj.versions.end(); ++it) out.push_back(ToView(k, *it));
   };
   if (!prefix) {
@@ -43,9 +43,8 @@ Result<ObjView> ObjectStore::VersionAt(std::string_view key, uint64_t rev) const
   auto it = keys_.find(key);
   if (it != keys_.end()) {
     const auto& vs = it->second.versions;
-    auto v = std::lower_bound(vs.begin(), vs.end(), rev, [](const ObjVersion& x, uint64_t r) {
-      return x.mod_revision < r;
-    });
+    auto v = std::lower_bound(vs.begin(), vs.end(), rev,
+                              [](const ObjVersion& x, uint64_t r) { return x.mod_revision < r; });
     if (v != vs.end() && v->mod_revision == rev) return ToView(key, *v);
   }
   return NotFound("no version of '" + std::string(key) + "' at revision " + std::to_string(rev));

@@ -71,14 +71,16 @@ void Server::OnWatch(ConnState& cs, const Request& req) {
   const auto& w = req.watch();
   const uint64_t conn_id = cs.conn->id();
   if (!w.prefix() || !w.key().empty()) {
-    if (Status s = core::ValidateObjectKey(w.key()); !s.ok()) return ReplyError(conn_id, req.id(), s);
+    if (Status s = core::ValidateObjectKey(w.key()); !s.ok())
+      return ReplyError(conn_id, req.id(), s);
   }
   if (watch_srv_.watchers.size() >= kMaxWatches ||
       CountFor(conn_id, watch_srv_.watchers) >= kMaxWatchesPerConnection) {
-    return ReplyError(conn_id, req.id(),
-                      Status(Code::kResourceExhausted,
-                             "too many watches (at most " + std::to_string(kMaxWatchesPerConnection) +
-                                 " per connection, " + std::to_string(kMaxWatches) + " per node)"));
+    return ReplyError(
+        conn_id, req.id(),
+        Status(Code::kResourceExhausted,
+               "too many watches (at most " + std::to_string(kMaxWatchesPerConnection) +
+                   " per connection, " + std::to_string(kMaxWatches) + " per node)"));
   }
   const uint64_t from = w.from_revision() == 0 ? sm_.revision() + 1 : w.from_revision();
   Result<std::vector<core::ObjView>> history = sm_.objects().Changes(w.key(), w.prefix(), from);
@@ -129,8 +131,9 @@ void Server::OnSubscribe(ConnState& cs, const Request& req) {
   const std::string& ns = req.subscribe().namespace_name();
   if (Status s = core::ValidateNamespace(ns); !s.ok()) return ReplyError(conn_id, req.id(), s);
   if (CountFor(conn_id, watch_srv_.subscribers) >= kMaxSubscriptionsPerConnection) {
-    return ReplyError(conn_id, req.id(),
-                      Status(Code::kResourceExhausted, "too many subscriptions on this connection"));
+    return ReplyError(
+        conn_id, req.id(),
+        Status(Code::kResourceExhausted, "too many subscriptions on this connection"));
   }
   const uint64_t id = watch_srv_.next_id++;
   watch_srv_.subscribers[id] = Subscriber{conn_id, ns};
@@ -238,7 +241,8 @@ void Server::ResyncWatches() {
 }
 
 void Server::WatchesOnClose(uint64_t conn_id) {
-  std::erase_if(watch_srv_.watchers, [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
+  std::erase_if(watch_srv_.watchers,
+                [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
   std::erase_if(watch_srv_.subscribers,
                 [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
 }

@@ -33,7 +33,7 @@ struct Subscriber {
 
 struct WatchServerState {
   uint64_t next_id = 1;
-  std::map<uint64_t, Watcher> watchers;       // by watch id
+  std::map<uint64_t, Watcher> watchers;        // by watch id
   std::map<uint64_t, Subscriber> subscribers;  // by subscription id
 };
 

@@ -113,9 +113,9 @@ TEST_F(WatchIntegrationTest, HistoryReplayAndTransactionsKeepKeyOrder) {
                   std::string(ObjectStateName(ev->state)));
   }
   const std::string rt = std::to_string(tr->revision);
-  EXPECT_EQ(got, (std::vector<std::string>{std::to_string(*r1) + " k/a available",
-                                           rt + " k/a absent", rt + " k/b available",
-                                           rt + " k/c available"}));
+  EXPECT_EQ(got,
+            (std::vector<std::string>{std::to_string(*r1) + " k/a available", rt + " k/a absent",
+                                      rt + " k/b available", rt + " k/c available"}));
   EXPECT_EQ((*w)->Next(200ms).status().code(), Code::kTimeout);
 }
 
@@ -198,6 +198,10 @@ class InvalidationCache : public SynchronizedObject {
     std::lock_guard lk(mu_);
     got_.push_back(cmd);
   }
+  void resynchronize() override { ++resyncs; }
+
+ public:
+  std::atomic<int> resyncs{0};
 
  private:
   std::mutex mu_;
@@ -215,6 +219,12 @@ TEST_F(WatchIntegrationTest, SynchronizedObjectsSeeEachOthersCommands) {
   ASSERT_TRUE(WaitFor([&] { return a.received().size() == 2 && b.received().size() == 2; }, 10s));
   EXPECT_EQ(a.received(), b.received());
   EXPECT_EQ(a.received(), (std::vector<std::string>{"drop 1", "drop 2"}));
+  // A lost subscription comes back and says it may have missed commands.
+  a.DropConnectionForTesting();
+  ASSERT_TRUE(WaitFor([&] { return a.resyncs.load() == 1; }, 10s));
+  ASSERT_TRUE(b.send("drop 3").ok());
+  ASSERT_TRUE(WaitFor([&] { return a.received().size() == 3 && b.received().size() == 3; }, 10s));
+  EXPECT_EQ(a.received().back(), "drop 3");
 }
 
 TEST_F(WatchIntegrationTest, MirrorFollowsAPrefix) {
@@ -244,10 +254,11 @@ TEST_F(WatchIntegrationTest, MirrorFollowsAPrefix) {
 TEST_F(WatchIntegrationTest, ScriptsRunWithBudgetAndSandboxErrors) {
   auto c = Connect("c");
   Objects objs(*c);
-  ASSERT_TRUE(objs.PutScript("incr", "return function(o, a)\n"
-                                     "  local n = (tonumber(o.value) or 0) + tonumber(a[1])\n"
-                                     "  return tostring(n), n\n"
-                                     "end")
+  ASSERT_TRUE(objs.PutScript("incr",
+                             "return function(o, a)\n"
+                             "  local n = (tonumber(o.value) or 0) + tonumber(a[1])\n"
+                             "  return tostring(n), n\n"
+                             "end")
                   .ok());
   auto r = objs.ExecuteMethod("n", "incr", {"4"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
