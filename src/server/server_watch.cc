@@ -181,7 +181,17 @@ void Server::HandleWatchChanges(const std::vector<core::ObjChange>& changes) {
     for (const core::ObjChange& ch : changes) {
       if (ch.cause == core::ObjChange::Cause::kTtlSet) continue;  // no new version
       Result<core::ObjView> v = sm_.objects().VersionAt(ch.key, ch.revision);
-      if (v.ok()) events.push_back(std::move(*v));
+      if (v.ok()) {
+        events.push_back(std::move(*v));
+      } else {
+        // A compaction later in the same entry dropped it (a removal at the
+        // compaction point): the change itself still says what happened.
+        core::ObjView gone;
+        gone.key = ch.key;
+        gone.state = ch.state;
+        gone.mod_revision = ch.revision;
+        events.push_back(std::move(gone));
+      }
     }
     // The history replay orders a revision's keys ascending; so does this.
     std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
