@@ -10,6 +10,7 @@ PACKAGES=(
   libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format-14
+  liblua5.4-dev
 )
 
 missing=()

@@ -146,6 +146,10 @@ class Objects {
   // Forgets history below `revision` (0 = the current one); returns the
   // compaction point.
   Result<uint64_t> Compact(uint64_t revision = 0);
+  // Registers (or replaces) Lua user method `name` (design 0012); an empty
+  // source removes it. ExecuteMethod(key, name, args) runs it. INVALID_ARGUMENT
+  // with Lua's message if it does not compile.
+  Result<uint64_t> PutScript(std::string_view name, std::string_view source);
 
  private:
   Status SetTtl(std::string_view key, uint64_t ttl_ms, bool sliding, bool use_default);

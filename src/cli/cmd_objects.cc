@@ -445,7 +445,8 @@ std::vector<Subcommand> AddObjectCommands(CLI::App& app) {
   out.push_back(Add(app, "exec", "Run a server-side method on an object", [](auto* c, auto* f) {
     c->add_option("key", f->key, "Object key")->required();
     c->add_option("method", f->value,
-                  "counter.add, counter.get, cas, append, get, lock_for, get_lock_holder, unlock")
+                  "counter.add, counter.get, cas, append, get, lock_for, get_lock_holder, unlock, "
+                  "or a script registered with `latchkey script put`")
         ->required();
     c->add_option("args", f->args, "Method arguments");
   }));

@@ -28,6 +28,8 @@ Subcommand AddLocksCommand(CLI::App& app);   // cmd_locks.cc
 Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
 // get, put, reserve, wait, rm, ttl, txn, history, find, exec, compact (cmd_objects.cc)
 std::vector<Subcommand> AddObjectCommands(CLI::App& app);
+// watch, publish, subscribe, script put|rm (cmd_watch.cc)
+std::vector<Subcommand> AddWatchCommands(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

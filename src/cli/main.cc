@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       latchkey::cli::AddLocksCommand(app),  latchkey::cli::AddWaitsCommand(app),
   };
   const std::vector<latchkey::cli::Subcommand> object_subs = latchkey::cli::AddObjectCommands(app);
+  const std::vector<latchkey::cli::Subcommand> watch_subs = latchkey::cli::AddWatchCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
     if (sub.app->parsed()) return sub.run();
   }
   for (const auto& sub : object_subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  for (const auto& sub : watch_subs) {
     if (sub.app->parsed()) return sub.run();
   }
   return latchkey::cli::kExitUsage;

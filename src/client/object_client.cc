@@ -277,4 +277,13 @@ Result<uint64_t> Objects::Compact(uint64_t revision) {
   return r->compact_objects().compact_revision();
 }
 
+Result<uint64_t> Objects::PutScript(std::string_view name, std::string_view source) {
+  pb::Request req;
+  req.mutable_put_script()->set_name(std::string(name));
+  req.mutable_put_script()->set_source(std::string(source));
+  auto resp = Send(client_, req);
+  if (!resp.ok()) return resp.status();
+  return resp->put_script().revision();
+}
+
 }  // namespace latchkey

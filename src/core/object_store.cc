@@ -332,6 +332,7 @@ std::map<std::string, std::pair<uint64_t, uint64_t>> ObjectStore::SlidingTtls() 
 
 void ObjectStore::ToProto(lv::Snapshot* snap) const {
   snap->set_obj_compact_revision(compact_revision_);
+  ScriptsToProto(snap);
   for (const auto& [key, k] : keys_) {
     auto* p = snap->add_objects();
     p->set_key(key);
@@ -420,6 +421,7 @@ Status ObjectStore::FromProto(const lv::Snapshot& snap, const std::set<uint64_t>
     fresh.keys_.emplace(p.key(), std::move(k));
   }
   std::sort(fresh.obsolete_.begin(), fresh.obsolete_.end());
+  LATCHKEY_RETURN_IF_ERROR(fresh.ScriptsFromProto(snap));
   *this = std::move(fresh);
   return Status::Ok();
 }

@@ -152,6 +152,25 @@ class ObjectStore {
 
   std::vector<ObjChange> TakeChanges();
 
+  // ---- Watches (object_watch.cc, design 0012) ----
+  // Every kept version of `key` (of every key starting with it when prefix;
+  // "" = all keys) with mod_revision >= from_rev, in (revision, key) order.
+  // COMPACTED if from_rev <= compact_revision() (a removal at the compaction
+  // point is gone, so the stream would have a gap).
+  Result<std::vector<ObjView>> Changes(std::string_view key, bool prefix, uint64_t from_rev) const;
+  // The version of `key` written at exactly `rev`; NOT_FOUND if none is kept.
+  Result<ObjView> VersionAt(std::string_view key, uint64_t rev) const;
+
+  // ---- Lua user methods (object_scripts.cc, design 0012) ----
+  // Registers (source non-empty) or removes a script. The name must not be a
+  // built-in method; the source must compile (text only, no bytecode).
+  Status PutScript(std::string_view name, std::string source, uint64_t revision);
+  struct Script {
+    std::string source;
+    uint64_t revision = 0;
+  };
+  const std::map<std::string, Script, std::less<>>& scripts() const { return scripts_; }
+
   uint64_t compact_revision() const { return compact_revision_; }
   size_t key_count() const { return keys_.size(); }
   const std::map<std::string, ObjKey, std::less<>>& keys() const { return keys_; }
@@ -167,6 +186,8 @@ class ObjectStore {
   void ClearTtl(const std::string& key, ObjKey& k);
   const ObjVersion* Latest(std::string_view key) const;
   Status CheckReadRevision(uint64_t rev, uint64_t current) const;
+  void ScriptsToProto(log::v1::Snapshot* snap) const;
+  Status ScriptsFromProto(const log::v1::Snapshot& snap);
   Result<bool> EvalCompare(const log::v1::TxnCompareCmd& cmp, uint64_t session,
                            const LockTable& locks) const;
 
@@ -178,6 +199,7 @@ class ObjectStore {
   std::set<std::pair<uint64_t, std::string>> deadlines_;    // absolute TTLs
   std::set<std::string> sliding_;                           // sliding TTLs
   std::deque<std::pair<uint64_t, std::string>> obsolete_;   // (rev, key) to compact
+  std::map<std::string, Script, std::less<>> scripts_;      // Lua user methods (snapshot)
 };
 
 ObjView ToView(std::string_view key, const ObjVersion& v);

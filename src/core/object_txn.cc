@@ -1,6 +1,7 @@
 // Transactions and methods of the object store (see object_store.h).
 #include <set>
 
+#include "core/lua_method.h"
 #include "core/modes.h"
 #include "core/names.h"
 #include "core/object_methods.h"
@@ -177,9 +178,10 @@ Result<MethodOutcome> ObjectStore::Execute(std::string_view key, std::string_vie
   }
   for (const std::string& a : args) LATCHKEY_RETURN_IF_ERROR(ValidateObjectValue(a));
   MethodFn fn = FindBuiltinMethod(method);
-  if (fn == nullptr) {
-    return NotFound("unknown method '" + std::string(method) +
-                    "'; built-in methods: " + BuiltinMethodNames());
+  auto script = scripts_.find(method);
+  if (fn == nullptr && script == scripts_.end()) {
+    return NotFound("unknown method '" + std::string(method) + "'; built-in methods: " +
+                    BuiltinMethodNames() + "; or register a script (latchkey script put)");
   }
   Result<ObjView> cur = Get(key, 0, *revision);
   if (!cur.ok()) return cur.status();
@@ -188,7 +190,8 @@ Result<MethodOutcome> ObjectStore::Execute(std::string_view key, std::string_vie
                   "object '" + std::string(key) + "' is reserved by session " +
                       std::to_string(cur->reserved_by) + " and has no value yet; wait for it");
   }
-  Result<MethodEffect> eff = fn(*cur, args);
+  Result<MethodEffect> eff =
+      fn != nullptr ? fn(*cur, args) : RunLuaMethod(method, script->second.source, *cur, args);
   if (!eff.ok()) return eff.status();
   switch (eff->write) {
     case MethodEffect::Write::kNone: break;

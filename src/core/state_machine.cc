@@ -64,6 +64,8 @@ ApplyResult StateMachine::Apply(uint64_t index, const lv::LogEntry& entry) {
     out.results.push_back(ApplyCommand(cmd, &out.events));
     DrainGrants(&out.events);
     for (ObjChange& ch : objects_.TakeChanges()) out.object_changes.push_back(std::move(ch));
+    for (Published& m : published_) out.published.push_back(std::move(m));
+    published_.clear();
   }
   return out;
 }
@@ -96,7 +98,9 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
     case lv::Command::kObjExpire:
     case lv::Command::kObjCompact:
     case lv::Command::kTxn:
-    case lv::Command::kObjMethod: return ApplyObjectCommand(cmd);
+    case lv::Command::kObjMethod:
+    case lv::Command::kPublish:
+    case lv::Command::kScriptPut: return ApplyObjectCommand(cmd);
     case lv::Command::OP_NOT_SET: break;
   }
   CommandResult r;

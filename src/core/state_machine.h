@@ -92,12 +92,25 @@ struct CommandResult {
   std::string method_result;     // ObjMethod
 };
 
+// A pub/sub message (PublishCmd): for every subscriber of the namespace.
+struct Published {
+  std::string namespace_name;
+  std::string message;
+  uint64_t revision = 0;
+};
+
+inline constexpr size_t kMaxNamespaceBytes = 256;
+// 1..256 bytes without control characters.
+Status ValidateNamespace(std::string_view ns);
+
 struct ApplyResult {
   uint64_t index = 0;
   std::vector<CommandResult> results;  // one per command, same order
   std::vector<Event> events;
   // Object changes in apply order (wait_for waiters, sliding TTLs, watches).
   std::vector<ObjChange> object_changes;
+  // Pub/sub messages in apply order (design 0012).
+  std::vector<Published> published;
 };
 
 struct Session {
@@ -189,6 +202,7 @@ class StateMachine {
   LockTable locks_;
   SyncObjects sync_;
   ObjectStore objects_;
+  std::vector<Published> published_;  // drained into ApplyResult per command
   uint64_t revision_ = 0;
   uint64_t time_ms_ = 0;
   uint64_t applied_index_ = 0;

@@ -94,10 +94,35 @@ CommandResult StateMachine::ApplyObjectCommand(const lv::Command& cmd) {
       r.objects.push_back(std::move(out->object));
       return r;
     }
+    case lv::Command::kPublish: {
+      const auto& c = cmd.publish();
+      if (r.status = ValidateNamespace(c.namespace_name()); !r.status.ok()) return r;
+      if (r.status = ValidateObjectValue(c.message()); !r.status.ok()) return r;
+      r.revision = ++revision_;
+      published_.push_back(Published{c.namespace_name(), c.message(), r.revision});
+      return r;
+    }
+    case lv::Command::kScriptPut: {
+      const auto& c = cmd.script_put();
+      r.status = objects_.PutScript(c.name(), c.source(), revision_ + 1);
+      if (r.status.ok()) ++revision_;
+      r.revision = revision_;
+      return r;
+    }
     default: break;
   }
   r.status = InvalidArgument("not an object store command");
   return r;
+}
+
+Status ValidateNamespace(std::string_view ns) {
+  if (ns.empty() || ns.size() > kMaxNamespaceBytes) {
+    return InvalidArgument("namespace must be 1.." + std::to_string(kMaxNamespaceBytes) + " bytes");
+  }
+  for (unsigned char ch : ns) {
+    if (ch < 0x20 || ch == 0x7f) return InvalidArgument("namespace contains a control character");
+  }
+  return Status::Ok();
 }
 
 }  // namespace latchkey::core

@@ -161,6 +161,7 @@ void Server::HandleOpen(ConnPtr conn) {
 
 void Server::HandleClose(uint64_t conn_id) {
   conns_.erase(conn_id);
+  WatchesOnClose(conn_id);
   for (auto& [sid, s] : sessions_) {
     if (s.conn_id == conn_id) s.conn_id = 0;  // the lease keeps running
   }
@@ -235,6 +236,13 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kFindObjects, "FindObjects", false, true, true, &Server::OnFindObjects},
     {Request::kExecMethod, "ExecMethod", true, true, false, &Server::OnExecMethod},
     {Request::kCompactObjects, "CompactObjects", true, true, true, &Server::OnCompactObjects},
+    // Watches, pub/sub, scripts (server_watch.cc). Watch/Subscribe: any node.
+    {Request::kWatch, "Watch", false, false, true, &Server::OnWatch},
+    {Request::kCancelWatch, "CancelWatch", false, false, true, &Server::OnCancelWatch},
+    {Request::kPublish, "Publish", true, true, false, &Server::OnPublish},
+    {Request::kSubscribe, "Subscribe", false, false, true, &Server::OnSubscribe},
+    {Request::kUnsubscribe, "Unsubscribe", false, false, true, &Server::OnUnsubscribe},
+    {Request::kPutScript, "PutScript", true, true, true, &Server::OnPutScript},
 };
 
 void Server::Dispatch(ConnState& cs, const Request& req) {
@@ -309,6 +317,8 @@ std::unique_ptr<replication::ApplyOutput> Server::Apply(uint64_t index, std::str
   }
   HandleEvents(result.events);
   HandleObjectChanges(result.object_changes);
+  HandleWatchChanges(result.object_changes);
+  HandlePublished(result.published);
   return std::make_unique<NoOutput>();
 }
 
@@ -379,6 +389,7 @@ Status Server::Restore(std::string_view data) {
   sessions_.clear();
   leases_.Clear();
   for (const auto& [id, s] : sm_.sessions()) sessions_[id] = SessionState{s.ttl_ms, 0};
+  ResyncWatches();
   return Status::Ok();
 }
 

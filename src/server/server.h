@@ -34,6 +34,7 @@
 #include "server/options.h"
 #include "server/proposer.h"
 #include "server/server_objects.h"
+#include "server/server_watch.h"
 #include "transport/listener.h"
 
 namespace latchkey::server {
@@ -198,6 +199,19 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void FailObjectWaiters(const Status& status);
   void ProposeObjectExpiry(const std::string& key, uint64_t ttl_revision);
   void ObjectTick();
+  // Watches, pub/sub and scripts (server_watch.cc, design 0012).
+  void OnWatch(ConnState& cs, const Request& req);
+  void OnCancelWatch(ConnState& cs, const Request& req);
+  void OnPublish(ConnState& cs, const Request& req);
+  void OnSubscribe(ConnState& cs, const Request& req);
+  void OnUnsubscribe(ConnState& cs, const Request& req);
+  void OnPutScript(ConnState& cs, const Request& req);
+  void PushWatchEvents(uint64_t watch_id, uint64_t conn_id,
+                       const std::vector<core::ObjView>& events);
+  void HandleWatchChanges(const std::vector<core::ObjChange>& changes);
+  void HandlePublished(const std::vector<core::Published>& published);
+  void ResyncWatches();
+  void WatchesOnClose(uint64_t conn_id);
   void HandleEvents(const std::vector<core::Event>& events);
   void Tick();
   void OnLeadershipChange(bool is_leader);
@@ -240,6 +254,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Leader-only requests that arrived before leader_ready_.
   std::vector<std::pair<uint64_t, std::shared_ptr<Request>>> deferred_;
   ObjectServerState objects_srv_;  // object store, leader-side (server_objects.h)
+  WatchServerState watch_srv_;     // watches and subscriptions, every node (server_watch.h)
 };
 
 }  // namespace latchkey::server

@@ -14,13 +14,17 @@ FLAGS=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
        -I"$SRC/src" -I"$SRC/tests" -I"$BUILD/proto" -DLATCHKEY_VERSION=\"fuzz\")
 PROTO_SRCS=("$BUILD/proto/latchkey.pb.cc" "$BUILD/proto/log.pb.cc")
 COMMON=("$SRC/src/common/status.cc" "$SRC/src/common/duration.cc")
+# Lua 5.4 (C++ build) for the core's user methods.
+read -r -a LUA_CFLAGS <<<"$(pkg-config --cflags lua5.4-c++)"
+read -r -a LUA_LIBS <<<"$(pkg-config --libs lua5.4-c++)"
+FLAGS+=("${LUA_CFLAGS[@]}")
 # Every non-test source of the core, so new core files need no edit here.
 mapfile -t CORE < <(find "$SRC/src/core" -maxdepth 1 -name '*.cc' ! -name '*_test.cc' | sort)
 
 build() {  # name sources...
   local name=$1; shift
   if [ ! -x "$OUT/$name" ] || [ -n "$(find "$@" -newer "$OUT/$name" 2>/dev/null | head -1)" ]; then
-    "$CXX" "${FLAGS[@]}" "$@" -o "$OUT/$name" -lprotobuf -lpthread
+    "$CXX" "${FLAGS[@]}" "$@" -o "$OUT/$name" -lprotobuf -lpthread "${LUA_LIBS[@]}"
   fi
 }
 build frame_decoder_fuzz "$SRC/tests/fuzz/frame_decoder_fuzz.cc" "$SRC/src/transport/frame.cc" "${COMMON[@]}" &

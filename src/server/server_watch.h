@@ -1,0 +1,40 @@
+// Watches and pub/sub subscriptions (design 0012): per-connection, off-log
+// state of every node. Any node serves them from its own apply path, so a
+// watch on a follower sees the same (revision, key)-ordered stream, only
+// later.
+//
+// Thread-safety: none (raft loop thread).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace latchkey::server {
+
+inline constexpr size_t kMaxWatchesPerConnection = 1000;
+inline constexpr size_t kMaxWatches = 100'000;
+inline constexpr size_t kMaxSubscriptionsPerConnection = 1000;
+// Events are pushed in frames of at most this many payload bytes (a single
+// larger object still goes alone; values are <= 512 KiB).
+inline constexpr size_t kWatchPushBytes = 256 * 1024;
+
+struct Watcher {
+  uint64_t conn_id = 0;
+  std::string key;
+  bool prefix = false;
+  uint64_t next_revision = 0;  // everything below was delivered
+};
+
+struct Subscriber {
+  uint64_t conn_id = 0;
+  std::string namespace_name;
+};
+
+struct WatchServerState {
+  uint64_t next_id = 1;
+  std::map<uint64_t, Watcher> watchers;        // by watch id
+  std::map<uint64_t, Subscriber> subscribers;  // by subscription id
+};
+
+}  // namespace latchkey::server
