@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace latchkey::testing {
@@ -188,7 +189,7 @@ uint64_t ClusterProcess::WaitForLeader(std::chrono::milliseconds deadline,
 
 bool ClusterProcess::WaitForEqualDigests(std::chrono::milliseconds deadline,
                                          std::vector<uint64_t> among) {
-  return WaitFor(
+  const bool converged = WaitFor(
       [&] {
         std::optional<v1::GetStatusReply> first;
         for (uint64_t id : Running(among)) {
@@ -204,6 +205,21 @@ bool ClusterProcess::WaitForEqualDigests(std::chrono::milliseconds deadline,
         return first.has_value();
       },
       deadline);
+  if (!converged) {
+    // Say what each node reports, so a failure tells lagging from diverged.
+    for (uint64_t id : Running(among)) {
+      auto st = QueryStatus(client_address(id), std::chrono::milliseconds(500));
+      if (!st) {
+        std::fprintf(stderr, "node %llu: no status\n", static_cast<unsigned long long>(id));
+        continue;
+      }
+      std::fprintf(stderr, "node %llu: applied %llu digest %016llx\n",
+                   static_cast<unsigned long long>(id),
+                   static_cast<unsigned long long>(st->core_applied_index()),
+                   static_cast<unsigned long long>(st->state_digest()));
+    }
+  }
+  return converged;
 }
 
 }  // namespace latchkey::testing

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,12 @@ std::string LatchkeyBinary() {
   return env ? env : LATCHKEY_BIN;
 }
 
+// LATCHKEY_TEST_LOG_LEVEL=debug makes the servers started by tests log more.
+std::string TestLogLevel() {
+  const char* env = std::getenv("LATCHKEY_TEST_LOG_LEVEL");
+  return env && *env ? env : "warn";
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base ? base : "/tmp") + "/latchkey-test-XXXXXX";
@@ -30,6 +37,11 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // LATCHKEY_KEEP_TEST_DIRS=1 keeps data dirs and server logs for a post-mortem.
+  if (const char* keep = std::getenv("LATCHKEY_KEEP_TEST_DIRS"); keep && *keep == '1') {
+    std::fprintf(stderr, "kept test dir %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
@@ -72,7 +84,7 @@ bool ServerProcess::Start(int listen_port) {
   std::vector<std::string> argv = {
       LatchkeyBinary(), "server",  "--listen",       "127.0.0.1:" + std::to_string(listen_port),
       "--data-dir",     data_dir_, "--raft-address", "127.0.0.1:" + std::to_string(raft_port_),
-      "--ready-file",   ready,     "--log-level",    "warn"};
+      "--ready-file",   ready,     "--log-level",    TestLogLevel()};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = SpawnCommand(argv, data_dir_ + ".log");
   std::string addr;
