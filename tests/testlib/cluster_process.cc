@@ -213,8 +213,13 @@ bool ClusterProcess::WaitForEqualDigests(std::chrono::milliseconds deadline,
         std::fprintf(stderr, "node %llu: no status\n", static_cast<unsigned long long>(id));
         continue;
       }
-      std::fprintf(stderr, "node %llu: applied %llu digest %016llx\n",
-                   static_cast<unsigned long long>(id),
+      std::fprintf(stderr,
+                   "node %llu: %s term %llu commit %llu raft-applied %llu core-applied %llu "
+                   "digest %016llx\n",
+                   static_cast<unsigned long long>(id), st->raft_state().c_str(),
+                   static_cast<unsigned long long>(st->raft_term()),
+                   static_cast<unsigned long long>(st->commit_index()),
+                   static_cast<unsigned long long>(st->applied_index()),
                    static_cast<unsigned long long>(st->core_applied_index()),
                    static_cast<unsigned long long>(st->state_digest()));
     }
