@@ -15,20 +15,27 @@ using namespace std::chrono_literals;
 using testing::ClusterProcess;
 using testing::WaitFor;
 
-TEST(ObjectClusterTest, ObjectsSurviveFailover) {
+// Writes objects, history, a reservation and TTLs to a 3-node cluster,
+// SIGKILLs the leader and checks that the new leader serves all of them and
+// that the replicas converge. With `restart_follower`, a follower is killed
+// right after the election and restarted after the writes, so it must catch
+// up by snapshot install.
+void ObjectsSurviveFailover(bool restart_follower) {
   ClusterProcess cluster(3, {"--snapshot-threshold", "16", "--snapshot-trailing", "4",
                              "--object-retain-revisions", "0", "--object-retain-ms", "0"});
   ASSERT_TRUE(cluster.Start());
   const uint64_t leader = cluster.WaitForLeader();
   ASSERT_NE(leader, 0u);
+  const uint64_t follower = leader == 1 ? 2 : 1;
   ClientOptions co;
   co.endpoint = cluster.Endpoints();
   co.client_name = "objects";
   auto cl = Client::Connect(co);
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
   Objects o(**cl);
+  if (restart_follower) cluster.node(follower).Kill9();
   uint64_t first = 0;
-  // Enough entries that every node takes several snapshots.
+  // Enough entries that every running node takes several snapshots.
   constexpr int kPuts = 150;
   for (int i = 0; i < kPuts; ++i) {
     auto r = o.Put("cfg/k" + std::to_string(i % 5), "v" + std::to_string(i));
@@ -41,6 +48,9 @@ TEST(ObjectClusterTest, ObjectsSurviveFailover) {
   auto mid = o.Find("cfg/");
   ASSERT_TRUE(mid.ok());
   ASSERT_TRUE(o.Compact(first + 5).ok());
+  if (restart_follower) {
+    ASSERT_TRUE(cluster.node(follower).Restart());
+  }
   ASSERT_TRUE(cluster.WaitForEqualDigests(20s)) << "replicas did not converge";
   // Failover: the new leader serves the same objects, history and TTLs.
   cluster.node(leader).Kill9();
@@ -76,75 +86,19 @@ TEST(ObjectClusterTest, ObjectsSurviveFailover) {
   EXPECT_TRUE(cluster.WaitForEqualDigests(20s));
 }
 
+TEST(ObjectClusterTest, ObjectsSurviveFailover) {
+  ObjectsSurviveFailover(/*restart_follower=*/false);
+}
+
 // KNOWN BUG, disabled so CI stays green; run with
 //   object_cluster_test --gtest_also_run_disabled_tests --gtest_repeat=5
-// The follower is killed right after the election and restarted after the
-// writes. In about 2 runs of 5 it catches up by appends to index 16, takes
-// its own snapshot there and then applies nothing more (applied 16 while the
-// others reach ~159); the lock-only RestartedFollowerCatchesUpBySnapshotInstall
-// does not show it. Not diagnosed yet: see docs/testing.md.
+// Under load, in about 2 runs of 5, the restarted follower catches up by
+// appends to index 16, takes its own snapshot there and then applies nothing
+// more (applied 16 while the others reach ~159); the lock-only
+// RestartedFollowerCatchesUpBySnapshotInstall does not show it. Not
+// diagnosed yet: see docs/testing.md.
 TEST(ObjectClusterTest, DISABLED_RestartedFollowerCatchesUpAfterObjectWrites) {
-  ClusterProcess cluster(3, {"--snapshot-threshold", "16", "--snapshot-trailing", "4",
-                             "--object-retain-revisions", "0", "--object-retain-ms", "0"});
-  ASSERT_TRUE(cluster.Start());
-  const uint64_t leader = cluster.WaitForLeader();
-  ASSERT_NE(leader, 0u);
-  uint64_t follower = leader == 1 ? 2 : 1;
-  ClientOptions co;
-  co.endpoint = cluster.Endpoints();
-  co.client_name = "objects";
-  auto cl = Client::Connect(co);
-  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
-  Objects o(**cl);
-  // A follower misses everything below and catches up by snapshot install.
-  cluster.node(follower).Kill9();
-  uint64_t first = 0;
-  constexpr int kPuts = 150;
-  for (int i = 0; i < kPuts; ++i) {
-    auto r = o.Put("cfg/k" + std::to_string(i % 5), "v" + std::to_string(i));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    if (i == 0) first = *r;
-  }
-  ASSERT_TRUE(o.Reserve("job").ok());
-  ASSERT_TRUE(o.SetTimeoutAfterRequest("cfg/k0", 60s).ok());
-  ASSERT_TRUE(o.SetTimeout("cfg/k1", 60s).ok());
-  auto mid = o.Find("cfg/");
-  ASSERT_TRUE(mid.ok());
-  ASSERT_TRUE(o.Compact(first + 5).ok());
-  ASSERT_TRUE(cluster.node(follower).Restart());
-  ASSERT_TRUE(cluster.WaitForEqualDigests(20s)) << "follower did not converge";
-  // Failover: the new leader serves the same objects, history and TTLs.
-  cluster.node(leader).Kill9();
-  const uint64_t next = cluster.WaitForLeader(15s);
-  ASSERT_NE(next, 0u);
-  ASSERT_NE(next, leader);
-  Result<Object> k0 = Status(Code::kUnavailable, "not read yet");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        k0 = o.Get("cfg/k0");
-        return k0.ok();
-      },
-      20s))
-      << k0.status().ToString();
-  EXPECT_EQ(k0->value, "v" + std::to_string(kPuts - 5));
-  EXPECT_TRUE(k0->ttl_sliding);
-  EXPECT_EQ(k0->ttl_ms, 60'000u);
-  auto k1 = o.Get("cfg/k1");
-  ASSERT_TRUE(k1.ok());
-  EXPECT_FALSE(k1->ttl_sliding);
-  EXPECT_NE(k1->expires_at_ms, 0u);
-  auto job = o.Get("job");  // the session survived the failover, so did its reservation
-  ASSERT_TRUE(job.ok());
-  EXPECT_EQ(job->state, ObjectState::kReserved);
-  auto again = o.Find("cfg/", mid->revision);  // the pinned read still answers
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
-  ASSERT_EQ(again->objects.size(), mid->objects.size());
-  for (size_t i = 0; i < again->objects.size(); ++i) {
-    EXPECT_EQ(again->objects[i].value, mid->objects[i].value);
-  }
-  EXPECT_EQ(o.Get("cfg/k0", first).status().code(), Code::kCompacted);
-  ASSERT_TRUE(o.Put("job", "done").ok());
-  EXPECT_TRUE(cluster.WaitForEqualDigests(20s));
+  ObjectsSurviveFailover(/*restart_follower=*/true);
 }
 
 }  // namespace
