@@ -30,6 +30,10 @@ Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
 std::vector<Subcommand> AddObjectCommands(CLI::App& app);
 // watch, publish, subscribe, script put|rm (cmd_watch.cc)
 std::vector<Subcommand> AddWatchCommands(CLI::App& app);
+// Leader election and sync-object introspection (design 0016).
+Subcommand AddElectCommand(CLI::App& app);   // cmd_elect.cc: elect NAME [-- COMMAND]
+Subcommand AddLeaderCommand(CLI::App& app);  // cmd_leader.cc: leader NAME [--watch]
+Subcommand AddSyncCommand(CLI::App& app);    // cmd_sync.cc: sync list [PREFIX]
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -23,6 +23,11 @@ int main(int argc, char** argv) {
   };
   const std::vector<latchkey::cli::Subcommand> object_subs = latchkey::cli::AddObjectCommands(app);
   const std::vector<latchkey::cli::Subcommand> watch_subs = latchkey::cli::AddWatchCommands(app);
+  const latchkey::cli::Subcommand elect_subs[] = {
+      latchkey::cli::AddElectCommand(app),
+      latchkey::cli::AddLeaderCommand(app),
+      latchkey::cli::AddSyncCommand(app),
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -36,6 +41,9 @@ int main(int argc, char** argv) {
     if (sub.app->parsed()) return sub.run();
   }
   for (const auto& sub : watch_subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  for (const auto& sub : elect_subs) {
     if (sub.app->parsed()) return sub.run();
   }
   return latchkey::cli::kExitUsage;

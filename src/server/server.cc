@@ -243,6 +243,9 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kSubscribe, "Subscribe", false, false, true, &Server::OnSubscribe},
     {Request::kUnsubscribe, "Unsubscribe", false, false, true, &Server::OnUnsubscribe},
     {Request::kPutScript, "PutScript", true, true, true, &Server::OnPutScript},
+    // Introspection of semaphores, latches, barriers (server_sync_list.cc):
+    // linearizable by default (checks leadership itself), serializable on request.
+    {Request::kListSync, "ListSync", false, false, true, &Server::OnListSync},
 };
 
 void Server::Dispatch(ConnState& cs, const Request& req) {

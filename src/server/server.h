@@ -127,6 +127,10 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void OnListLocks(ConnState& cs, const Request& req);
   void OnGetWaitGraph(ConnState& cs, const Request& req);
   void FillLock(const std::string& name, v1::GetLockReply* out) const;
+  // Semaphores, latches, barriers by prefix (server_sync_list.cc): ReadSync
+  // after a read barrier, or at once when serializable.
+  void OnListSync(ConnState& cs, const Request& req);
+  void ReadSync(ConnState& cs, const Request& req);
   // Multi-lock, values, ordering, semaphores, latches, barriers (server_sync.cc).
   void OnAcquireMany(ConnState& cs, const Request& req);
   void OnSetLockValue(ConnState& cs, const Request& req);
