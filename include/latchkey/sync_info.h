@@ -31,12 +31,12 @@ struct SyncPartyInfo {
 struct SyncObjectInfo {
   std::string name;
   SyncKind kind = SyncKind::kSemaphore;
-  uint32_t limit = 0;       // semaphore: permits in all
-  uint32_t used = 0;        // semaphore: permits held
-  uint64_t initial = 0;     // latch: its starting count
-  uint64_t count = 0;       // latch: count left (0 = open)
-  uint32_t parties = 0;     // barrier: parties per generation
-  uint64_t generation = 0;  // barrier: generations tripped so far
+  uint32_t limit = 0;                  // semaphore: permits in all
+  uint32_t used = 0;                   // semaphore: permits held
+  uint64_t initial = 0;                // latch: its starting count
+  uint64_t count = 0;                  // latch: count left (0 = open)
+  uint32_t parties = 0;                // barrier: parties per generation
+  uint64_t generation = 0;             // barrier: generations tripped so far
   std::vector<SyncPartyInfo> holders;  // semaphore holders
   std::vector<SyncPartyInfo> waiters;  // queue / arrival order
 };

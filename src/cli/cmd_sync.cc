@@ -45,8 +45,8 @@ void PrintJson(const SyncListing& l) {
         out += ",\"limit\":" + std::to_string(o.limit) + ",\"used\":" + std::to_string(o.used);
         break;
       case SyncKind::kLatch:
-        out += ",\"initial\":" + std::to_string(o.initial) +
-               ",\"count\":" + std::to_string(o.count);
+        out +=
+            ",\"initial\":" + std::to_string(o.initial) + ",\"count\":" + std::to_string(o.count);
         break;
       case SyncKind::kBarrier:
         out += ",\"parties\":" + std::to_string(o.parties) +
@@ -74,8 +74,7 @@ std::string StateText(const SyncObjectInfo& o) {
       return std::to_string(o.used) + " of " + std::to_string(o.limit) + " permits used";
     case SyncKind::kLatch:
       return o.count == 0 ? "open (counted down from " + std::to_string(o.initial) + ")"
-                          : "count " + std::to_string(o.count) + " of " +
-                                std::to_string(o.initial);
+                          : "count " + std::to_string(o.count) + " of " + std::to_string(o.initial);
     case SyncKind::kBarrier:
       return std::to_string(o.waiters.size()) + " of " + std::to_string(o.parties) +
              " parties waiting, generation " + std::to_string(o.generation);

@@ -192,8 +192,8 @@ Status Election::Verify() {
   }
   uint64_t expected = t;
   term_.compare_exchange_strong(expected, 0);
-  return Status(Code::kNotHeld, "no longer the leader of '" + name_ + "' (term " +
-                                    std::to_string(t) + " ended)");
+  return Status(Code::kNotHeld,
+                "no longer the leader of '" + name_ + "' (term " + std::to_string(t) + " ended)");
 }
 
 ElectionObserver Election::Observe(std::function<void(const LeaderEvent&)> on_change) {

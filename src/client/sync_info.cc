@@ -1,7 +1,8 @@
 // latchkey::ListSync (include/latchkey/sync_info.h): one ListSync request
 // through the Client's connection.
-#include "latchkey.pb.h"
 #include "latchkey/sync_info.h"
+
+#include "latchkey.pb.h"
 
 namespace latchkey {
 

@@ -25,17 +25,6 @@ using testing::WaitFor;
 
 using ElectionTest = testing::SingleServerTest;
 
-// Polls `f` until it returns true or `limit` passes.
-template <typename F>
-bool Eventually(F f, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return f();
-}
-
 TEST_F(ElectionTest, ThreeCandidatesOneLeaderAtATimeWithIncreasingTerms) {
   constexpr int kCandidates = 3, kRounds = 4;
   std::vector<std::unique_ptr<Client>> cs;
@@ -86,7 +75,7 @@ TEST_F(ElectionTest, ThreeCandidatesOneLeaderAtATimeWithIncreasingTerms) {
   ASSERT_EQ(terms.size(), static_cast<size_t>(kCandidates * kRounds));
   for (size_t i = 1; i < terms.size(); ++i) EXPECT_GT(terms[i], terms[i - 1]) << "at " << i;
   // The observer ends on "no leader" and never went back to an older term.
-  ASSERT_TRUE(Eventually(
+  ASSERT_TRUE(WaitFor(
       [&] {
         std::lock_guard<std::mutex> g(mu);
         return !events.empty() && events.back().kind == LeaderEvent::Kind::kVacant;
@@ -130,16 +119,16 @@ TEST_F(ElectionTest, ResignHandsOverPromptlyAndProclaimIsObserved) {
     }
     return false;
   };
-  ASSERT_TRUE(Eventually([&] { return seen(LeaderEvent::Kind::kElected, "a:7000"); }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return seen(LeaderEvent::Kind::kElected, "a:7000"); }, 5s));
   ASSERT_TRUE(ea.Proclaim("a:7001").ok());
   auto l = ew.Leader();
   ASSERT_TRUE(l.ok());
   EXPECT_EQ(l->value, "a:7001");
   EXPECT_EQ(l->term, *ta);  // a proclamation keeps the term
-  EXPECT_TRUE(Eventually([&] { return seen(LeaderEvent::Kind::kProclaimed, "a:7001"); }, 5s));
+  EXPECT_TRUE(WaitFor([&] { return seen(LeaderEvent::Kind::kProclaimed, "a:7001"); }, 5s));
 
   auto tb = std::async(std::launch::async, [&] { return eb.Campaign("b:7000"); });
-  ASSERT_TRUE(Eventually([&] { return Waiters(*w, Election::LockName("sched")) == 1; }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return Waiters(*w, Election::LockName("sched")) == 1; }, 5s));
   const auto resigned_at = std::chrono::steady_clock::now();
   ASSERT_TRUE(ea.Resign().ok());
   ASSERT_EQ(tb.wait_for(2s), std::future_status::ready) << "hand-over was not prompt";
@@ -148,7 +137,7 @@ TEST_F(ElectionTest, ResignHandsOverPromptlyAndProclaimIsObserved) {
   ASSERT_TRUE(term_b.ok()) << term_b.status().ToString();
   EXPECT_GT(*term_b, *ta);
   EXPECT_LT(handover, 2s);
-  EXPECT_TRUE(Eventually([&] { return seen(LeaderEvent::Kind::kElected, "b:7000"); }, 5s));
+  EXPECT_TRUE(WaitFor([&] { return seen(LeaderEvent::Kind::kElected, "b:7000"); }, 5s));
   EXPECT_EQ(ea.Check().code(), Code::kFailedPrecondition);
 }
 
@@ -170,10 +159,10 @@ TEST_F(ElectionTest, LeadershipGuardResignsAndSessionLossEndsCampaign) {
   auto term = ela.Campaign("la");
   ASSERT_TRUE(term.ok()) << term.status().ToString();
   auto pending = std::async(std::launch::async, [&] { return elb.Campaign("lb"); });
-  ASSERT_TRUE(Eventually([&] { return Waiters(*a, Election::LockName("lease")) == 1; }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return Waiters(*a, Election::LockName("lease")) == 1; }, 5s));
   server_.Stop(SIGSTOP);
-  const bool lost = Eventually(
-      [&] { return !la->session_status().ok() && !lb->session_status().ok(); }, 10s);
+  const bool lost =
+      WaitFor([&] { return !la->session_status().ok() && !lb->session_status().ok(); }, 10s);
   server_.Cont();
   ASSERT_TRUE(lost) << "sessions still alive after the server was paused past their ttl";
   ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
@@ -197,14 +186,14 @@ TEST_F(ElectionTest, KilledLeaderIsReplacedAfterItsLease) {
   auto b = Connect("b");
   Election eb(*b, "ha");
   Result<LeaderInfo> first = NotFound("not yet");
-  ASSERT_TRUE(Eventually(
+  ASSERT_TRUE(WaitFor(
       [&] {
         first = eb.Leader();
         return first.ok() && first->value == "victim";
       },
       10s));
   auto next = std::async(std::launch::async, [&] { return eb.Campaign("b"); });
-  ASSERT_TRUE(Eventually([&] { return Waiters(*b, Election::LockName("ha")) == 1; }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return Waiters(*b, Election::LockName("ha")) == 1; }, 5s));
   const auto killed_at = std::chrono::steady_clock::now();
   kill(victim, SIGKILL);
   testing::WaitPid(victim);

@@ -15,18 +15,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::LatchkeyBinary;
 using testing::RunCommand;
+using testing::WaitFor;
 
 using SyncListTest = testing::SingleServerTest;
-
-template <typename F>
-bool Eventually(F f, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return f();
-}
 
 const SyncObjectInfo* Find(const SyncListing& l, const std::string& name, SyncKind kind) {
   for (const SyncObjectInfo& o : l.objects) {
@@ -39,7 +30,8 @@ TEST_F(SyncListTest, ListsHoldersCountsPartiesAndWaiters) {
   auto a = Connect("alpha"), b = Connect("beta"), w = Connect("watcher");
   auto token = a->AcquireSemaphore("jobs.pool", 2, 3);
   ASSERT_TRUE(token.ok()) << token.status().ToString();
-  auto sem_wait = std::async(std::launch::async, [&] { return b->AcquireSemaphore("jobs.pool", 2, 3); });
+  auto sem_wait =
+      std::async(std::launch::async, [&] { return b->AcquireSemaphore("jobs.pool", 2, 3); });
   ASSERT_EQ(*w->LatchCountDown("jobs.boot", 1, 3), 2u);
   auto latch_wait = std::async(std::launch::async, [&] { return b->LatchAwait("jobs.boot", 3); });
   WaitOptions as_owner;
@@ -51,7 +43,7 @@ TEST_F(SyncListTest, ListsHoldersCountsPartiesAndWaiters) {
   ListSyncOptions opts;
   opts.prefix = "jobs";
   SyncListing l;
-  ASSERT_TRUE(Eventually(
+  ASSERT_TRUE(WaitFor(
       [&] {
         auto r = ListSync(*w, opts);
         if (!r.ok()) return false;
@@ -109,8 +101,8 @@ TEST_F(SyncListTest, ListsHoldersCountsPartiesAndWaiters) {
 
   // The CLI shows the same, as a table and as JSON.
   std::string out;
-  ASSERT_EQ(
-      RunCommand({LatchkeyBinary(), "sync", "list", "-e", server_.endpoint(), "jobs"}, &out), 0)
+  ASSERT_EQ(RunCommand({LatchkeyBinary(), "sync", "list", "-e", server_.endpoint(), "jobs"}, &out),
+            0)
       << out;
   EXPECT_NE(out.find("2 of 3 permits used"), std::string::npos) << out;
   EXPECT_NE(out.find("count 2 of 3"), std::string::npos) << out;
@@ -119,9 +111,9 @@ TEST_F(SyncListTest, ListsHoldersCountsPartiesAndWaiters) {
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("jobsx"), std::string::npos) << out;
-  ASSERT_EQ(RunCommand({LatchkeyBinary(), "sync", "list", "--json", "-e", server_.endpoint(),
-                        "jobs.pool"},
-                       &out),
+  ASSERT_EQ(RunCommand(
+                {LatchkeyBinary(), "sync", "list", "--json", "-e", server_.endpoint(), "jobs.pool"},
+                &out),
             0);
   EXPECT_NE(out.find("\"kind\":\"semaphore\",\"limit\":3,\"used\":2"), std::string::npos) << out;
   EXPECT_NE(out.find("\"fencing_token\":" + std::to_string(*token)), std::string::npos) << out;
@@ -150,8 +142,8 @@ TEST_F(SyncListTest, EmptyListingSaysSo) {
   std::string out;
   ASSERT_EQ(RunCommand({LatchkeyBinary(), "sync", "list", "-e", server_.endpoint()}, &out), 0);
   EXPECT_NE(out.find("no semaphores, latches or barriers"), std::string::npos) << out;
-  ASSERT_EQ(RunCommand({LatchkeyBinary(), "sync", "list", "--json", "-e", server_.endpoint()}, &out),
-            0);
+  ASSERT_EQ(
+      RunCommand({LatchkeyBinary(), "sync", "list", "--json", "-e", server_.endpoint()}, &out), 0);
   EXPECT_NE(out.find("{\"objects\":[],\"truncated\":false"), std::string::npos) << out;
 }
 

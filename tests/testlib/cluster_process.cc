@@ -227,4 +227,37 @@ bool ClusterProcess::WaitForEqualDigests(std::chrono::milliseconds deadline,
   return converged;
 }
 
+std::optional<v1::Response> QueryNode(const std::string& endpoint, const v1::Request& request,
+                                      std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  if (inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
+    return std::nullopt;
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return std::nullopt;
+  std::optional<v1::Response> out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    v1::ClientFrame hello;
+    hello.mutable_request()->set_id(1);
+    hello.mutable_request()->mutable_hello()->set_protocol_version(1);
+    v1::ClientFrame req;
+    *req.mutable_request() = request;
+    req.mutable_request()->set_id(2);
+    if (SendFrame(fd, hello) && SendFrame(fd, req)) {
+      for (int i = 0; i < 2; ++i) {
+        auto resp = ReadResponse(fd, deadline);
+        if (!resp) break;
+        if (resp->id() == 2) out = std::move(resp);
+      }
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
 }  // namespace latchkey::testing

@@ -20,6 +20,12 @@ namespace latchkey::testing {
 std::optional<v1::GetStatusReply> QueryStatus(
     const std::string& endpoint, std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
+// One request (after Hello) to one node over a raw connection, no session
+// and no redirect: that node's own answer (e.g. a serializable read on a
+// follower). nullopt if it cannot be reached within timeout.
+std::optional<v1::Response> QueryNode(const std::string& endpoint, const v1::Request& request,
+                                      std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
 class ClusterProcess {
  public:
   // `voters` nodes bootstrapped together with --peers (ids 1..voters), plus
