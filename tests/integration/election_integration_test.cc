@@ -3,6 +3,7 @@
 // hand-over on resign, replacement of a SIGKILLed leader after its lease.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <fstream>
@@ -252,6 +253,68 @@ TEST_F(ElectionTest, CliRunsCommandWhileLeaderAndResignsAfter) {
                        &out),
             75)
       << out;
+}
+
+TEST_F(ElectionTest, CliLeaderThatLosesItsSessionStopsItsCommandAndExits76) {
+  const std::string out = dir_.File("lost.out");
+  pid_t elect = testing::SpawnCommand({LatchkeyBinary(), "elect", "-e", server_.endpoint(),
+                                       "--session-ttl", "600ms", "lost", "--", "sleep", "60"},
+                                      out);
+  auto text = [&] {
+    std::ifstream f(out);
+    std::stringstream t;
+    t << f.rdbuf();
+    return t.str();
+  };
+  int status = 0;
+  bool exited = false;
+  auto reaped = [&] {
+    exited = exited || waitpid(elect, &status, WNOHANG) == elect;
+    return exited;
+  };
+  const bool elected =
+      WaitFor([&] { return text().find("elected leader of 'lost'") != std::string::npos; }, 10s);
+  if (elected) server_.Stop(SIGSTOP);  // no keepalive is answered past the ttl
+  const bool done = elected && WaitFor(reaped, 10s);
+  if (elected) server_.Cont();
+  if (!done && !reaped()) {
+    kill(elect, SIGKILL);
+    testing::WaitPid(elect);
+  }
+  ASSERT_TRUE(elected) << text();
+  ASSERT_TRUE(done) << "latchkey elect kept running after its session was lost: " << text();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 76) << text();
+  EXPECT_NE(text().find("session lost"), std::string::npos) << text();
+}
+
+TEST_F(ElectionTest, CliLeaderWatchPrintsEveryChangeInTermOrder) {
+  const std::string out = dir_.File("watch.out");
+  pid_t watch = testing::SpawnCommand({LatchkeyBinary(), "leader", "-e", server_.endpoint(),
+                                       "--watch", "--json", "--interval", "10ms", "w"},
+                                      out);
+  auto text = [&] {
+    std::ifstream f(out);
+    std::stringstream t;
+    t << f.rdbuf();
+    return t.str();
+  };
+  ASSERT_TRUE(
+      WaitFor([&] { return text().find("\"event\":\"vacant\"") != std::string::npos; }, 10s));
+  auto c = Connect("c");
+  Election e(*c, "w");
+  auto term = e.Campaign("first");
+  ASSERT_TRUE(term.ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return text().find("\"value\":\"first\"") != std::string::npos; }, 10s));
+  ASSERT_TRUE(e.Proclaim("second").ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return text().find("\"event\":\"proclaimed\"") != std::string::npos; }, 10s));
+  kill(watch, SIGINT);
+  EXPECT_EQ(testing::WaitPid(watch), 0);
+  const std::string t = text();
+  EXPECT_NE(t.find("\"term\":" + std::to_string(*term)), std::string::npos) << t;
+  EXPECT_LT(t.find("\"value\":\"first\""), t.find("\"value\":\"second\"")) << t;
 }
 
 }  // namespace
