@@ -26,6 +26,18 @@ using testing::WaitFor;
 
 using ElectionTest = testing::SingleServerTest;
 
+// Kills and reaps a spawned process unless the test already did (pid = -1),
+// so an assertion that ends a test early leaves no stray process.
+struct Reaper {
+  pid_t pid = -1;
+  ~Reaper() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      testing::WaitPid(pid);
+    }
+  }
+};
+
 TEST_F(ElectionTest, ThreeCandidatesOneLeaderAtATimeWithIncreasingTerms) {
   constexpr int kCandidates = 3, kRounds = 4;
   std::vector<std::unique_ptr<Client>> cs;
@@ -184,15 +196,7 @@ TEST_F(ElectionTest, KilledLeaderIsReplacedAfterItsLease) {
   pid_t victim = testing::SpawnCommand({LatchkeyBinary(), "elect", "-e", server_.endpoint(),
                                         "--session-ttl", "1s", "--value", "victim", "ha"},
                                        out);
-  struct Reaper {  // no stray process if an assertion ends the test early
-    pid_t pid;
-    ~Reaper() {
-      if (pid > 0) {
-        kill(pid, SIGKILL);
-        testing::WaitPid(pid);
-      }
-    }
-  } reaper{victim};
+  Reaper reaper{victim};
   auto b = Connect("b");
   Election eb(*b, "ha");
   Result<LeaderInfo> first = NotFound("not yet");
@@ -293,6 +297,7 @@ TEST_F(ElectionTest, CliLeaderWatchPrintsEveryChangeInTermOrder) {
   pid_t watch = testing::SpawnCommand({LatchkeyBinary(), "leader", "-e", server_.endpoint(),
                                        "--watch", "--json", "--interval", "10ms", "w"},
                                       out);
+  Reaper reaper{watch};
   auto text = [&] {
     std::ifstream f(out);
     std::stringstream t;
@@ -312,6 +317,7 @@ TEST_F(ElectionTest, CliLeaderWatchPrintsEveryChangeInTermOrder) {
       WaitFor([&] { return text().find("\"event\":\"proclaimed\"") != std::string::npos; }, 10s));
   kill(watch, SIGINT);
   EXPECT_EQ(testing::WaitPid(watch), 0);
+  reaper.pid = -1;
   const std::string t = text();
   EXPECT_NE(t.find("\"term\":" + std::to_string(*term)), std::string::npos) << t;
   EXPECT_LT(t.find("\"value\":\"first\""), t.find("\"value\":\"second\"")) << t;
