@@ -125,7 +125,8 @@ class Election {
   // TIMEOUT: not elected in time (the candidacy is withdrawn).
   // SESSION_EXPIRED: the session ended; this candidate can never lead on
   // this Client again (connect a new one). Campaigning while leading returns
-  // the current term and writes `value`.
+  // the current term and writes `value`. To give a campaign up, pass a
+  // timeout or Close the Client (Resign only ends an elected leadership).
   Result<uint64_t> Campaign(std::string_view value,
                             std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // Campaign, then a guard that resigns when it goes out of scope.
