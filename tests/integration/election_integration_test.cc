@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -150,6 +151,9 @@ TEST_F(ElectionTest, ResignHandsOverPromptlyAndProclaimIsObserved) {
   ASSERT_TRUE(term_b.ok()) << term_b.status().ToString();
   EXPECT_GT(*term_b, *ta);
   EXPECT_LT(handover, 2s);
+  std::printf("resign -> next candidate elected: %lld ms\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(handover).count()));
   EXPECT_TRUE(WaitFor([&] { return seen(LeaderEvent::Kind::kElected, "b:7000"); }, 5s));
   EXPECT_EQ(ea.Check().code(), Code::kFailedPrecondition);
 }
@@ -227,6 +231,9 @@ TEST_F(ElectionTest, KilledLeaderIsReplacedAfterItsLease) {
   ASSERT_TRUE(term.ok()) << term.status().ToString();
   EXPECT_GT(*term, first->term);
   EXPECT_GE(after, 500ms) << "elected before the old leader's lease could have run out";
+  std::printf(
+      "SIGKILL of a leader with a 1 s session ttl -> next candidate elected: %lld ms\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(after).count()));
   auto now = eb.Leader();
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(now->value, "b");
