@@ -30,6 +30,8 @@ Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
 std::vector<Subcommand> AddObjectCommands(CLI::App& app);
 // watch, publish, subscribe, script put|rm (cmd_watch.cc)
 std::vector<Subcommand> AddWatchCommands(CLI::App& app);
+// state owner KEY, state bucket B (cmd_state.cc)
+Subcommand AddStateCommand(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   };
   const std::vector<latchkey::cli::Subcommand> object_subs = latchkey::cli::AddObjectCommands(app);
   const std::vector<latchkey::cli::Subcommand> watch_subs = latchkey::cli::AddWatchCommands(app);
+  const latchkey::cli::Subcommand state_sub = latchkey::cli::AddStateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -38,5 +39,6 @@ int main(int argc, char** argv) {
   for (const auto& sub : watch_subs) {
     if (sub.app->parsed()) return sub.run();
   }
+  if (state_sub.app->parsed()) return state_sub.run();
   return latchkey::cli::kExitUsage;
 }

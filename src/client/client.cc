@@ -132,6 +132,23 @@ LockHolderInfo ToHolder(const pb::LockHolder& h) {
   return out;
 }
 
+std::vector<Grant> HeldFromAttach(const pb::AttachSessionReply& r) {
+  std::vector<Grant> out;
+  for (const pb::HeldLock& h : r.held()) {
+    Grant g;
+    g.name = h.name();
+    g.owner = h.owner();
+    g.fencing_token = h.fencing_token();
+    g.granted_at_ms = h.granted_at_ms();
+    g.mode = ApiMode(h.mode());
+    g.count = std::max<uint32_t>(1, h.count());
+    g.value = h.value();
+    g.value_token = h.value_token();
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
 LockInfo ToLockInfo(const pb::GetLockReply& r, std::string_view asked) {
   LockInfo info;
   info.name = r.name().empty() ? std::string(asked) : r.name();
@@ -185,6 +202,7 @@ struct Client::Impl {
   std::vector<LockLost> lost_locks;
   std::thread maintenance;
   std::function<void(const BlockingCallback&)> on_callback;  // guarded by mu
+  std::vector<Grant> held_at_attach;                         // guarded by mu
   std::atomic<uint64_t> requests_sent{0};
   std::atomic<bool> gone{false};  // session lost or closed (lock-free read)
 
@@ -544,8 +562,10 @@ struct Client::Impl {
     o = CallOn(c.get(), gen, std::move(req), deadline);
     if (!o.status.ok()) return fail(o.status);
     milliseconds granted_ttl{0};
+    std::vector<Grant> held;
     if (attach) {
       granted_ttl = milliseconds(o.response.attach_session().ttl_ms());
+      held = HeldFromAttach(o.response.attach_session());
     } else {
       sid = o.response.open_session().session_id();
       granted_ttl = milliseconds(o.response.open_session().ttl_ms());
@@ -563,6 +583,7 @@ struct Client::Impl {
       if (granted_ttl.count() > 0) ttl = granted_ttl;
       if (ttl.count() == 0) ttl = options.session_ttl;
       session_id = sid;
+      if (attach) held_at_attach = std::move(held);
       old = std::move(conn);
       conn = c;
       conn_gen = gen;
@@ -1040,6 +1061,15 @@ std::optional<std::chrono::steady_clock::time_point> Client::WaitDeadline(
 
 Result<std::vector<uint64_t>> Client::AcquireMany(
     const std::vector<std::pair<std::string, LockMode>>& parts, const AcquireOptions& options) {
+  auto grants = AcquireManyGrants(parts, options);
+  if (!grants.ok()) return grants.status();
+  std::vector<uint64_t> tokens;
+  for (const Grant& g : *grants) tokens.push_back(g.fencing_token);
+  return tokens;
+}
+
+Result<std::vector<Grant>> Client::AcquireManyGrants(
+    const std::vector<std::pair<std::string, LockMode>>& parts, const AcquireOptions& options) {
   pb::Request req;
   auto* a = req.mutable_acquire_many();
   a->set_session_id(session_id());
@@ -1054,8 +1084,25 @@ Result<std::vector<uint64_t>> Client::AcquireMany(
   a->set_lock_ttl_ms(static_cast<uint64_t>(options.lock_ttl.count()));
   Outcome o = impl_->Call(std::move(req), WaitDeadline(options.try_only, options.wait_timeout));
   if (!o.status.ok()) return o.status;
-  const auto& t = o.response.acquire_many().fencing_tokens();
-  return std::vector<uint64_t>(t.begin(), t.end());
+  const pb::AcquireManyReply& r = o.response.acquire_many();
+  std::vector<Grant> out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Grant g;
+    g.name = parts[i].first;
+    g.owner = options.owner;
+    g.mode = parts[i].second;
+    const int k = static_cast<int>(i);
+    if (k < r.fencing_tokens_size()) g.fencing_token = r.fencing_tokens(k);
+    if (k < r.values_size()) g.value = r.values(k);
+    if (k < r.value_tokens_size()) g.value_token = r.value_tokens(k);
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+std::vector<Grant> Client::held_at_attach() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->held_at_attach;
 }
 
 Status Client::SetLockValue(std::string_view name, std::string_view value, std::string_view owner) {
