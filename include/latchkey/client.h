@@ -287,6 +287,14 @@ class Client {
   uint64_t requests_sent() const;
   // True once the session is lost or closed (a lock-free session_status()).
   bool session_gone() const;
+  // AcquireMany returning every part's grant (token, mode, value block and
+  // value token), in the order of `parts`.
+  Result<std::vector<Grant>> AcquireManyGrants(
+      const std::vector<std::pair<std::string, LockMode>>& parts,
+      const AcquireOptions& options = {});
+  // What the session held when it was last re-attached after a reconnect,
+  // each with its lock value block; empty until the first re-attach.
+  std::vector<Grant> held_at_attach() const;
 
   std::optional<std::chrono::steady_clock::time_point> WaitDeadline(
       bool try_only, std::chrono::milliseconds wait) const;

@@ -34,6 +34,8 @@ std::vector<Subcommand> AddWatchCommands(CLI::App& app);
 Subcommand AddElectCommand(CLI::App& app);   // cmd_elect.cc: elect NAME [-- COMMAND]
 Subcommand AddLeaderCommand(CLI::App& app);  // cmd_leader.cc: leader NAME [--watch]
 Subcommand AddSyncCommand(CLI::App& app);    // cmd_sync.cc: sync list [PREFIX]
+// state owner KEY, state bucket B (cmd_state.cc)
+Subcommand AddStateCommand(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

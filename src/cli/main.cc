@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
       latchkey::cli::AddLeaderCommand(app),
       latchkey::cli::AddSyncCommand(app),
   };
+  const latchkey::cli::Subcommand state_sub = latchkey::cli::AddStateCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,5 +47,6 @@ int main(int argc, char** argv) {
   for (const auto& sub : elect_subs) {
     if (sub.app->parsed()) return sub.run();
   }
+  if (state_sub.app->parsed()) return state_sub.run();
   return latchkey::cli::kExitUsage;
 }

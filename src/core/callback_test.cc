@@ -237,5 +237,108 @@ TEST_F(CallbackTest, HolderAcquiringAgainWithAValueWritesItOnceAndRetriesDoNot) 
               sm_.locks().Find("elect.1")->holders.empty());
 }
 
+// ---- Across the name hierarchy (issue 4) ---------------------------------
+
+// A cached EX on `a` blocks a request on `a.b` (its implied CW conflicts
+// with EX): the holder of `a` is called back, down to CW (the intention
+// the waiter needs there), and only once.
+TEST_F(CallbackTest, CachedAncestorIsCalledBackForADescendantRequest) {
+  const uint64_t a = Open(), b = Open(), c = Open();
+  ApplyResult g = Apply(AcquireCmd(a, "a", Mode::kEX));
+  ASSERT_TRUE(g.results[0].granted);
+  ApplyResult wb = Apply(AcquireCmd(b, "a.b", Mode::kEX));
+  ASSERT_TRUE(wb.results[0].queued);
+  auto cb = Callbacks(wb);
+  ASSERT_EQ(cb.size(), 1u);
+  EXPECT_EQ(cb[0].session_id, a);
+  EXPECT_EQ(cb[0].grant.name, "a");
+  EXPECT_EQ(cb[0].grant.fencing_token, g.results[0].grant.fencing_token);
+  EXPECT_EQ(cb[0].wanted, Mode::kCW);
+  EXPECT_EQ(cb[0].downgrade_to, Mode::kCW);
+  // Another writer below needs the same: nothing new.
+  EXPECT_TRUE(Callbacks(Apply(AcquireCmd(c, "a.c", Mode::kPW))).empty());
+  // a follows the callback: b and c are granted, nobody is called back.
+  ApplyResult d = Apply(DowngradeCmd(a, "a", Mode::kCW, nullptr));
+  ASSERT_TRUE(d.results[0].status.ok());
+  int granted = 0;
+  for (const Event& e : d.events) granted += e.kind == Event::Kind::kGranted;
+  EXPECT_EQ(granted, 2);
+  EXPECT_TRUE(Callbacks(d).empty());
+}
+
+// A reader below a cached EX on the ancestor needs only CR there, so the
+// holder may keep PW (SIX): it still reads everything below.
+TEST_F(CallbackTest, AncestorDowngradeTargetFollowsTheWaitersIntention) {
+  const uint64_t a = Open(), b = Open();
+  ASSERT_TRUE(Apply(AcquireCmd(a, "a", Mode::kEX)).results[0].granted);
+  auto cb = Callbacks(Apply(AcquireCmd(b, "a.b.c", Mode::kPR)));
+  ASSERT_EQ(cb.size(), 1u);
+  EXPECT_EQ(cb[0].wanted, Mode::kCR);
+  EXPECT_EQ(cb[0].downgrade_to, Mode::kPW);  // strongest covered by EX compatible with CR
+}
+
+// Cached grants on descendants block a request on the parent: each is called
+// back, to what the parent's mode leaves them (PR for a PR request, NL for EX).
+TEST_F(CallbackTest, CachedDescendantsAreCalledBackForAnAncestorRequest) {
+  const uint64_t a = Open(), b = Open(), c = Open(), d = Open();
+  ASSERT_TRUE(Apply(AcquireCmd(a, "a.x", Mode::kEX)).results[0].granted);
+  ASSERT_TRUE(Apply(AcquireCmd(b, "a.y.z", Mode::kPW)).results[0].granted);
+  ASSERT_TRUE(Apply(AcquireCmd(c, "a.r", Mode::kPR)).results[0].granted);
+  ApplyResult w = Apply(AcquireCmd(d, "a", Mode::kPR));
+  ASSERT_TRUE(w.results[0].queued);
+  auto cb = Callbacks(w);
+  ASSERT_EQ(cb.size(), 2u);  // the reader on a.r does not block a PR on a
+  for (const Event& e : cb) {
+    EXPECT_TRUE(e.session_id == a || e.session_id == b);
+    EXPECT_EQ(e.downgrade_to, Mode::kPR);
+    EXPECT_EQ(e.wanted, Mode::kPR);
+  }
+  // A writer on `a` needs every descendant gone, the reader on a.r too.
+  const uint64_t e2 = Open();
+  auto cb2 = Callbacks(Apply(AcquireCmd(e2, "a", Mode::kEX)));
+  ASSERT_EQ(cb2.size(), 3u);
+  for (const Event& e : cb2) EXPECT_EQ(e.downgrade_to, Mode::kNL);
+}
+
+// A grant on `a` made by releasing `a.b` blocks a waiter on the sibling
+// `a.c`: the new holder is called back in the same entry.
+TEST_F(CallbackTest, GrantMadeElsewhereInTheTreeIsCalledBack) {
+  const uint64_t x = Open(), y = Open(), z = Open();
+  ASSERT_TRUE(Apply(AcquireCmd(x, "a.b", Mode::kEX, false)).results[0].granted);
+  ASSERT_TRUE(Apply(AcquireCmd(y, "a", Mode::kEX)).results[0].queued);
+  ASSERT_TRUE(Apply(AcquireCmd(z, "a.c", Mode::kEX)).results[0].queued);  // behind y (FIFO)
+  ApplyResult rel = Apply(ReleaseCmd(x, "a.b", nullptr));
+  bool y_granted = false;
+  for (const Event& e : rel.events) {
+    y_granted |= e.kind == Event::Kind::kGranted && e.session_id == y;
+  }
+  ASSERT_TRUE(y_granted);
+  auto cb = Callbacks(rel);
+  ASSERT_EQ(cb.size(), 1u);
+  EXPECT_EQ(cb[0].session_id, y);
+  EXPECT_EQ(cb[0].grant.name, "a");
+  EXPECT_EQ(cb[0].downgrade_to, Mode::kCW);
+}
+
+// An AcquireMany waiting behind a cached grant calls it back too.
+TEST_F(CallbackTest, AcquireManyWaitingBehindACachedGrantCallsItBack) {
+  const uint64_t a = Open(), b = Open();
+  ASSERT_TRUE(Apply(AcquireCmd(a, "m", Mode::kEX)).results[0].granted);
+  lv::LogEntry e = MakeEntry(++now_);
+  auto* c = e.add_commands()->mutable_acquire_many();
+  c->set_session_id(b);
+  for (const char* n : {"m.1", "q"}) {
+    auto* p = c->add_parts();
+    p->set_name(n);
+    p->set_mode(ModeToLog(Mode::kEX));
+  }
+  ApplyResult r = Apply(e);
+  ASSERT_TRUE(r.results[0].queued);
+  auto cb = Callbacks(r);
+  ASSERT_EQ(cb.size(), 1u);
+  EXPECT_EQ(cb[0].grant.name, "m");
+  EXPECT_EQ(cb[0].downgrade_to, Mode::kCW);
+}
+
 }  // namespace
 }  // namespace latchkey::core

@@ -323,6 +323,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
         r.value = req.value;
         r.value_token = ++*revision;
       }
+      if (req.cacheable) EmitCallbacks(name);
       return out;
     }
     const Mode target = Join(held->mode, req.mode);
@@ -347,6 +348,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
       r.value = req.value;
       r.value_token = g.fencing_token;
     }
+    EmitCallbacks(name);  // a conversion jumps the queue: it may block waiters
     return out;
   }
   if (Status order = CheckOrder(who, name); !order.ok()) {
@@ -383,6 +385,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     WaitEntry w;
   };
   std::vector<Candidate> cands;
+  const size_t first_grant = grant_events_.size();
   auto collect = [&](std::string_view n) {
     auto it = resources_.find(n);
     if (it == resources_.end()) return;
@@ -417,7 +420,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     }
     GrantWaiter(c.name, c.w, revision);
   }
-  EmitCallbacks(name);
+  EmitCallbacks(name, first_grant);
   EraseIfIdle(name);
 }
 
@@ -599,6 +602,7 @@ AcquireOutcome LockTable::AcquireMany(const OwnerId& who, const std::vector<Lock
   }
   ++*revision;
   out.kind = AcquireOutcome::Kind::kQueued;
+  for (const LockPart& p : parts) EmitCallbacks(p.name);
   return out;
 }
 
@@ -674,7 +678,9 @@ Status LockTable::Transfer(const OwnerId& from, const OwnerId& to, const std::st
   DemoteConversion(name, from);
   moved.fencing_token = ++*revision;
   moved.granted_at_ms = now_ms;
+  moved.callback_sent.reset();  // a new grant: its holder was never asked
   AddGrant(name, to, moved);
+  EmitCallbacks(name);
   return Status::Ok();
 }
 

@@ -246,9 +246,11 @@ class LockTable {
   // Rank of a name (longest declared prefix), if any.
   std::optional<uint32_t> RankOf(std::string_view name) const;
   Status CheckOrder(const OwnerId& who, const std::string& name) const;
-  // Blocking callbacks: for every waiter on `name`, asks each cacheable
-  // holder of `name` that conflicts with it to downgrade (deduplicated).
-  void EmitCallbacks(const std::string& name);
+  // Blocking callbacks (lock_callbacks.cc): asks each cacheable holder that
+  // blocks a waiter on `name`, or whose grant on `name` blocks a related
+  // waiter, to downgrade (deduplicated); also for the names of grant events
+  // from index `new_grants_from` on.
+  void EmitCallbacks(const std::string& name, size_t new_grants_from = SIZE_MAX);
 
   std::map<std::string, Resource, std::less<>> resources_;
   std::map<std::string, uint32_t, std::less<>> ranks_;

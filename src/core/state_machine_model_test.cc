@@ -260,6 +260,53 @@ void Compare(const StateMachine& sm, const Reference& ref, const std::string& wh
   ASSERT_EQ(sm.sessions().size(), ref.sessions.size()) << where;
 }
 
+// Blocking callbacks across the hierarchy, by brute force over the
+// reference's conflict rule: the mode a cacheable holder (hn, held) must go
+// down to so that a waiter (wn, wmode) of another owner is not blocked by it.
+Mode NeededDowngrade(const std::string& hn, Mode held, const std::string& wn, Mode wmode) {
+  for (int m = kModeCount - 1; m > 0; --m) {
+    const Mode c = static_cast<Mode>(m);
+    if (Covers(held, c) && !Conflict(hn, c, wn, wmode)) return c;
+  }
+  return Mode::kNL;
+}
+
+// Completeness: every cacheable holder that blocks a waiter has been asked
+// for a mode that lets that waiter in (callback_sent covered by the need).
+void CheckCallbacksComplete(const StateMachine& sm, const std::string& where) {
+  for (const auto& [wn, wr] : sm.locks().resources()) {
+    for (const WaitEntry& w : wr.waiters) {
+      for (const auto& [hn, hr] : sm.locks().resources()) {
+        for (const auto& [who, g] : hr.holders) {
+          if (!g.cacheable || who == w.who || !Conflict(hn, g.mode, wn, w.mode)) continue;
+          const Mode need = NeededDowngrade(hn, g.mode, wn, w.mode);
+          ASSERT_TRUE(g.callback_sent.has_value())
+              << where << ": cached " << ModeName(g.mode) << " on " << hn << " of "
+              << DescribeOwner(who) << " blocks " << ModeName(w.mode) << " on " << wn
+              << " and was never called back";
+          ASSERT_TRUE(Covers(need, *g.callback_sent))
+              << where << ": " << hn << " asked down to " << ModeName(*g.callback_sent) << " but "
+              << ModeName(w.mode) << " on " << wn << " needs " << ModeName(need);
+        }
+      }
+    }
+  }
+}
+
+// Soundness: a callback asks for no more than some waiter it blocks needs.
+bool CallbackNeeded(const StateMachine& sm, const Event& e) {
+  const OwnerId holder{e.session_id, e.grant.owner};
+  for (const auto& [wn, wr] : sm.locks().resources()) {
+    for (const WaitEntry& w : wr.waiters) {
+      if (w.who == holder || !Conflict(e.grant.name, e.grant.mode, wn, w.mode)) continue;
+      if (Covers(NeededDowngrade(e.grant.name, e.grant.mode, wn, w.mode), e.downgrade_to)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 // The engine's answer in the reference's vocabulary.
 std::string OutcomeName(const CommandResult& got) {
   if (got.granted) return "granted";
@@ -305,6 +352,8 @@ void RunSeed(uint64_t seed, int steps) {
     ASSERT_TRUE(Covers(e.grant.mode, e.downgrade_to)) << "seed " << seed;
     ASSERT_TRUE(Compatible(e.downgrade_to, e.wanted)) << "seed " << seed;
     ASSERT_FALSE(Compatible(e.grant.mode, e.wanted)) << "seed " << seed;
+    ASSERT_TRUE(CallbackNeeded(sm, e)) << "seed " << seed << " callback for " << e.grant.name
+                                       << " to " << ModeName(e.downgrade_to) << " blocks nobody";
     ASSERT_TRUE(callbacks_seen.emplace(e.grant.name, e.grant.fencing_token, e.downgrade_to).second)
         << "seed " << seed << " callback repeated for " << e.grant.name << " token "
         << e.grant.fencing_token << " to " << ModeName(e.downgrade_to) << " held "
@@ -416,6 +465,8 @@ void RunSeed(uint64_t seed, int steps) {
       check_tokens(r.events);
     }
     Compare(sm, ref, where);
+    if (::testing::Test::HasFatalFailure()) return;
+    CheckCallbacksComplete(sm, where);
     if (::testing::Test::HasFatalFailure()) return;
   }
   StateMachine copy;

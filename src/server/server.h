@@ -229,6 +229,11 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void PushCallback(const core::Event& e);
   // After AttachSession: pushes again every callback its grants still owe.
   void RepushCallbacks(uint64_t session_id);
+  // One held lock of an AttachSession reply, with its value block.
+  void FillHeldLock(const core::GrantInfo& g, v1::HeldLock* out) const;
+  // An AcquireMany reply: token, value and value token of every part.
+  void FillAcquireManyReply(uint64_t session_id, const std::string& owner,
+                            const std::vector<std::string>& names, v1::AcquireManyReply* out) const;
   static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame);
 
   ServerOptions options_;

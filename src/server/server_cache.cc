@@ -41,4 +41,31 @@ void Server::RepushCallbacks(uint64_t session_id) {
   }
 }
 
+void Server::FillHeldLock(const core::GrantInfo& g, v1::HeldLock* h) const {
+  h->set_name(g.name);
+  h->set_owner(g.owner);
+  h->set_fencing_token(g.fencing_token);
+  h->set_granted_at_ms(g.granted_at_ms);
+  h->set_lock_ttl_ms(g.lock_ttl_ms);
+  h->set_mode(static_cast<v1::LockMode>(core::ModeToLog(g.mode)));
+  h->set_count(g.count);
+  h->set_cacheable(g.cacheable);
+  if (const core::Resource* r = sm_.locks().Find(g.name)) {
+    h->set_value(r->value);
+    h->set_value_token(r->value_token);
+  }
+}
+
+void Server::FillAcquireManyReply(uint64_t session_id, const std::string& owner,
+                                  const std::vector<std::string>& names,
+                                  v1::AcquireManyReply* out) const {
+  for (const std::string& n : names) {
+    const core::HeldGrant* g = sm_.locks().FindGrant(core::OwnerId{session_id, owner}, n);
+    out->add_fencing_tokens(g ? g->fencing_token : 0);
+    const core::Resource* r = g ? sm_.locks().Find(n) : nullptr;
+    out->add_values(r ? r->value : std::string());
+    out->add_value_tokens(r ? r->value_token : 0);
+  }
+}
+
 }  // namespace latchkey::server

@@ -97,16 +97,7 @@ void Server::OnAttachSession(ConnState& cs, const Request& req) {
   resp.set_id(req.id());
   auto* out = resp.mutable_attach_session();
   out->set_ttl_ms(static_cast<uint32_t>(s.ttl_ms));
-  for (const core::GrantInfo& g : sm_.HeldBy(sid)) {
-    auto* h = out->add_held();
-    h->set_name(g.name);
-    h->set_owner(g.owner);
-    h->set_fencing_token(g.fencing_token);
-    h->set_granted_at_ms(g.granted_at_ms);
-    h->set_lock_ttl_ms(g.lock_ttl_ms);
-    h->set_mode(static_cast<v1::LockMode>(core::ModeToLog(g.mode)));
-    h->set_count(g.count);
-  }
+  for (const core::GrantInfo& g : sm_.HeldBy(sid)) FillHeldLock(g, out->add_held());
   // Pending acquires of this session now answer on this connection.
   for (auto& [key, p] : pending_) {
     if (std::get<0>(key) == sid && p.conn_id == 0) p.conn_id = cs.conn->id();

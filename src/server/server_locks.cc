@@ -210,12 +210,7 @@ void Server::FillWaitReply(const core::Event& e, const PendingAcquire& p,
   switch (e.object) {
     case core::Event::Object::kLock: {
       if (!p.parts.empty()) {  // AcquireMany: every part was granted at once
-        auto* out = resp->mutable_acquire_many();
-        for (const std::string& n : p.parts) {
-          const core::HeldGrant* g =
-              sm_.locks().FindGrant(core::OwnerId{e.session_id, e.grant.owner}, n);
-          out->add_fencing_tokens(g ? g->fencing_token : 0);
-        }
+        FillAcquireManyReply(e.session_id, e.grant.owner, p.parts, resp->mutable_acquire_many());
         return;
       }
       auto* a = resp->mutable_acquire();

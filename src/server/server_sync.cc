@@ -71,11 +71,7 @@ void Server::OnAcquireMany(ConnState& cs, const Request& req) {
   ProposeWait(
       std::move(cmd), key, conn_id, rid, WaitDeadline(a.try_only(), a.wait_timeout_ms()),
       [this, sid, owner, names](const core::CommandResult&, v1::Response* resp) {
-        auto* out = resp->mutable_acquire_many();
-        for (const std::string& n : names) {
-          const core::HeldGrant* g = sm_.locks().FindGrant(core::OwnerId{sid, owner}, n);
-          out->add_fencing_tokens(g ? g->fencing_token : 0);
-        }
+        FillAcquireManyReply(sid, owner, names, resp->mutable_acquire_many());
       },
       names);
 }

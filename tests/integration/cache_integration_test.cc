@@ -328,5 +328,139 @@ TEST_F(CacheIntegrationTest, ValueBlocksSurviveAServerRestart) {
   EXPECT_EQ(**v, "cart=3");
 }
 
+// Across the name hierarchy: a cached EX on `a` blocks a request on `a.b`
+// (its implied CW). The holder is called back down to CW and hands it over
+// as soon as its local user is done, long before its 30 s lease would end
+// (b gives up after 10 s, so a missing callback fails the test).
+TEST_F(CacheIntegrationTest, RequestBelowACachedAncestorIsGrantedAfterLocalUsersFinish) {
+  auto a = Connect("a", 30s), b = Connect("b");
+  LockCache cache(*a);
+  ASSERT_TRUE(cache.Lock("h", LockMode::kEX).ok());  // a local user holds it
+  AcquireOptions o;
+  o.wait_timeout = 10s;
+  auto fb = std::async(std::launch::async, [&] { return b->Acquire("h.b", o); });
+  ASSERT_TRUE(WaitFor([&] { return cache.stats().callbacks == 1; }));
+  auto seen = b->GetLock("h");
+  ASSERT_TRUE(seen.ok());
+  EXPECT_TRUE(seen->holder.called_back);
+  EXPECT_EQ(seen->holder.callback_to, LockMode::kCW);        // the intention a.b needs
+  EXPECT_EQ(fb.wait_for(0ms), std::future_status::timeout);  // local user first
+  const auto released = std::chrono::steady_clock::now();
+  cache.Unlock("h", LockMode::kEX);
+  auto gb = fb.get();
+  ASSERT_TRUE(gb.ok()) << gb.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - released, 5s);
+  // a went down to CW, not further: it still may write below `h` itself.
+  EXPECT_TRUE(WaitFor([&] { return cache.Grantable("h") == LockMode::kCW; }));
+  EXPECT_EQ(cache.stats().callbacks, 1u);
+}
+
+// And the other way: cached grants below `p` are called back when another
+// client wants `p` itself.
+TEST_F(CacheIntegrationTest, RequestAboveCachedDescendantsCallsThemBack) {
+  auto a = Connect("a", 30s), b = Connect("b");
+  LockCache cache(*a);
+  ASSERT_TRUE(cache.Lock("p.x", LockMode::kEX).ok());
+  cache.Unlock("p.x", LockMode::kEX);
+  ASSERT_TRUE(cache.Lock("p.y", LockMode::kPR).ok());
+  cache.Unlock("p.y", LockMode::kPR);
+  AcquireOptions pr;
+  pr.mode = LockMode::kPR;
+  pr.wait_timeout = 10s;
+  auto g = b->Acquire("p", pr);  // p.x must go down to PR; p.y may stay
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_TRUE(WaitFor([&] { return cache.Grantable("p.x") == LockMode::kPR; }));
+  EXPECT_EQ(cache.Grantable("p.y"), LockMode::kPR);
+  ASSERT_TRUE(b->Release("p").ok());
+  AcquireOptions ex;
+  ex.wait_timeout = 10s;
+  ASSERT_TRUE(b->Acquire("p", ex).ok());  // now both must go
+  EXPECT_TRUE(WaitFor([&] {
+    return cache.Grantable("p.x") == LockMode::kNL && cache.Grantable("p.y") == LockMode::kNL;
+  }));
+}
+
+// AcquireMany replies (immediate and after a wait) and the AttachSession
+// list carry each lock's value block and value token.
+TEST_F(CacheIntegrationTest, AcquireManyAndReattachCarryValueBlocks) {
+  auto a = Connect("a"), b = Connect("b");
+  ASSERT_TRUE(a->Acquire("mv.1").ok());
+  ASSERT_TRUE(a->SetLockValue("mv.1", "one").ok());
+  ASSERT_TRUE(a->Release("mv.1").ok());
+  auto g = b->AcquireManyGrants({{"mv.1", LockMode::kEX}, {"mv.2", LockMode::kPR}});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->size(), 2u);
+  EXPECT_EQ((*g)[0].value, "one");
+  EXPECT_GT((*g)[0].value_token, 0u);
+  EXPECT_LT((*g)[0].value_token, (*g)[0].fencing_token);
+  EXPECT_EQ((*g)[1].value, "");
+  EXPECT_EQ((*g)[1].value_token, 0u);
+  EXPECT_EQ((*g)[1].mode, LockMode::kPR);
+  // Granted after a wait: b writes mv.1 and releases, a's reply has it.
+  auto fa = std::async(std::launch::async, [&] {
+    return a->AcquireManyGrants({{"mv.3", LockMode::kEX}, {"mv.1", LockMode::kEX}});
+  });
+  ASSERT_TRUE(WaitFor([&] { return Waiters(*b, "mv.1") == 1; }));
+  ASSERT_TRUE(b->SetLockValue("mv.1", "two").ok());
+  ASSERT_TRUE(b->Release("mv.1").ok());
+  auto ga = fa.get();
+  ASSERT_TRUE(ga.ok()) << ga.status().ToString();
+  EXPECT_EQ((*ga)[1].value, "two");
+  EXPECT_GT((*ga)[1].fencing_token, (*g)[0].fencing_token);
+  // After a reconnect, the re-attached session's locks come with values.
+  EXPECT_TRUE(a->held_at_attach().empty());
+  a->DropConnectionForTesting();
+  ASSERT_TRUE(WaitFor([&] { return !a->held_at_attach().empty(); }));
+  bool saw = false;
+  for (const Grant& h : a->held_at_attach()) {
+    if (h.name != "mv.1") continue;
+    saw = true;
+    EXPECT_EQ(h.value, "two");
+    EXPECT_EQ(h.fencing_token, (*ga)[1].fencing_token);
+  }
+  EXPECT_TRUE(saw);
+}
+
+// `latchkey state owner KEY` / `state bucket B` show the bucket and owner.
+TEST_F(CacheIntegrationTest, StateOwnerIsVisibleThroughTheCli) {
+  auto a = Connect("owner-a");
+  StateStoreOptions so;
+  so.buckets = 8;
+  StateStore s(*a, so);
+  ASSERT_TRUE(s.Write("cart-7", "3 items").ok());
+  const std::string bucket = std::to_string(s.BucketOf("cart-7"));
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "state", "owner", "cart-7", "--buckets",
+                                 "8", "--json", "-e", server_.endpoint()},
+                                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"bucket\":" + bucket + ","), std::string::npos) << out;
+  EXPECT_NE(out.find("\"owned\":true"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"owner_session_id\":" + std::to_string(a->session_id()) + ","),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"present\":true"), std::string::npos) << out;
+  out.clear();
+  ASSERT_EQ(
+      testing::RunCommand(
+          {testing::LatchkeyBinary(), "state", "bucket", bucket, "-e", server_.endpoint()}, &out),
+      0);
+  EXPECT_NE(out.find("key 'cart-7' bucket " + bucket), std::string::npos) << out;
+  EXPECT_NE(out.find("owned by session " + std::to_string(a->session_id()) + " (owner-a)"),
+            std::string::npos)
+      << out;
+  // Reading ownership does not move the key: a still owns it, no message.
+  const uint64_t sent = a->requests_sent();
+  ASSERT_TRUE(s.Read("cart-7").ok());
+  EXPECT_EQ(a->requests_sent(), sent);
+  out.clear();
+  EXPECT_EQ(testing::RunCommand({testing::LatchkeyBinary(), "state", "owner", "absent-key", "-e",
+                                 server_.endpoint()},
+                                &out),
+            0);
+  EXPECT_NE(out.find("no owner, no state stored"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace latchkey
