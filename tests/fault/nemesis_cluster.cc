@@ -118,6 +118,36 @@ bool NemesisCluster::Init() {
       raft_ports_.push_back(PickFreePort());
     }
   }
+  if (!Start()) return false;
+  if (!netns_) return true;
+  // Some sandboxes create the namespaces and the bridge but do not forward
+  // between them: then run on loopback rather than fail (the report names
+  // the reason, and the schedule has no partitions).
+  const bool reachable = WaitFor(
+      [&] {
+        for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
+          if (QueryStatus(ClientAddr(id), std::chrono::milliseconds(300))) return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
+  if (reachable) return true;
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) Kill9(id);
+  CleanupNet();
+  net_created_ = false;
+  ns_.clear();
+  veth_.clear();
+  bridge_.clear();
+  netns_ = false;
+  fallback_reason_ = "the host could not reach the nodes inside their network namespaces";
+  std::error_code ec;
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
+    std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
+  }
+  for (int i = 0; i < nodes_; ++i) {
+    client_ports_.push_back(PickFreePort());
+    raft_ports_.push_back(PickFreePort());
+  }
   return Start();
 }
 
