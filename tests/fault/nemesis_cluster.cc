@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -49,6 +50,12 @@ void NemesisCluster::CleanupNet() {
     Ip({"link", "del", veth_[i]});
   }
   if (!bridge_.empty()) Ip({"link", "del", bridge_});
+}
+
+// LATCHKEY_NEMESIS_LOG_LEVEL (debug, info, warn, error) for the servers.
+static std::string ServerLogLevel() {
+  const char* l = std::getenv("LATCHKEY_NEMESIS_LOG_LEVEL");
+  return l != nullptr ? l : "warn";
 }
 
 bool NemesisCluster::Init() {
@@ -189,10 +196,9 @@ bool NemesisCluster::StartNode(uint64_t id) {
   std::vector<std::string> argv;
   if (netns_) argv = {ip_, "netns", "exec", ns_[id - 1]};  // execs in place: same pid
   std::vector<std::string> server = {
-      LatchkeyBinary(), "server",       "--node-id",      std::to_string(id),
-      "--peers",        peers,          "--data-dir",     data,
-      "--listen",       ClientAddr(id), "--raft-address", RaftAddr(id),
-      "--ready-file",   ready,          "--log-level",    "warn"};
+      LatchkeyBinary(), "server", "--node-id",   std::to_string(id), "--peers",        peers,
+      "--data-dir",     data,     "--listen",    ClientAddr(id),     "--raft-address", RaftAddr(id),
+      "--ready-file",   ready,    "--log-level", ServerLogLevel()};
   argv.insert(argv.end(), server.begin(), server.end());
   if (joining_.count(id)) argv.push_back("--join");  // its data dir was wiped
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
@@ -385,6 +391,17 @@ bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::stri
           auto st = QueryStatus(ClientAddr(id), std::chrono::milliseconds(500));
           if (!st) {
             *why = "node " + std::to_string(id) + " does not answer";
+            // Dead (crashed) or alive but silent?
+            int status = 0;
+            pid_t& pid = pids_[id - 1];
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+              *why += WIFSIGNALED(status)
+                          ? " (it died of signal " + std::to_string(WTERMSIG(status)) + ")"
+                          : " (it exited with status " + std::to_string(WEXITSTATUS(status)) + ")";
+              pid = -1;
+            } else {
+              *why += " (its process is alive)";
+            }
             return false;
           }
           if (st->leader_id() == 0) {
