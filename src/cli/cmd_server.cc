@@ -4,7 +4,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <string>
 
 #include "cli/commands.h"
 #include "common/log.h"
@@ -90,6 +92,11 @@ Subcommand AddServerCommand(CLI::App& app) {
                   "Automatic compaction keeps history younger than this (0 = no bound; both "
                   "0 = compact only on request)")
       ->capture_default_str();
+  // Planted bugs for the nemesis's own tests (ServerOptions::test_only_bug):
+  // hidden, and refused without LATCHKEY_ALLOW_TEST_BUGS=1.
+  cmd->add_option("--test-only-bug", opts->test_only_bug)
+      ->check(CLI::IsMember({"skip-watch-event", "stale-object-read"}))
+      ->group("");
   return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt]() -> int {
             SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
                         : *log_level == "warn"  ? LogLevel::kWarn
@@ -113,6 +120,16 @@ Subcommand AddServerCommand(CLI::App& app) {
                 std::fprintf(stderr, "latchkey server: %s\n", st.message().c_str());
                 return kExitUsage;
               }
+            }
+            if (!opts->test_only_bug.empty()) {
+              const char* allow = std::getenv("LATCHKEY_ALLOW_TEST_BUGS");
+              if (allow == nullptr || std::string(allow) != "1") {
+                std::fprintf(stderr,
+                             "latchkey server: --test-only-bug plants a bug; it needs "
+                             "LATCHKEY_ALLOW_TEST_BUGS=1\n");
+                return kExitUsage;
+              }
+              LK_LOG_WARN("PLANTED BUG %s is active (tests only)", opts->test_only_bug.c_str());
             }
             server::Server srv(*opts);
             Status st = srv.Start();

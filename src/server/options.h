@@ -78,6 +78,13 @@ struct ServerOptions {
   uint64_t object_retain_ms = 3'600'000;
   // Most wait_for requests blocked at once (RESOURCE_EXHAUSTED beyond).
   size_t max_object_waiters = 100'000;
+
+  // A planted bug for the nemesis's own tests (issue 7, docs/testing.md):
+  // "" (none), "skip-watch-event" (live watch pushes drop every 25th event)
+  // or "stale-object-read" (object gets answer the version before the
+  // latest). `latchkey server --test-only-bug=NAME` (hidden) refuses to start
+  // unless LATCHKEY_ALLOW_TEST_BUGS=1.
+  std::string test_only_bug{};
 };
 
 }  // namespace latchkey::server

@@ -145,6 +145,11 @@ void Server::ReadObject(ConnState& cs, const Request& req) {
   const auto& g = req.get_object();
   Result<core::ObjView> v = sm_.objects().Get(g.key(), g.revision(), sm_.revision());
   if (!v.ok()) return ReplyError(cs.conn->id(), req.id(), v.status());
+  if (options_.test_only_bug == "stale-object-read" && g.revision() == 0 &&
+      v->mod_revision > 1) {  // planted bug, tests only: the version before the latest
+    auto older = sm_.objects().Get(g.key(), v->mod_revision - 1, sm_.revision());
+    if (older.ok()) v = std::move(older);
+  }
   v1::Response resp;
   resp.set_id(req.id());
   auto* out = resp.mutable_get_object();

@@ -204,6 +204,14 @@ void Server::HandleWatchChanges(const std::vector<core::ObjChange>& changes) {
         for (const core::ObjView& v : events) {
           if (v.mod_revision >= w.next_revision && Matches(w, v.key)) mine.push_back(v);
         }
+        if (options_.test_only_bug == "skip-watch-event") {  // planted bug, tests only
+          static uint64_t live_events = 0;
+          std::vector<core::ObjView> kept;
+          for (auto& v : mine) {
+            if (++live_events % 25 != 0) kept.push_back(std::move(v));
+          }
+          mine.swap(kept);
+        }
         PushWatchEvents(id, w.conn_id, mine);
       }
     }

@@ -142,6 +142,7 @@ std::string ToJson(const Event& e) {
   out += ",\"time\":" + std::to_string(e.time);
   out += ",\"error\":";
   AppendString(&out, e.error);
+  out += ",\"revision\":" + std::to_string(e.revision);
   out += "}";
   return out;
 }
@@ -196,6 +197,9 @@ std::optional<Event> FromJson(const std::string& line) {
         e.session = static_cast<uint64_t>(v);
       } else if (name == "time") {
         e.time = v;
+      } else if (name == "revision") {
+        if (v < 0) return std::nullopt;
+        e.revision = static_cast<uint64_t>(v);
       }
     }
   } while (p.Eat(','));
@@ -285,7 +289,10 @@ std::vector<Operation> Pair(const std::vector<Event>& history, std::vector<Event
     op.error = e.error;
     if (e.token != 0) op.token = e.token;
     if (e.session != 0) op.session = e.session;
-    if (e.type == EventType::kOk && (op.op == "read" || !e.value.empty())) op.value = e.value;
+    if (e.revision != 0) op.revision = e.revision;
+    if (e.type == EventType::kOk && (op.op == "read" || op.op == "get" || !e.value.empty())) {
+      op.value = e.value;
+    }
     // An info completion leaves the operation open forever: it may take
     // effect at any later time.
     if (e.type != EventType::kInfo) op.complete_time = e.time;

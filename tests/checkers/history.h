@@ -2,7 +2,8 @@
 //
 // A history is a sequence of events, one JSON object per line (JSONL):
 //   {"type":"invoke","process":3,"op":"acquire","key":"nemesis.lock",
-//    "value":"","expect":"","token":0,"session":17,"time":123456789,"error":""}
+//    "value":"","expect":"","token":0,"session":17,"time":123456789,"error":"",
+//    "revision":0}
 // - type: invoke, ok, fail (definitely did not take effect) or info (outcome
 //   unknown: it may or may not have taken effect, e.g. MAYBE_APPLIED).
 // - process: one sequential actor; a completion (ok/fail/info) belongs to the
@@ -35,6 +36,9 @@ struct Event {
   uint64_t session = 0;  // Latchkey session id of the process at the time
   int64_t time = 0;      // monotonic ns
   std::string error{};   // fail / info: why
+  // Object store (design 0008): the revision a write got, or the
+  // mod_revision of the object a read returned; a watch event's revision.
+  uint64_t revision = 0;
 };
 
 // CLOCK_MONOTONIC in nanoseconds.
@@ -82,6 +86,7 @@ struct Operation {
   int64_t complete_time = 0;             // INT64_MAX when the completion is info or missing
   EventType outcome = EventType::kInfo;  // kOk, kFail or kInfo (info / missing)
   std::string error{};
+  uint64_t revision = 0;  // the completion's revision (objects), 0 = none
 };
 
 // Pairs invokes with completions per process. Completions without an invoke

@@ -82,12 +82,12 @@ CheckResult CheckRegisterLinearizable(const std::vector<Operation>& ops, const s
     l.source = &op;
     l.value = op.value;
     l.expect = op.expect;
-    if (op.op == "read") {
+    if (op.op == options.read_op) {
       if (op.outcome != EventType::kOk) continue;
       l.kind = Kind::kRead;
-    } else if (op.op == "write" || op.op == "cas") {
+    } else if (op.op == options.write_op || op.op == options.cas_op) {
       if (op.outcome == EventType::kFail) continue;
-      l.kind = op.op == "write" ? Kind::kWrite : Kind::kCas;
+      l.kind = op.op == options.write_op ? Kind::kWrite : Kind::kCas;
       l.unknown = op.outcome == EventType::kInfo;
     } else {
       continue;

@@ -26,6 +26,8 @@ namespace latchkey::checkers {
 struct LinearizabilityOptions {
   std::string initial_value{};    // the register before the history
   size_t max_steps = 20'000'000;  // search budget; beyond it the result is "unknown"
+  // The op names of the three kinds (the object store's are get / put / cas).
+  std::string read_op = "read", write_op = "write", cas_op = "cas";
 };
 
 // ok() when a linearization exists. When the budget runs out the result has

@@ -38,6 +38,11 @@ class H {
     Invoke(p, "cas", key, from, value, expect);
     return swapped ? Ok(p, "cas", key, to) : Fail(p, "cas", key, to, "mismatch");
   }
+  // Sets the revision of the last event (object writes, reads, watch events).
+  H& Rev(uint64_t revision) {
+    events_.back().revision = revision;
+    return *this;
+  }
   std::vector<Event> events() const { return events_; }
   std::vector<Operation> ops() const { return Pair(events_); }
 

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -20,6 +21,8 @@
 #include "checkers/history.h"
 #include "checkers/linearizability.h"
 #include "fault/nemesis_cluster.h"
+#include "fault/nemesis_keys.h"
+#include "fault/nemesis_objects.h"
 #include "latchkey/client.h"
 #include "testlib/server_process.h"
 
@@ -102,7 +105,8 @@ std::string NemesisReport::Explain() const {
   o << "workload: " << ok_acquires << " grants, " << ok_increments << " acknowledged increments, "
     << ok_register_ops << " register ops, " << sessions_lost << " sessions lost, "
     << rejected_by_fencing << " requests refused by fencing, " << holder_pauses
-    << " holders paused inside\n";
+    << " holders paused inside, " << ok_object_ops << " object ops, " << watch_events
+    << " watch events\n";
   if (!convergence.empty()) o << "NOT CONVERGED: " << convergence << "\n";
   o << "checkers:\n";
   for (const auto& r : results) o << "  " << r.Summary() << "\n";
@@ -143,7 +147,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
               opt.fencing ? "on" : "OFF (broken mode)");
 
   TempDir work;
-  NemesisCluster cluster(opt.nodes, opt.netns);
+  NemesisCluster cluster(opt.nodes, opt.netns, opt.server_args);
   if (!cluster.Init()) {
     rep.setup_error =
         "cluster did not start: " + cluster.fallback_reason() + "\n" + cluster.NodeLog(1);
@@ -155,7 +159,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
                                         ? std::string()
                                         : " (" + cluster.fallback_reason() + ")");
   if (!WaitFor([&] { return cluster.Leader() != 0; }, 20s)) {
-    rep.setup_error = "no leader elected";
+    rep.setup_error = "no leader elected; node 1 said:\n" + cluster.NodeLog(1);
     return rep;
   }
 
@@ -197,9 +201,11 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
         SpawnCommand({NEMESIS_WORKER_BIN, cluster.Endpoints(), sock, std::to_string(k),
                       work.File("history-" + std::to_string(k) + ".jsonl"),
                       std::to_string(opt.seed * 1000 + static_cast<uint64_t>(k)),
-                      std::to_string(opt.session_ttl_ms)},
+                      std::to_string(opt.session_ttl_ms), opt.objects ? "1" : "0"},
                      work.File("worker-" + std::to_string(k) + ".log"));
   }
+  NemesisWatchers watchers;
+  if (opt.objects) watchers.Start(opt.watchers, cluster.Endpoints(), work.path(), opt.seed);
   // The workload runs before the first fault.
   if (!WaitFor([&] { return trap.max_begin_token.load() != 0; }, 20s)) {
     note("no worker entered the resource within 20 s");
@@ -399,6 +405,14 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
         },
         20s);
   }
+  std::map<std::string, checkers::FinalObject> obj_final;
+  if (opt.objects) {
+    obj_final = ReadFinalObjects(cluster.Endpoints(), 20s);
+    uint64_t final_rev = 0;
+    for (const auto& [key, f] : obj_final) final_rev = std::max(final_rev, f.mod_revision);
+    if (!watchers.WaitCaughtUp(final_rev, 20s, &why)) note(why);
+    watchers.StopAll();
+  }
   const std::string res_value = resource.Value(kResourceKey);
   const std::optional<int64_t> res_final = ParseCounter(res_value);
 
@@ -444,6 +458,17 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   rep.results.push_back(checkers::CheckRegisterLinearizable(ops, kReg));
   rep.results.push_back(checkers::CheckSessionExpiry(
       latchkey_ops, notes, {"acquire", "release", "write", "cas", "incr"}));
+  if (opt.objects) {
+    const auto streams = watchers.Streams(base_ns);
+    for (const auto& r : CheckObjects(ops, streams, obj_final)) rep.results.push_back(r);
+    for (const auto& op : ops) {
+      rep.ok_object_ops += op.outcome == EventType::kOk && op.key.starts_with(nemesis::kObjPrefix);
+    }
+    for (const auto& st : streams) {
+      for (const auto& e : st.events) rep.watch_events += e.op == "event";
+    }
+    if (rep.ok_object_ops == 0) rep.results.push_back({"progress", {"no object op acknowledged"}});
+  }
   if (rep.ok_acquires == 0 || rep.ok_increments == 0) {
     rep.results.push_back({"progress", {"the workload acknowledged nothing"}});
   }

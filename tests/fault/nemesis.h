@@ -34,6 +34,13 @@ struct NemesisOptions {
   bool fencing = true;          // false: the resource accepts stale tokens (broken mode)
   std::string keep_dir{};       // where to keep histories ("" = a dir under /tmp on failure)
   bool keep_on_failure = true;  // false: a run expected to fail leaves nothing behind
+  // Object store workload (issue 7): the workers also get / put / txn-cas a
+  // few keys, and `watchers` nemesis_watcher processes watch their prefix.
+  bool objects = true;
+  int watchers = 2;
+  // Extra `latchkey server` arguments for every node (e.g. a planted bug:
+  // --test-only-bug=NAME, with LATCHKEY_ALLOW_TEST_BUGS=1 in the environment).
+  std::vector<std::string> server_args{};
 };
 
 struct NemesisReport {
@@ -44,8 +51,9 @@ struct NemesisReport {
   std::vector<checkers::CheckResult> results{};
   std::string convergence{};  // "" when the replicas converged
   uint64_t ok_acquires = 0, ok_increments = 0, ok_register_ops = 0, sessions_lost = 0;
-  uint64_t rejected_by_fencing = 0;  // resource requests refused for a stale token
-  uint64_t holder_pauses = 0;        // holder-pause faults that caught a holder inside
+  uint64_t rejected_by_fencing = 0;              // resource requests refused for a stale token
+  uint64_t holder_pauses = 0;                    // holder-pause faults that caught a holder inside
+  uint64_t ok_object_ops = 0, watch_events = 0;  // object get/put/txn-cas acknowledged; delivered
   double seconds = 0;
   std::string history_dir{};  // where the histories were kept ("" = removed)
 

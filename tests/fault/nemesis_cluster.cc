@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -49,6 +50,12 @@ void NemesisCluster::CleanupNet() {
     Ip({"link", "del", veth_[i]});
   }
   if (!bridge_.empty()) Ip({"link", "del", bridge_});
+}
+
+// LATCHKEY_NEMESIS_LOG_LEVEL (debug, info, warn, error) for the servers.
+static std::string ServerLogLevel() {
+  const char* l = std::getenv("LATCHKEY_NEMESIS_LOG_LEVEL");
+  return l != nullptr ? l : "warn";
 }
 
 bool NemesisCluster::Init() {
@@ -118,6 +125,36 @@ bool NemesisCluster::Init() {
       raft_ports_.push_back(PickFreePort());
     }
   }
+  if (!Start()) return false;
+  if (!netns_) return true;
+  // Some sandboxes create the namespaces and the bridge but do not forward
+  // between them: then run on loopback rather than fail (the report names
+  // the reason, and the schedule has no partitions).
+  const bool reachable = WaitFor(
+      [&] {
+        for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
+          if (QueryStatus(ClientAddr(id), std::chrono::milliseconds(300))) return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(10));
+  if (reachable) return true;
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) Kill9(id);
+  CleanupNet();
+  net_created_ = false;
+  ns_.clear();
+  veth_.clear();
+  bridge_.clear();
+  netns_ = false;
+  fallback_reason_ = "the host could not reach the nodes inside their network namespaces";
+  std::error_code ec;
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
+    std::filesystem::remove_all(dir_.File("node" + std::to_string(id)), ec);
+  }
+  for (int i = 0; i < nodes_; ++i) {
+    client_ports_.push_back(PickFreePort());
+    raft_ports_.push_back(PickFreePort());
+  }
   return Start();
 }
 
@@ -159,10 +196,9 @@ bool NemesisCluster::StartNode(uint64_t id) {
   std::vector<std::string> argv;
   if (netns_) argv = {ip_, "netns", "exec", ns_[id - 1]};  // execs in place: same pid
   std::vector<std::string> server = {
-      LatchkeyBinary(), "server",       "--node-id",      std::to_string(id),
-      "--peers",        peers,          "--data-dir",     data,
-      "--listen",       ClientAddr(id), "--raft-address", RaftAddr(id),
-      "--ready-file",   ready,          "--log-level",    "warn"};
+      LatchkeyBinary(), "server", "--node-id",   std::to_string(id), "--peers",        peers,
+      "--data-dir",     data,     "--listen",    ClientAddr(id),     "--raft-address", RaftAddr(id),
+      "--ready-file",   ready,    "--log-level", ServerLogLevel()};
   argv.insert(argv.end(), server.begin(), server.end());
   if (joining_.count(id)) argv.push_back("--join");  // its data dir was wiped
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
@@ -355,6 +391,17 @@ bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::stri
           auto st = QueryStatus(ClientAddr(id), std::chrono::milliseconds(500));
           if (!st) {
             *why = "node " + std::to_string(id) + " does not answer";
+            // Dead (crashed) or alive but silent?
+            int status = 0;
+            pid_t& pid = pids_[id - 1];
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+              *why += WIFSIGNALED(status)
+                          ? " (it died of signal " + std::to_string(WTERMSIG(status)) + ")"
+                          : " (it exited with status " + std::to_string(WEXITSTATUS(status)) + ")";
+              pid = -1;
+            } else {
+              *why += " (its process is alive)";
+            }
             return false;
           }
           if (st->leader_id() == 0) {

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace latchkey::testing {
 namespace {
@@ -61,6 +62,7 @@ NemesisOptions HolderPause(bool fencing) {
   o.faults = {"holder-pause"};
   o.fencing = fencing;
   o.keep_on_failure = fencing;  // the broken run is meant to fail the checkers
+  o.objects = false;            // a lock-only directed test
   return o;
 }
 
@@ -88,6 +90,52 @@ TEST(NemesisTest, FencingRejectsThePausedHolder) {
   ASSERT_EQ(r.holder_pauses, 1u) << "the directed pause did not happen\n" << r.Explain();
   EXPECT_GE(r.rejected_by_fencing, 1u) << r.Explain();
   EXPECT_TRUE(r.ok()) << r.Explain();
+}
+
+// A planted server bug (--test-only-bug=NAME, design record 0011) must be
+// caught by the object checkers: a few seconds of the workload with leader
+// transfers only.
+NemesisReport RunPlanted(const std::string& bug) {
+  setenv("LATCHKEY_ALLOW_TEST_BUGS", "1", 1);
+  NemesisOptions o;
+  o.seed = SeedFromEnv();
+  o.seconds = 3;
+  o.faults = {"transfer"};
+  o.server_args = {"--test-only-bug=" + bug};
+  o.keep_on_failure = false;  // meant to fail
+  NemesisReport r = RunNemesis(o);
+  unsetenv("LATCHKEY_ALLOW_TEST_BUGS");
+  std::printf("%s", r.Explain().c_str());
+  return r;
+}
+
+std::vector<std::string> Failed(const NemesisReport& r) {
+  std::vector<std::string> out;
+  for (const auto& c : r.results) {
+    if (!c.ok()) out.push_back(c.checker);
+  }
+  return out;
+}
+
+TEST(NemesisTest, PlantedSkippedWatchEventIsCaught) {
+  NemesisReport r = RunPlanted("skip-watch-event");
+  ASSERT_TRUE(r.setup_error.empty()) << r.Explain();
+  ASSERT_GE(r.watch_events, 50u) << "too few events to drop one in 25\n" << r.Explain();
+  const auto failed = Failed(r);
+  ASSERT_EQ(failed, std::vector<std::string>{"gap-free-watches(nemesis/obj/)"}) << r.Explain();
+  bool gap = false;
+  for (const auto& c : r.results) {
+    for (const auto& v : c.violations) gap |= v.find(" missed revision ") != std::string::npos;
+  }
+  EXPECT_TRUE(gap) << r.Explain();
+}
+
+TEST(NemesisTest, PlantedStaleObjectReadIsCaught) {
+  NemesisReport r = RunPlanted("stale-object-read");
+  ASSERT_TRUE(r.setup_error.empty()) << r.Explain();
+  bool caught = false;
+  for (const auto& name : Failed(r)) caught |= name.starts_with("linearizable(nemesis/obj/");
+  EXPECT_TRUE(caught) << r.Explain();
 }
 
 }  // namespace

@@ -9,9 +9,13 @@
 // - register ops on REG's value block: read (GetLock, linearizable), write
 //   (Acquire EX with the value, then release), cas (acquire, read, write if
 //   it matches, release).
+// - with OBJECTS=1, object store ops on a few keys under kObjPrefix: get
+//   (linearizable, with the object's mod_revision), put (with the write's
+//   revision), txn-cas (Txn: value == last value this process saw -> put,
+//   else get), every written value unique.
 // Runs until SIGTERM. The test may SIGSTOP it (a paused client).
 //
-//   nemesis_worker ENDPOINTS RESOURCE_SOCKET PROCESS HISTORY SEED SESSION_TTL_MS
+//   nemesis_worker ENDPOINTS RESOURCE_SOCKET PROCESS HISTORY SEED SESSION_TTL_MS [OBJECTS]
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -20,6 +24,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -27,7 +32,9 @@
 
 #include "checkers/fenced_resource.h"
 #include "checkers/history.h"
+#include "fault/nemesis_keys.h"
 #include "latchkey/client.h"
+#include "latchkey/objects.h"
 
 namespace latchkey {
 namespace {
@@ -49,8 +56,9 @@ void OnTerm(int) {
 class Worker {
  public:
   Worker(std::string endpoints, std::string resource, int64_t process, const std::string& history,
-         uint64_t seed, int ttl_ms)
-      : endpoints_(std::move(endpoints)),
+         uint64_t seed, int ttl_ms, bool objects)
+      : objects_(objects),
+        endpoints_(std::move(endpoints)),
         resource_path_(std::move(resource)),
         process_(process),
         history_(history),
@@ -70,10 +78,13 @@ class Worker {
       if (!client_ || !client_->session_status().ok()) {
         if (!Connect()) continue;
       }
-      if (std::uniform_int_distribution<int>(0, 99)(rng_) < 50) {
+      const int pick = std::uniform_int_distribution<int>(0, 99)(rng_);
+      if (pick < (objects_ ? 40 : 50)) {
         CounterCycle();
-      } else {
+      } else if (!objects_ || pick < 65) {
         RegisterOp();
+      } else {
+        ObjectOp();
       }
     }
     if (client_) (void)client_->Close();
@@ -272,6 +283,80 @@ class Worker {
     Release(kReg);
   }
 
+  // Object store ops (see the header comment). Write failures are unknown
+  // unless the request was refused before it was proposed.
+  static EventType ObjectWriteFailure(const Status& st) {
+    return st.code() == Code::kInvalidArgument || st.code() == Code::kFailedPrecondition
+               ? EventType::kFail
+               : EventType::kInfo;
+  }
+  void RecordObj(EventType t, const std::string& op, const std::string& key,
+                 const std::string& value, uint64_t revision, const std::string& error = {},
+                 const std::string& expect = {}) {
+    Event e;
+    e.type = t;
+    e.process = process_;
+    e.op = op;
+    e.key = key;
+    e.value = value;
+    e.expect = expect;
+    e.session = session_;
+    e.error = error;
+    e.revision = revision;
+    history_.Append(e);
+  }
+
+  void ObjectOp() {
+    Objects objects(*client_);
+    const std::string key =
+        std::string(nemesis::kObjPrefix) +
+        std::to_string(std::uniform_int_distribution<int>(0, nemesis::kObjKeys - 1)(rng_));
+    const int r = std::uniform_int_distribution<int>(0, 99)(rng_);
+    if (r < 40) {
+      RecordObj(EventType::kInvoke, "get", key, {}, 0);
+      auto o = objects.Get(key);
+      if (o.ok()) {
+        last_obj_[key] = o->value;
+        RecordObj(EventType::kOk, "get", key, o->value, o->mod_revision);
+      } else {
+        RecordObj(EventType::kFail, "get", key, {}, 0, o.status().ToString());
+      }
+      return;
+    }
+    const std::string value = "p" + std::to_string(process_) + "-o" + std::to_string(++writes_);
+    if (r < 70) {
+      RecordObj(EventType::kInvoke, "put", key, value, 0);
+      auto rev = objects.Put(key, value);
+      if (rev.ok()) {
+        last_obj_[key] = value;
+        RecordObj(EventType::kOk, "put", key, value, *rev);
+      } else {
+        RecordObj(ObjectWriteFailure(rev.status()), "put", key, {}, 0, rev.status().ToString());
+      }
+      return;
+    }
+    const std::string expect = last_obj_[key];
+    TxnRequest t;
+    t.compares.push_back(expect.empty() ? Compare::Version(key, Compare::Op::kEq, 0)
+                                        : Compare::Value(key, Compare::Op::kEq, expect));
+    t.then_ops.push_back(TxnOp::Put(key, value));
+    t.else_ops.push_back(TxnOp::Get(key));
+    RecordObj(EventType::kInvoke, "txn-cas", key, value, 0, {}, expect);
+    auto res = objects.Txn(t);
+    if (!res.ok()) {
+      RecordObj(ObjectWriteFailure(res.status()), "txn-cas", key, {}, 0, res.status().ToString());
+    } else if (res->succeeded) {
+      last_obj_[key] = value;
+      RecordObj(EventType::kOk, "txn-cas", key, value, res->revision);
+    } else {
+      const std::string found = res->gets.empty() ? std::string("?") : res->gets[0].value;
+      if (!res->gets.empty()) last_obj_[key] = found;
+      RecordObj(EventType::kFail, "txn-cas", key, {}, 0, "mismatch: found \"" + found + "\"");
+    }
+  }
+
+  bool objects_ = false;
+  std::map<std::string, std::string> last_obj_;
   std::string endpoints_, resource_path_;
   int64_t process_;
   checkers::HistoryWriter history_;
@@ -288,9 +373,10 @@ class Worker {
 }  // namespace latchkey
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
+  if (argc != 7 && argc != 8) {
     std::fprintf(stderr,
-                 "usage: %s ENDPOINTS RESOURCE_SOCKET PROCESS HISTORY SEED SESSION_TTL_MS\n",
+                 "usage: %s ENDPOINTS RESOURCE_SOCKET PROCESS HISTORY SEED SESSION_TTL_MS "
+                 "[OBJECTS]\n",
                  argv[0]);
     return 64;
   }
@@ -303,6 +389,6 @@ int main(int argc, char** argv) {
   sa.sa_handler = latchkey::OnTerm;
   sigaction(SIGTERM, &sa, nullptr);
   latchkey::Worker w(argv[1], argv[2], std::stoll(argv[3]), argv[4], std::stoull(argv[5]),
-                     std::stoi(argv[6]));
+                     std::stoi(argv[6]), argc == 8 && std::string(argv[7]) == "1");
   return w.Run();
 }
