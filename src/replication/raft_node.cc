@@ -59,6 +59,7 @@
 #include "common/log.h"
 #include "replication/entry_envelope.h"
 #include "replication/raft_buffers.h"
+#include "replication/raft_reply_guard.h"
 
 extern "C" {
 #include <raft.h>
@@ -182,6 +183,20 @@ struct RaftNode::Impl {
   std::chrono::steady_clock::time_point start_deadline;
   std::chrono::steady_clock::time_point close_deadline;
   std::map<uint64_t, ApplyRequest*> pending;  // by log index
+  // libraft's own io->start, and the receive callback raft_start gave it
+  // (IoStart puts IoRecv in between).
+  int (*io_start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+  raft_io_recv_cb raft_recv = nullptr;
+  int (*io_send)(struct raft_io*, struct raft_io_send*, const struct raft_message*,
+                 raft_io_send_cb) = nullptr;
+  AppendReplyGuard reply_guard;
+  // An InstallSnapshot held back while a snapshot was being taken or
+  // installed (IoRecv); owns the message's configuration and data.
+  struct DeferredSnapshot {
+    struct raft_message msg {};
+    std::string address;
+  };
+  std::unique_ptr<DeferredSnapshot> deferred_snapshot;
 
   bool OnLoopThread() const { return std::this_thread::get_id() == loop_thread_id.load(); }
 
@@ -280,6 +295,15 @@ struct RaftNode::Impl {
     raft_set_snapshot_threshold(&raft, options.snapshot_threshold);
     raft_set_snapshot_trailing(&raft, options.snapshot_trailing);
     raft_set_pre_vote(&raft, options.pre_vote);
+    raft_set_install_snapshot_timeout(&raft, options.install_snapshot_timeout_ms);
+    // See IoRecv: an InstallSnapshot that arrives while this node takes or
+    // installs a snapshot is held back instead of dropped.
+    // AppendReplyGuard (raft_reply_guard.h) watches what libraft receives and
+    // sends.
+    io_start = io.start;
+    io.start = &Impl::IoStart;
+    io_send = io.send;
+    io.send = &Impl::IoSend;
 
     // A joining node must not bootstrap: a second configuration with itself
     // as the only voter would elect it on its own and fork the cluster.
@@ -430,6 +454,7 @@ struct RaftNode::Impl {
   static void OnCheck(uv_check_t* handle) {
     Impl* self = static_cast<Impl*>(handle->data);
     self->MaybeFinishStart();
+    self->MaybeDeliverDeferredSnapshot();
     self->MaybeFinishClose();
     self->PollLeadership();
   }
@@ -725,6 +750,121 @@ struct RaftNode::Impl {
   }
 
   // ---------------------------------------------------------------------
+  // InstallSnapshot while busy with a snapshot (loop thread).
+  //
+  // libraft 0.15 drops an InstallSnapshot that arrives while the node takes a
+  // snapshot of its own (fsm->snapshot returned, the snapshot file is still
+  // being written) or installs another one: replicationInstallSnapshot
+  // returns RAFT_BUSY, recvCb frees the message and nothing is answered. The
+  // leader keeps the follower in snapshot mode, ignores the rejections of its
+  // heartbeats (their index is not the snapshot's) and sends again only after
+  // install_snapshot_timeout (30 s by default). A follower catching up by
+  // appends hits this easily: the append that crosses the snapshot threshold
+  // makes it snapshot, and the leader, which has compacted the next entries,
+  // sends its snapshot in answer to the same append. Observed as a restarted
+  // follower stuck for 30 s (docs/testing.md, "Restarted follower").
+  // The adapter sits between libraft and its io's receive callback and holds
+  // such a message back until the snapshot is done, then hands it to libraft
+  // (which installs it, or answers "have more recent snapshot").
+  static Impl* FromIo(struct raft_io* io) {
+    Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+    LATCHKEY_CHECK(&self->io == io);
+    return self;
+  }
+
+  static int IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,
+                     raft_io_recv_cb recv) {
+    Impl* self = FromIo(io);
+    self->raft_recv = recv;
+    return self->io_start(io, msecs, tick, &Impl::IoRecv);
+  }
+
+  bool SnapshotBusy() const {
+    return raft.snapshot.pending.term != 0 || raft.snapshot.put.data != nullptr;
+  }
+
+  static void IoRecv(struct raft_io* io, struct raft_message* msg) {
+    Impl* self = FromIo(io);
+    if (msg->type == RAFT_IO_INSTALL_SNAPSHOT && self->SnapshotBusy()) {
+      self->DeferSnapshot(msg);
+      return;
+    }
+    self->reply_guard.BeginRecv(*msg);
+    self->raft_recv(io, msg);
+    self->reply_guard.EndRecv();
+  }
+
+  static int IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
+                    raft_io_send_cb cb) {
+    Impl* self = FromIo(io);
+    struct raft_message fixed;
+    if (self->reply_guard.Fix(*msg, &fixed)) {
+      LK_LOG_DEBUG(
+          "raft node %llu: AppendEntries result to node %llu: last_log_index %llu -> %llu "
+          "(log suffix beyond the request not verified by the leader)",
+          static_cast<unsigned long long>(self->options.node_id),
+          static_cast<unsigned long long>(msg->server_id),
+          static_cast<unsigned long long>(msg->append_entries_result.last_log_index),
+          static_cast<unsigned long long>(fixed.append_entries_result.last_log_index));
+      return self->io_send(io, req, &fixed, cb);
+    }
+    return self->io_send(io, req, msg, cb);
+  }
+
+  static void FreeInstallSnapshot(struct raft_message* msg) {
+    raft_configuration_close(&msg->install_snapshot.conf);
+    raft_free(msg->install_snapshot.data.base);
+    msg->install_snapshot.data.base = nullptr;
+  }
+
+  void DeferSnapshot(struct raft_message* msg) {
+    const struct raft_install_snapshot& in = msg->install_snapshot;
+    LK_LOG_INFO(
+        "raft node %llu: InstallSnapshot (index %llu, term %llu, %zu bytes) from node %llu "
+        "arrived while a snapshot is being %s; held until it is done",
+        static_cast<unsigned long long>(options.node_id),
+        static_cast<unsigned long long>(in.last_index),
+        static_cast<unsigned long long>(in.last_term), in.data.len,
+        static_cast<unsigned long long>(msg->server_id),
+        raft.snapshot.pending.term != 0 ? "taken" : "installed");
+    if (deferred_snapshot != nullptr) {
+      // Keep only the newest: libraft would answer an older one with "have
+      // more recent snapshot" anyway.
+      const struct raft_install_snapshot& old = deferred_snapshot->msg.install_snapshot;
+      const bool newer =
+          in.term > old.term || (in.term == old.term && in.last_index >= old.last_index);
+      if (!newer) {
+        FreeInstallSnapshot(msg);
+        return;
+      }
+      DropDeferredSnapshot();
+    }
+    auto d = std::make_unique<DeferredSnapshot>();
+    d->msg = *msg;  // takes over conf and data
+    d->address = msg->server_address != nullptr ? msg->server_address : "";
+    d->msg.server_address = d->address.c_str();
+    deferred_snapshot = std::move(d);
+  }
+
+  // Polled from OnCheck, i.e. after every loop iteration (the snapshot put
+  // completes in a loop callback, so this runs right after it).
+  void MaybeDeliverDeferredSnapshot() {
+    if (deferred_snapshot == nullptr || !raft_running || closing || SnapshotBusy()) return;
+    std::unique_ptr<DeferredSnapshot> d = std::move(deferred_snapshot);
+    LK_LOG_INFO("raft node %llu: delivering the held InstallSnapshot (index %llu)",
+                static_cast<unsigned long long>(options.node_id),
+                static_cast<unsigned long long>(d->msg.install_snapshot.last_index));
+    d->msg.server_address = d->address.c_str();
+    raft_recv(&io, &d->msg);  // libraft owns (or frees) conf and data from here
+  }
+
+  void DropDeferredSnapshot() {
+    if (deferred_snapshot == nullptr) return;
+    FreeInstallSnapshot(&deferred_snapshot->msg);
+    deferred_snapshot.reset();
+  }
+
+  // ---------------------------------------------------------------------
   // Shutdown (loop thread).
   void BeginClose() {
     if (closing) return;
@@ -765,6 +905,7 @@ struct RaftNode::Impl {
     raft_uv_tcp_close(&self->transport);
     self->io_inited = self->transport_inited = false;
     self->raft_inited = false;
+    self->DropDeferredSnapshot();
     self->FailAllPending();
     if (self->handles_inited) {
       self->handles_inited = false;

@@ -65,6 +65,12 @@ struct RaftNodeOptions {
   uint32_t snapshot_threshold = 65536;
   uint32_t snapshot_trailing = 8192;
   bool pre_vote = true;
+  // How long a leader waits for a follower to answer an InstallSnapshot
+  // before sending it again (libraft's default is 30 s). A snapshot that is
+  // lost (connection dropped, or refused by a busy follower) stalls that
+  // follower this long; a transfer that takes longer is sent again meanwhile
+  // (the first install still completes).
+  uint32_t install_snapshot_timeout_ms = 5000;
 };
 
 struct RaftInfo {
