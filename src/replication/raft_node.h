@@ -67,10 +67,11 @@ struct RaftNodeOptions {
   bool pre_vote = true;
   // How long a leader waits for a follower to answer an InstallSnapshot
   // before sending it again (libraft's default is 30 s). A snapshot that is
-  // lost (connection dropped, or refused by a busy follower) stalls that
-  // follower this long; a transfer that takes longer is sent again meanwhile
-  // (the first install still completes).
-  uint32_t install_snapshot_timeout_ms = 5000;
+  // lost (connection dropped) stalls that follower this long. Each timeout
+  // costs the leader a snapshot read and send: while a follower is down the
+  // leader sends one per timeout (its transport queues them), and a transfer
+  // slower than this is sent again meanwhile (the first install completes).
+  uint32_t install_snapshot_timeout_ms = 10000;
 };
 
 struct RaftInfo {

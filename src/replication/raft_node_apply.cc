@@ -114,7 +114,8 @@ int RaftNode::Impl::FsmApply(struct raft_fsm* fsm, const struct raft_buffer* buf
   return 0;
 }
 
-int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs) {
+int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[],
+                                unsigned* n_bufs) {
   Impl* self = static_cast<Impl*>(fsm->data);
   Result<std::string> snap = self->hooks->TakeSnapshot();
   if (!snap.ok()) {
@@ -133,8 +134,7 @@ int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[]
 
 int RaftNode::Impl::FsmRestore(struct raft_fsm* fsm, struct raft_buffer* buf) {
   Impl* self = static_cast<Impl*>(fsm->data);
-  Status st =
-      self->hooks->Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  Status st = self->hooks->Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
   if (!st.ok()) {
     LK_LOG_ERROR("raft node %llu: Restore failed: %s",
                  static_cast<unsigned long long>(self->options.node_id), st.ToString().c_str());
@@ -147,7 +147,6 @@ int RaftNode::Impl::FsmRestore(struct raft_fsm* fsm, struct raft_buffer* buf) {
 
 // -------------------------------------------------------------------------
 // RaftNode
-
 
 void RaftNode::Propose(std::string data, ProposeCallback cb) {
   impl_->Propose(std::move(data), std::move(cb));

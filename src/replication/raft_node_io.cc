@@ -36,7 +36,7 @@ RaftNode::Impl* RaftNode::Impl::FromIo(struct raft_io* io) {
 }
 
 int RaftNode::Impl::IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,
-                   raft_io_recv_cb recv) {
+                            raft_io_recv_cb recv) {
   Impl* self = FromIo(io);
   self->raft_recv = recv;
   return self->io_start(io, msecs, tick, &Impl::IoRecv);
@@ -57,17 +57,18 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
   self->reply_guard.EndRecv();
 }
 
-int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
-                  raft_io_send_cb cb) {
+int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req,
+                           const struct raft_message* msg, raft_io_send_cb cb) {
   Impl* self = FromIo(io);
   struct raft_message fixed;
   if (self->reply_guard.Fix(*msg, &fixed)) {
-    LK_LOG_DEBUG("raft node %llu: AppendEntries result to node %llu: last_log_index %llu -> %llu "
-                 "(log suffix beyond the request not verified by the leader)",
-                 static_cast<unsigned long long>(self->options.node_id),
-                 static_cast<unsigned long long>(msg->server_id),
-                 static_cast<unsigned long long>(msg->append_entries_result.last_log_index),
-                 static_cast<unsigned long long>(fixed.append_entries_result.last_log_index));
+    LK_LOG_DEBUG(
+        "raft node %llu: AppendEntries result to node %llu: last_log_index %llu -> %llu "
+        "(log suffix beyond the request not verified by the leader)",
+        static_cast<unsigned long long>(self->options.node_id),
+        static_cast<unsigned long long>(msg->server_id),
+        static_cast<unsigned long long>(msg->append_entries_result.last_log_index),
+        static_cast<unsigned long long>(fixed.append_entries_result.last_log_index));
     return self->io_send(io, req, &fixed, cb);
   }
   return self->io_send(io, req, msg, cb);
@@ -81,18 +82,19 @@ void RaftNode::Impl::FreeInstallSnapshot(struct raft_message* msg) {
 
 void RaftNode::Impl::DeferSnapshot(struct raft_message* msg) {
   const struct raft_install_snapshot& in = msg->install_snapshot;
-  LK_LOG_INFO("raft node %llu: InstallSnapshot (index %llu, term %llu, %zu bytes) from node %llu "
-              "arrived while a snapshot is being %s; held until it is done",
-              static_cast<unsigned long long>(options.node_id),
-              static_cast<unsigned long long>(in.last_index),
-              static_cast<unsigned long long>(in.last_term), in.data.len,
-              static_cast<unsigned long long>(msg->server_id),
-              raft.snapshot.pending.term != 0 ? "taken" : "installed");
+  LK_LOG_INFO(
+      "raft node %llu: InstallSnapshot (index %llu, term %llu, %zu bytes) from node %llu "
+      "arrived while a snapshot is being %s; held until it is done",
+      static_cast<unsigned long long>(options.node_id),
+      static_cast<unsigned long long>(in.last_index), static_cast<unsigned long long>(in.last_term),
+      in.data.len, static_cast<unsigned long long>(msg->server_id),
+      raft.snapshot.pending.term != 0 ? "taken" : "installed");
   if (deferred_snapshot != nullptr) {
     // Keep only the newest: libraft would answer an older one with "have
     // more recent snapshot" anyway.
     const struct raft_install_snapshot& old = deferred_snapshot->msg.install_snapshot;
-    const bool newer = in.term > old.term || (in.term == old.term && in.last_index >= old.last_index);
+    const bool newer =
+        in.term > old.term || (in.term == old.term && in.last_index >= old.last_index);
     if (!newer) {
       FreeInstallSnapshot(msg);
       return;
@@ -124,6 +126,5 @@ void RaftNode::Impl::DropDeferredSnapshot() {
 
 // -------------------------------------------------------------------------
 // RaftNode
-
 
 }  // namespace latchkey::replication

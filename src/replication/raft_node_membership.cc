@@ -135,7 +135,6 @@ void RaftNode::Impl::TransferLeadership(uint64_t id, DoneCallback cb) {
 // -------------------------------------------------------------------------
 // RaftNode
 
-
 void RaftNode::Barrier(DoneCallback cb) {
   impl_->Barrier(std::move(cb));
 }

@@ -76,6 +76,8 @@ TEST(Sim, Seeds) {
     leader_changes += r.leader_changes;
     entries += r.final_index;
     lagging += r.lagging ? 1 : 0;
+    if (r.lagging)
+      std::printf("seed %llu: lagging replica\n", static_cast<unsigned long long>(seed));
     if (!r.ok) {
       ++failed;
       ADD_FAILURE() << "seed " << seed << ": " << r.Summary() << "\n  " << ReplayHint(seed);
