@@ -11,7 +11,7 @@
 // snapshot mode, ignores the rejections of its heartbeats (their index is
 // not the snapshot's; progressMaybeDecrement upstream) and sends again only
 // after install_snapshot_timeout (30 s by default; RaftNodeOptions lowers it
-// to 5 s as a backstop). A follower catching up by appends runs into this:
+// to 10 s as a backstop). A follower catching up by appends runs into this:
 // the append that crosses the snapshot threshold makes it snapshot, and the
 // leader, which has compacted the next entries, sends its snapshot in answer
 // to that append. This is the cause of the restarted follower that stayed at

@@ -52,7 +52,7 @@ TEST(AppendReplyGuardTest, LeavesEverythingElseAlone) {
   g.BeginRecv(AppendEntries(10, 2));
   EXPECT_FALSE(g.Fix(Result(11, 0), &out));  // not past the request (entries not stored yet)
   EXPECT_FALSE(g.Fix(Result(12, 0), &out));
-  EXPECT_FALSE(g.Fix(Result(14, 11), &out));  // a rejection
+  EXPECT_FALSE(g.Fix(Result(14, 11), &out));       // a rejection
   EXPECT_FALSE(g.Fix(AppendEntries(3, 1), &out));  // not a result
   g.EndRecv();
   struct raft_message snap {};
