@@ -1,5 +1,5 @@
 // RaftNode: the one adapter between Latchkey and libraft (Canonical raft 0.15,
-// libuv backend, TCP transport). Nothing else in the tree includes raft.h.
+// libuv backend, TCP transport). Outside src/replication, nothing includes raft.h.
 //
 // Threading: the node owns a libuv loop running on its own thread (the "loop
 // thread"). Every libraft call happens there, and so do all hook and callback
