@@ -1,5 +1,5 @@
 // RaftNode: the one adapter between Latchkey and libraft (Canonical raft 0.15,
-// libuv backend, TCP transport). Nothing else in the tree includes raft.h.
+// libuv backend, TCP transport). Outside src/replication, nothing includes raft.h.
 //
 // Threading: the node owns a libuv loop running on its own thread (the "loop
 // thread"). Every libraft call happens there, and so do all hook and callback
@@ -65,6 +65,13 @@ struct RaftNodeOptions {
   uint32_t snapshot_threshold = 65536;
   uint32_t snapshot_trailing = 8192;
   bool pre_vote = true;
+  // How long a leader waits for a follower to answer an InstallSnapshot
+  // before sending it again (libraft's default is 30 s). A snapshot that is
+  // lost (connection dropped) stalls that follower this long. Each timeout
+  // costs the leader a snapshot read and send: while a follower is down the
+  // leader sends one per timeout (its transport queues them), and a transfer
+  // slower than this is sent again meanwhile (the first install completes).
+  uint32_t install_snapshot_timeout_ms = 10000;
 };
 
 struct RaftInfo {

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "replication/entry_envelope.h"
 #include "replication/raft_buffers.h"
+#include "replication/raft_reply_guard.h"
 
 extern "C" {
 #include <raft.h>
@@ -59,6 +60,12 @@ struct IoShim {
   int (*append)(struct raft_io*, struct raft_io_append*, const struct raft_entry[], unsigned,
                 raft_io_append_cb) = nullptr;
   int (*truncate)(struct raft_io*, raft_index) = nullptr;
+  // Receive/send, for AppendReplyGuard (raft_reply_guard.h), as in raft_node.cc.
+  int (*start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+  int (*send)(struct raft_io*, struct raft_io_send*, const struct raft_message*,
+              raft_io_send_cb) = nullptr;
+  raft_io_recv_cb recv = nullptr;
+  AppendReplyGuard reply_guard;
   uint64_t next_seq = 1;
   std::set<uint64_t> in_flight;                          // append sequence numbers
   std::deque<std::pair<uint64_t, raft_index>> deferred;  // (appends before it, index)
@@ -133,6 +140,27 @@ int ShimTruncate(struct raft_io* io, raft_index index) {
   if (shim->in_flight.empty() && shim->deferred.empty()) return shim->truncate(io, index);
   shim->deferred.emplace_back(shim->next_seq, index);
   return 0;
+}
+
+void ShimRecv(struct raft_io* io, struct raft_message* msg) {
+  IoShim* shim = Shims().at(io);
+  shim->reply_guard.BeginRecv(*msg);
+  shim->recv(io, msg);
+  shim->reply_guard.EndRecv();
+}
+
+int ShimStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  IoShim* shim = Shims().at(io);
+  shim->recv = recv;
+  return shim->start(io, msecs, tick, &ShimRecv);
+}
+
+int ShimSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
+             raft_io_send_cb cb) {
+  IoShim* shim = Shims().at(io);
+  struct raft_message fixed;
+  if (shim->reply_guard.Fix(*msg, &fixed)) return shim->send(io, req, &fixed, cb);
+  return shim->send(io, req, msg, cb);
 }
 
 struct FsmContext {
@@ -258,6 +286,12 @@ Result<std::unique_ptr<SimCluster>> SimCluster::Create(const SimClusterOptions& 
     shim->truncate = shim->io->truncate;
     shim->io->append = &ShimAppend;
     shim->io->truncate = &ShimTruncate;
+    if (!options.no_reply_guard) {
+      shim->start = shim->io->start;
+      shim->send = shim->io->send;
+      shim->io->start = &ShimStart;
+      shim->io->send = &ShimSend;
+    }
     Shims()[shim->io] = shim.get();
     p->shims.push_back(std::move(shim));
     struct raft* r = p->Raft(i);

@@ -32,6 +32,9 @@ struct SimClusterOptions {
   uint32_t snapshot_threshold = 64;
   uint32_t snapshot_trailing = 16;
   bool pre_vote = true;
+  // Turns off the AppendReplyGuard (raft_reply_guard.h) to replay libraft
+  // 0.15's own behaviour (a deposed leader that never catches up).
+  bool no_reply_guard = false;
 };
 
 class SimCluster {

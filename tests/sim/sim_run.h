@@ -28,6 +28,10 @@ struct SimConfig {
   int steps = 150;  // workload steps (each: some virtual time, maybe a fault, some ops)
   PlantedBug bug = PlantedBug::kNone;
   bool verbose = false;  // trace every op and fault to stderr
+  // The adapter's AppendReplyGuard (src/replication/raft_reply_guard.h). Off
+  // replays libraft 0.15's own behaviour, where a deposed leader can stay
+  // behind forever; the run then only needs a caught-up majority.
+  bool reply_guard = true;
 };
 
 struct SimReport {

@@ -1,0 +1,130 @@
+// What passes between libraft and its io: RaftNode::Impl sits between them to
+// hold back an InstallSnapshot that libraft 0.15 would drop, and to fix
+// AppendEntries results (raft_reply_guard.h). Part of the adapter
+// (raft_node_impl.h).
+//
+// libraft 0.15 drops an InstallSnapshot that arrives while the node takes a
+// snapshot of its own (fsm->snapshot returned, the snapshot file is still
+// being written) or installs another one: replicationInstallSnapshot
+// returns RAFT_BUSY, and recvCb (disassembled from the Debian 0.15 libraft.a)
+// frees the message and answers nothing. The leader keeps the follower in
+// snapshot mode, ignores the rejections of its heartbeats (their index is
+// not the snapshot's; progressMaybeDecrement upstream) and sends again only
+// after install_snapshot_timeout (30 s by default; RaftNodeOptions lowers it
+// to 10 s as a backstop). A follower catching up by appends runs into this:
+// the append that crosses the snapshot threshold makes it snapshot, and the
+// leader, which has compacted the next entries, sends its snapshot in answer
+// to that append. This is the cause of the restarted follower that stayed at
+// index 16 (docs/testing.md, "Restarted follower").
+// The adapter sits between libraft and its io's receive callback and holds
+// such a message back until the snapshot is done, then hands it to libraft
+// (which installs it, or answers "have more recent snapshot").
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "common/log.h"
+#include "replication/raft_node_impl.h"
+
+namespace latchkey::replication {
+
+RaftNode::Impl* RaftNode::Impl::FromIo(struct raft_io* io) {
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  LATCHKEY_CHECK(&self->io == io);
+  return self;
+}
+
+int RaftNode::Impl::IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,
+                            raft_io_recv_cb recv) {
+  Impl* self = FromIo(io);
+  self->raft_recv = recv;
+  return self->io_start(io, msecs, tick, &Impl::IoRecv);
+}
+
+bool RaftNode::Impl::SnapshotBusy() const {
+  return raft.snapshot.pending.term != 0 || raft.snapshot.put.data != nullptr;
+}
+
+void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
+  Impl* self = FromIo(io);
+  if (msg->type == RAFT_IO_INSTALL_SNAPSHOT && self->SnapshotBusy()) {
+    self->DeferSnapshot(msg);
+    return;
+  }
+  self->reply_guard.BeginRecv(*msg);
+  self->raft_recv(io, msg);
+  self->reply_guard.EndRecv();
+}
+
+int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req,
+                           const struct raft_message* msg, raft_io_send_cb cb) {
+  Impl* self = FromIo(io);
+  struct raft_message fixed;
+  if (self->reply_guard.Fix(*msg, &fixed)) {
+    LK_LOG_DEBUG(
+        "raft node %llu: AppendEntries result to node %llu: last_log_index %llu -> %llu "
+        "(log suffix beyond the request not verified by the leader)",
+        static_cast<unsigned long long>(self->options.node_id),
+        static_cast<unsigned long long>(msg->server_id),
+        static_cast<unsigned long long>(msg->append_entries_result.last_log_index),
+        static_cast<unsigned long long>(fixed.append_entries_result.last_log_index));
+    return self->io_send(io, req, &fixed, cb);
+  }
+  return self->io_send(io, req, msg, cb);
+}
+
+void RaftNode::Impl::FreeInstallSnapshot(struct raft_message* msg) {
+  raft_configuration_close(&msg->install_snapshot.conf);
+  raft_free(msg->install_snapshot.data.base);
+  msg->install_snapshot.data.base = nullptr;
+}
+
+void RaftNode::Impl::DeferSnapshot(struct raft_message* msg) {
+  const struct raft_install_snapshot& in = msg->install_snapshot;
+  LK_LOG_INFO(
+      "raft node %llu: InstallSnapshot (index %llu, term %llu, %zu bytes) from node %llu "
+      "arrived while a snapshot is being %s; held until it is done",
+      static_cast<unsigned long long>(options.node_id),
+      static_cast<unsigned long long>(in.last_index), static_cast<unsigned long long>(in.last_term),
+      in.data.len, static_cast<unsigned long long>(msg->server_id),
+      raft.snapshot.pending.term != 0 ? "taken" : "installed");
+  if (deferred_snapshot != nullptr) {
+    // Keep only the newest: libraft would answer an older one with "have
+    // more recent snapshot" anyway.
+    const struct raft_install_snapshot& old = deferred_snapshot->msg.install_snapshot;
+    const bool newer =
+        in.term > old.term || (in.term == old.term && in.last_index >= old.last_index);
+    if (!newer) {
+      FreeInstallSnapshot(msg);
+      return;
+    }
+    DropDeferredSnapshot();
+  }
+  auto d = std::make_unique<DeferredSnapshot>();
+  d->msg = *msg;  // takes over conf and data
+  d->address = msg->server_address != nullptr ? msg->server_address : "";
+  d->msg.server_address = d->address.c_str();
+  deferred_snapshot = std::move(d);
+}
+
+void RaftNode::Impl::MaybeDeliverDeferredSnapshot() {
+  if (deferred_snapshot == nullptr || !raft_running || closing || SnapshotBusy()) return;
+  std::unique_ptr<DeferredSnapshot> d = std::move(deferred_snapshot);
+  LK_LOG_INFO("raft node %llu: delivering the held InstallSnapshot (index %llu)",
+              static_cast<unsigned long long>(options.node_id),
+              static_cast<unsigned long long>(d->msg.install_snapshot.last_index));
+  d->msg.server_address = d->address.c_str();
+  raft_recv(&io, &d->msg);  // libraft owns (or frees) conf and data from here
+}
+
+void RaftNode::Impl::DropDeferredSnapshot() {
+  if (deferred_snapshot == nullptr) return;
+  FreeInstallSnapshot(&deferred_snapshot->msg);
+  deferred_snapshot.reset();
+}
+
+// -------------------------------------------------------------------------
+// RaftNode
+
+}  // namespace latchkey::replication
