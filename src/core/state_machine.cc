@@ -617,6 +617,7 @@ std::string StateMachine::Snapshot() const {
   std::string bytes;
   snap.SerializeToString(&bytes);
   snap.set_digest(Fnv1a(bytes));
+  snap.set_applied_index(applied_index_);  // after the digest: not part of it
   bytes.clear();
   snap.SerializeToString(&bytes);
   return bytes;
@@ -633,13 +634,16 @@ Status StateMachine::Restore(std::string_view bytes) {
                       "; this binary reads version " + std::to_string(kSnapshotVersion));
   }
   const uint64_t want = snap.digest();
+  const uint64_t applied_index = snap.applied_index();
   snap.clear_digest();
+  snap.clear_applied_index();
   std::string canon;
   snap.SerializeToString(&canon);
   if (Fnv1a(canon) != want) return Status(Code::kInternal, "snapshot digest mismatch");
 
   StateMachine fresh;
   fresh.revision_ = snap.revision();
+  fresh.applied_index_ = applied_index;
   fresh.time_ms_ = snap.time_ms();
   fresh.locks_.set_next_seq(snap.next_seq());
   for (const auto& p : snap.sessions()) {
