@@ -30,6 +30,8 @@ Subcommand AddWaitsCommand(CLI::App& app);   // cmd_waits.cc
 std::vector<Subcommand> AddObjectCommands(CLI::App& app);
 // watch, publish, subscribe, script put|rm (cmd_watch.cc)
 std::vector<Subcommand> AddWatchCommands(CLI::App& app);
+// record create|get|update|delete|lock|find (cmd_records.cc)
+std::vector<Subcommand> AddRecordCommands(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   };
   const std::vector<latchkey::cli::Subcommand> object_subs = latchkey::cli::AddObjectCommands(app);
   const std::vector<latchkey::cli::Subcommand> watch_subs = latchkey::cli::AddWatchCommands(app);
+  const std::vector<latchkey::cli::Subcommand> record_subs = latchkey::cli::AddRecordCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -36,6 +37,9 @@ int main(int argc, char** argv) {
     if (sub.app->parsed()) return sub.run();
   }
   for (const auto& sub : watch_subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  for (const auto& sub : record_subs) {
     if (sub.app->parsed()) return sub.run();
   }
   return latchkey::cli::kExitUsage;
