@@ -66,16 +66,17 @@ struct RecordLockOptions {
   LockMode mode = LockMode::kEX;  // Update/Delete need PW or EX
   std::string owner{};            // "" = the session itself
   uint64_t if_unchanged_since = 0;
-  bool try_only = false;                       // LOCK_BUSY instead of waiting
-  std::chrono::milliseconds wait_timeout{0};   // 0 = no limit
-  std::chrono::milliseconds lock_ttl{0};       // 0 = until unlocked / session ends
+  bool try_only = false;                      // LOCK_BUSY instead of waiting
+  std::chrono::milliseconds wait_timeout{0};  // 0 = no limit
+  std::chrono::milliseconds lock_ttl{0};      // 0 = until unlocked / session ends
 };
 
 class Records {
  public:
   Records(Client& client, std::string table) : client_(client), table_(std::move(table)) {}
 
-  Result<Record> Create(const RecordFields& fields, const std::vector<std::string>& key_fields = {});
+  Result<Record> Create(const RecordFields& fields,
+                        const std::vector<std::string>& key_fields = {});
   // NOT_FOUND if there is no live record with that number at `revision`.
   Result<Record> Get(uint64_t number, uint64_t revision = 0);
   // Sets `fields` (others keep their values). Needs the lock (PW/EX).

@@ -32,7 +32,7 @@ struct RecFlags {
   std::string table;
   uint64_t number = 0;
   std::vector<std::string> fields;  // FIELD=VALUE
-  std::vector<std::string> key_fields;
+  std::string key_fields;           // comma-separated
   uint64_t revision = 0;
   uint64_t if_unchanged_since = 0;
   std::string mode = "EX";
@@ -48,8 +48,8 @@ std::string Num(uint64_t v) {
 }
 
 std::string RecordJson(const Record& r) {
-  std::string s = "{\"table\":" + JsonString(r.table) + ",\"number\":" + Num(r.number) +
-                  ",\"fields\":{";
+  std::string s =
+      "{\"table\":" + JsonString(r.table) + ",\"number\":" + Num(r.number) + ",\"fields\":{";
   bool first = true;
   for (const auto& [name, value] : r.fields) {
     s += (first ? "" : ",") + JsonString(name) + ":" + JsonString(value);
@@ -153,7 +153,14 @@ int Run(const std::string& name, const RecFlags& f) {
   if (name == "create") {
     auto fields = ParseFields(f.fields);
     if (!fields.ok()) return Fail(cmd, fields.status());
-    auto r = recs.Create(*fields, f.key_fields);
+    std::vector<std::string> key;
+    for (size_t start = 0; start < f.key_fields.size();) {
+      size_t comma = f.key_fields.find(',', start);
+      if (comma == std::string::npos) comma = f.key_fields.size();
+      if (comma > start) key.push_back(f.key_fields.substr(start, comma - start));
+      start = comma + 1;
+    }
+    auto r = recs.Create(*fields, key);
     if (!r.ok()) return Fail(cmd, r.status());
     PrintRecord(f, *r, " created");
     return 0;
@@ -227,8 +234,7 @@ int Run(const std::string& name, const RecFlags& f) {
       std::printf("{\"deleted\":true,\"revision\":%llu}\n", static_cast<unsigned long long>(*rev));
     } else {
       std::printf("%s/%llu deleted at revision %llu\n", f.table.c_str(),
-                  static_cast<unsigned long long>(f.number),
-                  static_cast<unsigned long long>(*rev));
+                  static_cast<unsigned long long>(f.number), static_cast<unsigned long long>(*rev));
     }
     return 0;
   }
@@ -238,8 +244,9 @@ int Run(const std::string& name, const RecFlags& f) {
 }  // namespace
 
 std::vector<Subcommand> AddRecordCommands(CLI::App& app) {
-  auto* rec = app.add_subcommand("record", "Numbered records with locks (seed 004): "
-                                           "create, get, update, delete, lock, find");
+  auto* rec = app.add_subcommand("record",
+                                 "Numbered records with locks (seed 004): "
+                                 "create, get, update, delete, lock, find");
   rec->require_subcommand(1);
   std::vector<Subcommand> out;
   auto add = [&](const std::string& name, const std::string& help, bool number, bool fields,
@@ -263,20 +270,20 @@ std::vector<Subcommand> AddRecordCommands(CLI::App& app) {
     out.push_back({cmd, [name, f] { return Run(name, *f); }});
     return std::make_pair(cmd, f);
   };
-  auto [create, cf] = add("create", "Create a record with the lowest free number", false, true,
-                          false);
+  auto [create, cf] =
+      add("create", "Create a record with the lowest free number", false, true, false);
   create->add_option("--key", cf->key_fields,
-                     "Unique key field (repeat; the table's first create fixes it; default: "
-                     "every field)");
+                     "Unique key fields, comma-separated (the table's first create fixes "
+                     "it; default: every field)");
   auto [get, gf] = add("get", "Read a record (optionally at a past revision)", true, false, false);
   get->add_option("--revision", gf->revision, "Read as of this revision");
   add("update", "Lock, set FIELD=VALUE..., unlock", true, true, true);
   add("delete", "Lock and delete a record (revokes every lock on it)", true, false, true);
-  auto [lock, lf] = add("lock", "Lock a record; with -- CMD, run CMD while holding it", true,
-                        false, true);
+  auto [lock, lf] =
+      add("lock", "Lock a record; with -- CMD, run CMD while holding it", true, false, true);
   lock->add_option("command", lf->command, "Command to run under the lock (after --)");
-  auto [find, ff] = add("find", "Find records whose fields start with FIELD=PREFIX...", false,
-                        true, false);
+  auto [find, ff] =
+      add("find", "Find records whose fields start with FIELD=PREFIX...", false, true, false);
   find->add_flag("--exact", ff->exact, "Match values exactly instead of by prefix");
   find->add_option("--revision", ff->revision, "Find as of this revision");
   find->add_option("--limit", ff->limit, "At most this many records (default 100, max 1000)");

@@ -138,8 +138,7 @@ Status RecordStore::CheckUnique(std::string_view table, const Table& t, const st
   std::string what = t.key_fields.empty() ? "the same fields" : "the same key (";
   for (size_t i = 0; i < t.key_fields.size(); ++i) what += (i ? "," : "") + t.key_fields[i];
   if (!t.key_fields.empty()) what += ")";
-  return Status(Code::kAlreadyExists,
-                Describe(table, it->second) + " already exists with " + what);
+  return Status(Code::kAlreadyExists, Describe(table, it->second) + " already exists with " + what);
 }
 
 Result<RecView> RecordStore::Create(std::string_view table, RecFields fields,

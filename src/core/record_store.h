@@ -85,7 +85,7 @@ class RecordStore {
     uint64_t next_number = 1;
     std::map<uint64_t, std::vector<RecVersion>> records;  // versions ascending
     // Derived (rebuilt on restore):
-    std::set<uint64_t> free;                        // deleted numbers to reuse
+    std::set<uint64_t> free;                              // deleted numbers to reuse
     std::map<std::string, uint64_t, std::less<>> unique;  // key -> live number
   };
 
@@ -104,8 +104,7 @@ class RecordStore {
   Result<RecView> Get(std::string_view table, uint64_t number, uint64_t rev,
                       uint64_t current) const;
   Result<RecPage> Find(std::string_view table, const std::vector<RecCriterion>& criteria,
-                       uint64_t rev, uint64_t current, uint64_t start_after,
-                       uint32_t limit) const;
+                       uint64_t rev, uint64_t current, uint64_t start_after, uint32_t limit) const;
   // The latest live version, or null.
   const RecVersion* Live(std::string_view table, uint64_t number) const;
 

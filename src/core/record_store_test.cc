@@ -272,13 +272,13 @@ TEST_F(RecordStoreTest, FindByPrefixAtOneRevision) {
   const uint64_t rev = sm_.revision();
   ASSERT_TRUE(Lock(s, 2).granted);
   ASSERT_TRUE(Delete(s, 2).status.ok());
-  Result<RecPage> now = sm_.records().Find("hotels", {{"name", "Pal", false}}, 0, sm_.revision(),
-                                           0, 0);
+  Result<RecPage> now =
+      sm_.records().Find("hotels", {{"name", "Pal", false}}, 0, sm_.revision(), 0, 0);
   ASSERT_TRUE(now.ok());
   ASSERT_EQ(now->items.size(), 2u);
   EXPECT_EQ(now->items[1].number, 3u);
-  Result<RecPage> then = sm_.records().Find("hotels", {{"location", "Smallville", true}}, rev,
-                                            sm_.revision(), 0, 0);
+  Result<RecPage> then =
+      sm_.records().Find("hotels", {{"location", "Smallville", true}}, rev, sm_.revision(), 0, 0);
   ASSERT_TRUE(then.ok());
   EXPECT_EQ(then->items.size(), 2u);  // record 2 still there at rev
   Result<RecPage> page = sm_.records().Find("hotels", {}, rev, sm_.revision(), 1, 1);

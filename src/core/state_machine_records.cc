@@ -73,10 +73,10 @@ Status StateMachine::CheckRecordLock(uint64_t session, const std::string& owner,
   const std::string name = RecordLockName(table, number);
   const HeldGrant* g = locks_.FindGrant(OwnerId{session, owner}, name);
   if (g == nullptr || !WriteMode(g->mode)) {
-    return Status(Code::kNotHeld, "writing " + Describe(table, number) + " needs its lock '" +
-                                      name + "' held by this owner in PW or EX" +
-                                      (g ? " (held in " + std::string(ModeName(g->mode)) + ")"
-                                         : std::string()));
+    return Status(Code::kNotHeld,
+                  "writing " + Describe(table, number) + " needs its lock '" + name +
+                      "' held by this owner in PW or EX" +
+                      (g ? " (held in " + std::string(ModeName(g->mode)) + ")" : std::string()));
   }
   return Status::Ok();
 }
@@ -181,10 +181,10 @@ void StateMachine::FailChangedWaiters(const std::string& name, uint64_t mod_revi
     e.grant.session_id = who.session;
     e.grant.owner = who.owner;
     e.grant.name = name;
-    e.failure = Status(Code::kRecordChanged, "the record behind lock '" + name +
-                                                 "' was written at revision " +
-                                                 std::to_string(mod_revision) + ", after revision " +
-                                                 std::to_string(since) + "; read it again");
+    e.failure = Status(Code::kRecordChanged,
+                       "the record behind lock '" + name + "' was written at revision " +
+                           std::to_string(mod_revision) + ", after revision " +
+                           std::to_string(since) + "; read it again");
     events->push_back(std::move(e));
   }
 }

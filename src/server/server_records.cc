@@ -48,7 +48,8 @@ Status CheckTarget(const std::string& table, uint64_t number) {
 void Server::OnRecordCreate(ConnState& cs, const Request& req) {
   const auto& c = req.record_create();
   const uint64_t conn_id = cs.conn->id();
-  if (Status s = core::ValidateTableName(c.table()); !s.ok()) return ReplyError(conn_id, req.id(), s);
+  if (Status s = core::ValidateTableName(c.table()); !s.ok())
+    return ReplyError(conn_id, req.id(), s);
   if (static_cast<size_t>(c.fields_size()) > core::kMaxRecordFields ||
       static_cast<size_t>(c.key_fields_size()) > core::kMaxRecordKeyFields) {
     return ReplyError(conn_id, req.id(), InvalidArgument("too many fields"));
@@ -71,7 +72,8 @@ void Server::OnRecordCreate(ConnState& cs, const Request& req) {
 void Server::OnRecordUpdate(ConnState& cs, const Request& req) {
   const auto& u = req.record_update();
   const uint64_t conn_id = cs.conn->id();
-  if (Status s = CheckTarget(u.table(), u.number()); !s.ok()) return ReplyError(conn_id, req.id(), s);
+  if (Status s = CheckTarget(u.table(), u.number()); !s.ok())
+    return ReplyError(conn_id, req.id(), s);
   if (static_cast<size_t>(u.fields_size()) > core::kMaxRecordFields) {
     return ReplyError(conn_id, req.id(), InvalidArgument("too many fields"));
   }
@@ -94,7 +96,8 @@ void Server::OnRecordUpdate(ConnState& cs, const Request& req) {
 void Server::OnRecordDelete(ConnState& cs, const Request& req) {
   const auto& d = req.record_delete();
   const uint64_t conn_id = cs.conn->id();
-  if (Status s = CheckTarget(d.table(), d.number()); !s.ok()) return ReplyError(conn_id, req.id(), s);
+  if (Status s = CheckTarget(d.table(), d.number()); !s.ok())
+    return ReplyError(conn_id, req.id(), s);
   if (!TouchSession(conn_id, req.id(), d.session_id())) return;
   lv::Command cmd;
   auto* o = cmd.mutable_rec_delete();
@@ -148,7 +151,8 @@ void Server::OnRecordLock(ConnState& cs, const Request& req) {
 void Server::OnRecordUnlock(ConnState& cs, const Request& req) {
   const auto& u = req.record_unlock();
   const uint64_t conn_id = cs.conn->id();
-  if (Status s = CheckTarget(u.table(), u.number()); !s.ok()) return ReplyError(conn_id, req.id(), s);
+  if (Status s = CheckTarget(u.table(), u.number()); !s.ok())
+    return ReplyError(conn_id, req.id(), s);
   if (!TouchSession(conn_id, req.id(), u.session_id())) return;
   lv::Command cmd;
   auto* o = cmd.mutable_rec_unlock();
@@ -187,8 +191,8 @@ void Server::ReadRecordFind(ConnState& cs, const Request& req) {
   }
   std::vector<core::RecCriterion> criteria;
   for (const auto& c : f.criteria()) criteria.push_back({c.field(), c.value(), c.exact()});
-  Result<core::RecPage> page = sm_.records().Find(f.table(), criteria, f.revision(),
-                                                  sm_.revision(), f.start_after(), f.limit());
+  Result<core::RecPage> page = sm_.records().Find(f.table(), criteria, f.revision(), sm_.revision(),
+                                                  f.start_after(), f.limit());
   if (!page.ok()) return ReplyError(cs.conn->id(), req.id(), page.status());
   v1::Response resp;
   resp.set_id(req.id());

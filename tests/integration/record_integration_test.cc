@@ -183,8 +183,8 @@ TEST_F(RecordIntegrationTest, Cli) {
   const std::string bin = LatchkeyBinary();
   const std::string ep = server_.endpoint();
   std::string out;
-  ASSERT_EQ(RunCommand({bin, "record", "create", "-e", ep, "--key", "name", "hotels",
-                        "name=Palace", "location=Smallville"},
+  ASSERT_EQ(RunCommand({bin, "record", "create", "-e", ep, "--key", "name", "hotels", "name=Palace",
+                        "location=Smallville"},
                        &out),
             0)
       << out;
@@ -194,8 +194,7 @@ TEST_F(RecordIntegrationTest, Cli) {
       75)
       << out;
   EXPECT_NE(out.find("ALREADY_EXISTS"), std::string::npos) << out;
-  ASSERT_EQ(RunCommand({bin, "record", "get", "-e", ep, "--json", "hotels", "1"}, &out), 0)
-      << out;
+  ASSERT_EQ(RunCommand({bin, "record", "get", "-e", ep, "--json", "hotels", "1"}, &out), 0) << out;
   EXPECT_NE(out.find("\"name\":\"Palace\""), std::string::npos) << out;
   ASSERT_EQ(RunCommand({bin, "record", "update", "-e", ep, "hotels", "1", "rate=120"}, &out), 0)
       << out;
