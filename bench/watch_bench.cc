@@ -3,9 +3,18 @@
 // measure put-send -> event-received; reports p50/p99 per watcher count.
 // Also times publish -> subscriber delivery the same way.
 //
-//   watch_bench [--endpoint HOST:PORT] [--events N] [--watchers 1,8]
+//   watch_bench [--endpoint HOST:PORT] [--events N] [--watchers 1,8] [--idle-exact N]
+//
+// --idle-exact N first registers N exact-key watches on keys nobody writes
+// (raw connections of up to 1000 watches each): what the watch index saves
+// (design 0013) shows as the latency the measured watchers pay for them.
 //
 // Without --endpoint it starts `latchkey server` itself on a temp data dir.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -99,23 +108,93 @@ void RunPubSub(latchkey::Client& client, const std::string& ep, int events) {
       lat.size(), Pct(lat, 0.5), Pct(lat, 0.99));
 }
 
+// Protobuf by hand (the bench does not link the generated code).
+void Varint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+void Field(std::string* out, uint32_t num, const std::string& bytes) {
+  Varint(out, (num << 3) | 2);
+  Varint(out, bytes.size());
+  *out += bytes;
+}
+std::string Frame(uint64_t id, uint32_t body_field, const std::string& body) {
+  std::string req;
+  Varint(&req, 1 << 3);  // Request.id
+  Varint(&req, id);
+  Field(&req, body_field, body);
+  std::string frame;
+  Field(&frame, 1, req);  // ClientFrame.request
+  const uint32_t len = htonl(static_cast<uint32_t>(frame.size()));
+  return std::string(reinterpret_cast<const char*>(&len), 4) + frame;
+}
+
+// Opens raw connections holding `n` exact-key watches; returns their fds
+// (a thread per connection drains the replies).
+std::vector<int> IdleExactWatches(const std::string& ep, int n, std::vector<std::thread>* drains) {
+  std::vector<int> fds;
+  const auto colon = ep.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(ep.substr(colon + 1))));
+  ::inet_pton(AF_INET,
+              ep.substr(0, colon) == "localhost" ? "127.0.0.1" : ep.substr(0, colon).c_str(),
+              &addr.sin_addr);
+  for (int done = 0; done < n;) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      std::fprintf(stderr, "idle watches: cannot connect to %s\n", ep.c_str());
+      std::exit(69);
+    }
+    std::string hello;
+    Varint(&hello, 1 << 3);
+    Varint(&hello, 1);
+    std::string out = Frame(1, 10, hello);
+    for (int i = 0; i < 1000 && done < n; ++i, ++done) {
+      std::string watch;
+      Field(&watch, 1, "idle/" + std::to_string(done));
+      out += Frame(static_cast<uint64_t>(i) + 2, 75, watch);
+    }
+    for (size_t off = 0; off < out.size();) {
+      ssize_t w = ::write(fd, out.data() + off, out.size() - off);
+      if (w <= 0) std::exit(69);
+      off += static_cast<size_t>(w);
+    }
+    drains->emplace_back([fd] {
+      char buf[65536];
+      while (::read(fd, buf, sizeof buf) > 0) {
+      }
+    });
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string endpoint;
   int events = 2000;
   std::vector<int> watcher_counts = {1, 8};
+  int idle_exact = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--endpoint") && i + 1 < argc) {
       endpoint = argv[++i];
     } else if (!std::strcmp(argv[i], "--events") && i + 1 < argc) {
       events = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--idle-exact") && i + 1 < argc) {
+      idle_exact = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--watchers") && i + 1 < argc) {
       watcher_counts.clear();
       std::stringstream ss(argv[++i]);
       for (std::string x; std::getline(ss, x, ',');) watcher_counts.push_back(std::stoi(x));
     } else {
-      std::fprintf(stderr, "usage: watch_bench [--endpoint E] [--events N] [--watchers 1,8]\n");
+      std::fprintf(
+          stderr,
+          "usage: watch_bench [--endpoint E] [--events N] [--watchers 1,8] [--idle-exact N]\n");
       return 64;
     }
   }
@@ -131,7 +210,13 @@ int main(int argc, char** argv) {
   o.endpoint = endpoint;
   auto client = latchkey::Client::Connect(o);
   if (!client.ok()) return 69;
+  std::vector<std::thread> drains;
+  std::vector<int> idle = IdleExactWatches(endpoint, idle_exact, &drains);
+  if (idle_exact > 0) std::printf("{\"idle_exact_watches\":%d}\n", idle_exact);
   for (int w : watcher_counts) RunWatch(**client, endpoint, w, events);
   RunPubSub(**client, endpoint, events);
+  for (int fd : idle) ::shutdown(fd, SHUT_RDWR);
+  for (auto& t : drains) t.join();
+  for (int fd : idle) ::close(fd);
   return 0;
 }

@@ -36,6 +36,8 @@ Subcommand AddLeaderCommand(CLI::App& app);  // cmd_leader.cc: leader NAME [--wa
 Subcommand AddSyncCommand(CLI::App& app);    // cmd_sync.cc: sync list [PREFIX]
 // state owner KEY, state bucket B (cmd_state.cc)
 Subcommand AddStateCommand(CLI::App& app);
+// record create|get|update|delete|lock|find (cmd_records.cc)
+std::vector<Subcommand> AddRecordCommands(CLI::App& app);
 
 // Options every client subcommand takes.
 struct ClientFlags {

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
       latchkey::cli::AddSyncCommand(app),
   };
   const latchkey::cli::Subcommand state_sub = latchkey::cli::AddStateCommand(app);
+  const std::vector<latchkey::cli::Subcommand> record_subs = latchkey::cli::AddRecordCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -48,5 +49,8 @@ int main(int argc, char** argv) {
     if (sub.app->parsed()) return sub.run();
   }
   if (state_sub.app->parsed()) return state_sub.run();
+  for (const auto& sub : record_subs) {
+    if (sub.app->parsed()) return sub.run();
+  }
   return latchkey::cli::kExitUsage;
 }

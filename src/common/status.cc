@@ -26,6 +26,7 @@ std::string_view CodeName(Code code) {
     case Code::kFailedPrecondition: return "FAILED_PRECONDITION";
     case Code::kDeadlock: return "DEADLOCK";
     case Code::kCompacted: return "COMPACTED";
+    case Code::kRecordChanged: return "RECORD_CHANGED";
     case Code::kValueTooLarge: return "VALUE_TOO_LARGE";
   }
   return "UNKNOWN";

@@ -36,10 +36,11 @@ enum class Code : uint8_t {
   kFailedPrecondition = 17,
   kDeadlock = 18,
   kCompacted = 20,      // the revision asked for was compacted away
+  kRecordChanged = 21,  // lock-if-unchanged: the record was written since
   kValueTooLarge = 40,  // a lock value block over the limit
 };
 
-inline constexpr uint8_t kMaxCode = 20;
+inline constexpr uint8_t kMaxCode = 21;
 
 std::string_view CodeName(Code code);
 // True for every value of Code (the wire carries numbers; unknown ones map

@@ -101,6 +101,11 @@ CommandResult StateMachine::ApplyCommand(const lv::Command& cmd, std::vector<Eve
     case lv::Command::kObjMethod:
     case lv::Command::kPublish:
     case lv::Command::kScriptPut: return ApplyObjectCommand(cmd);
+    case lv::Command::kRecCreate:
+    case lv::Command::kRecUpdate:
+    case lv::Command::kRecDelete:
+    case lv::Command::kRecLock:
+    case lv::Command::kRecUnlock: return ApplyRecordCommand(cmd, events);
     case lv::Command::OP_NOT_SET: break;
   }
   CommandResult r;
@@ -157,6 +162,10 @@ std::string StateMachine::ClientNameOf(uint64_t session) const {
 
 void StateMachine::DrainGrants(std::vector<Event>* events) {
   for (GrantEvent& g : locks_.TakeGrantEvents()) {
+    // A granted record lock request no longer waits: its condition is done.
+    if (!records_.lock_conds().empty()) {
+      records_.lock_conds().erase({g.name, g.who.session, g.who.owner});
+    }
     Event e;
     e.kind = Event::Kind::kGranted;
     e.session_id = g.who.session;
@@ -229,6 +238,7 @@ CommandResult StateMachine::EndSession(uint64_t session_id, std::string_view rea
   locks_.DropSession(session_id, &revision_);
   sync_.DropSession(session_id, time_ms_, &revision_);
   objects_.DropSession(session_id, time_ms_, &revision_);
+  DropRecordConds(session_id);
   DrainGrants(events);
   Event e;
   e.kind = Event::Kind::kSessionEnded;
@@ -597,6 +607,7 @@ lv::Snapshot StateMachine::ToProto() const {
   }
   sync_.ToProto(&snap);
   objects_.ToProto(&snap);
+  records_.ToProto(&snap);
   for (const auto& [prefix, rank] : locks_.ranks()) {
     auto* pr = snap.add_ranks();
     pr->set_prefix(prefix);
@@ -716,6 +727,7 @@ Status StateMachine::Restore(std::string_view bytes) {
   std::set<uint64_t> live;
   for (const auto& [id, sess] : fresh.sessions_) live.insert(id);
   LATCHKEY_RETURN_IF_ERROR(fresh.objects_.FromProto(snap, live));
+  LATCHKEY_RETURN_IF_ERROR(fresh.records_.FromProto(snap));
   *this = std::move(fresh);
   return Status::Ok();
 }

@@ -30,6 +30,7 @@
 #include "core/lock_table.h"
 #include "core/modes.h"
 #include "core/object_store.h"
+#include "core/record_store.h"
 #include "core/sync_objects.h"
 #include "log.pb.h"
 
@@ -60,6 +61,7 @@ struct Event {
     kSessionEnded,  // session_id closed or expired (reason)
     kLockLost,      // grant lost by its lock TTL (grant, reason)
     kCallback,      // a cacheable grant blocks a request (grant, wanted, downgrade_to)
+    kWaitFailed,    // a waiting lock request was withdrawn by the core (grant names it; failure)
   };
   // What kGranted is about: a lock, semaphore permits, an opened latch or a
   // tripped barrier (grant.name / grant.owner name the object and waiter).
@@ -73,6 +75,7 @@ struct Event {
   uint64_t generation = 0;        // kBarrier
   Mode wanted = Mode::kEX;        // kCallback: what the blocked request asks for
   Mode downgrade_to = Mode::kNL;  // kCallback: NL = release
+  Status failure;                 // kWaitFailed: what the waiter is answered
 };
 
 // Outcome of one command of an entry.
@@ -90,6 +93,7 @@ struct CommandResult {
   bool succeeded = false;        // Txn: the then branch ran; Delete: the key existed
   std::vector<ObjView> objects;  // Reserve/Put/method: the object after; Txn: its gets
   std::string method_result;     // ObjMethod
+  std::vector<RecView> records;  // RecCreate/RecUpdate: the record after
 };
 
 // A pub/sub message (PublishCmd): for every subscriber of the namespace.
@@ -151,6 +155,7 @@ class StateMachine {
   const LockTable& locks() const { return locks_; }
   const SyncObjects& sync() const { return sync_; }
   const ObjectStore& objects() const { return objects_; }
+  const RecordStore& records() const { return records_; }
   std::vector<GrantInfo> HeldBy(uint64_t session_id) const;
   const std::map<uint64_t, Session>& sessions() const { return sessions_; }
   // Grants whose lock TTL ended at or before now_ms: (name, fencing token).
@@ -192,6 +197,22 @@ class StateMachine {
   CommandResult ExpireLock(const log::v1::ExpireLockCmd& c, std::vector<Event>* events);
   // Object store commands (state_machine_objects.cc).
   CommandResult ApplyObjectCommand(const log::v1::Command& cmd);
+  // Record commands (state_machine_records.cc, design 0013).
+  CommandResult ApplyRecordCommand(const log::v1::Command& cmd, std::vector<Event>* events);
+  CommandResult RecordLock(const log::v1::RecLockCmd& c);
+  CommandResult RecordWrite(const log::v1::Command& cmd, std::vector<Event>* events);
+  // NOT_FOUND / NOT_HELD unless the record is live and (session, owner)
+  // holds its lock in PW or EX.
+  Status CheckRecordLock(uint64_t session, const std::string& owner, const std::string& table,
+                         uint64_t number) const;
+  // Fails lock-if-unchanged waiters on `name` older than `mod_revision` and
+  // forgets conditions of owners no longer waiting.
+  void FailChangedWaiters(const std::string& name, uint64_t mod_revision,
+                          std::vector<Event>* events);
+  // Deleting a record: fails every waiter, then revokes every grant.
+  void RevokeRecordLocks(const std::string& name, uint64_t session, const std::string& owner,
+                         const std::string& reason, std::vector<Event>* events);
+  void DropRecordConds(uint64_t session);
   // Turns the lock table's grant events into Events.
   void DrainGrants(std::vector<Event>* events);
   Status CheckSession(uint64_t id) const;
@@ -202,6 +223,7 @@ class StateMachine {
   LockTable locks_;
   SyncObjects sync_;
   ObjectStore objects_;
+  RecordStore records_;
   std::vector<Published> published_;  // drained into ApplyResult per command
   uint64_t revision_ = 0;
   uint64_t time_ms_ = 0;

@@ -67,6 +67,7 @@ CommandResult StateMachine::ApplyObjectCommand(const lv::Command& cmd) {
     case lv::Command::kObjCompact:
       r.status = objects_.Compact(cmd.obj_compact().revision(), revision_);
       r.revision = objects_.compact_revision();
+      if (r.status.ok()) records_.Compact(objects_.compact_revision());  // one compaction point
       return r;
     case lv::Command::kTxn: {
       const auto& c = cmd.txn();

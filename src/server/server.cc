@@ -246,6 +246,14 @@ const Server::CommandSpec Server::kCommands[] = {
     // Introspection of semaphores, latches, barriers (server_sync_list.cc):
     // linearizable by default (checks leadership itself), serializable on request.
     {Request::kListSync, "ListSync", false, false, true, &Server::OnListSync},
+    // Records (server_records.cc). Get/Find: linearizable reads.
+    {Request::kRecordCreate, "RecordCreate", true, true, false, &Server::OnRecordCreate},
+    {Request::kRecordGet, "RecordGet", false, true, true, &Server::OnRecordGet},
+    {Request::kRecordUpdate, "RecordUpdate", true, true, false, &Server::OnRecordUpdate},
+    {Request::kRecordDelete, "RecordDelete", true, true, false, &Server::OnRecordDelete},
+    {Request::kRecordLock, "RecordLock", true, true, true, &Server::OnRecordLock},
+    {Request::kRecordUnlock, "RecordUnlock", true, true, false, &Server::OnRecordUnlock},
+    {Request::kRecordFind, "RecordFind", false, true, true, &Server::OnRecordFind},
 };
 
 void Server::Dispatch(ConnState& cs, const Request& req) {
@@ -379,6 +387,15 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
         break;
       }
       case core::Event::Kind::kCallback: PushCallback(e); break;
+      case core::Event::Kind::kWaitFailed: {  // records: deleted or changed while waiting
+        auto it = pending_.find(
+            WaitKey{e.session_id, e.grant.owner, e.grant.name, static_cast<int>(e.object)});
+        if (it == pending_.end()) break;
+        if (it->second.conn_id != 0)
+          ReplyError(it->second.conn_id, it->second.request_id, e.failure);
+        pending_.erase(it);
+        break;
+      }
     }
   }
 }

@@ -210,6 +210,16 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void OnSubscribe(ConnState& cs, const Request& req);
   void OnUnsubscribe(ConnState& cs, const Request& req);
   void OnPutScript(ConnState& cs, const Request& req);
+  // Records (server_records.cc, design 0013).
+  void OnRecordCreate(ConnState& cs, const Request& req);
+  void OnRecordGet(ConnState& cs, const Request& req);
+  void OnRecordUpdate(ConnState& cs, const Request& req);
+  void OnRecordDelete(ConnState& cs, const Request& req);
+  void OnRecordLock(ConnState& cs, const Request& req);
+  void OnRecordUnlock(ConnState& cs, const Request& req);
+  void OnRecordFind(ConnState& cs, const Request& req);
+  void ReadRecord(ConnState& cs, const Request& req);
+  void ReadRecordFind(ConnState& cs, const Request& req);
   void PushWatchEvents(uint64_t watch_id, uint64_t conn_id,
                        const std::vector<core::ObjView>& events);
   void HandleWatchChanges(const std::vector<core::ObjChange>& changes);

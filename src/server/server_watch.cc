@@ -31,11 +31,6 @@ void FillEvent(const core::ObjView& v, v1::Object* out) {
   out->set_reserved_by(v.reserved_by);
 }
 
-bool Matches(const Watcher& w, const std::string& key) {
-  if (!w.prefix) return key == w.key;
-  return key.compare(0, w.key.size(), w.key) == 0;
-}
-
 size_t CountFor(uint64_t conn_id, const auto& m) {
   size_t n = 0;
   for (const auto& [id, x] : m) n += x.conn_id == conn_id ? 1 : 0;
@@ -75,7 +70,7 @@ void Server::OnWatch(ConnState& cs, const Request& req) {
       return ReplyError(conn_id, req.id(), s);
   }
   if (watch_srv_.watchers.size() >= kMaxWatches ||
-      CountFor(conn_id, watch_srv_.watchers) >= kMaxWatchesPerConnection) {
+      watch_srv_.watchers.CountFor(conn_id) >= kMaxWatchesPerConnection) {
     return ReplyError(
         conn_id, req.id(),
         Status(Code::kResourceExhausted,
@@ -86,8 +81,8 @@ void Server::OnWatch(ConnState& cs, const Request& req) {
   Result<std::vector<core::ObjView>> history = sm_.objects().Changes(w.key(), w.prefix(), from);
   if (!history.ok()) return ReplyError(conn_id, req.id(), history.status());
   const uint64_t id = watch_srv_.next_id++;
-  watch_srv_.watchers[id] =
-      Watcher{conn_id, w.key(), w.prefix(), std::max(from, sm_.revision() + 1)};
+  watch_srv_.watchers.Add(
+      id, Watcher{conn_id, w.key(), w.prefix(), std::max(from, sm_.revision() + 1)});
   v1::Response resp;
   resp.set_id(req.id());
   resp.mutable_watch()->set_watch_id(id);
@@ -98,11 +93,11 @@ void Server::OnWatch(ConnState& cs, const Request& req) {
 }
 
 void Server::OnCancelWatch(ConnState& cs, const Request& req) {
-  auto it = watch_srv_.watchers.find(req.cancel_watch().watch_id());
-  if (it == watch_srv_.watchers.end() || it->second.conn_id != cs.conn->id()) {
+  const Watcher* w = watch_srv_.watchers.Find(req.cancel_watch().watch_id());
+  if (w == nullptr || w->conn_id != cs.conn->id()) {
     return ReplyError(cs.conn->id(), req.id(), NotFound("no such watch on this connection"));
   }
-  watch_srv_.watchers.erase(it);
+  watch_srv_.watchers.Remove(req.cancel_watch().watch_id());
   v1::Response resp;
   resp.set_id(req.id());
   resp.mutable_cancel_watch();
@@ -197,28 +192,30 @@ void Server::HandleWatchChanges(const std::vector<core::ObjChange>& changes) {
     std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
       return a.mod_revision != b.mod_revision ? a.mod_revision < b.mod_revision : a.key < b.key;
     });
-    if (!events.empty()) {
-      std::vector<core::ObjView> mine;
-      for (auto& [id, w] : watch_srv_.watchers) {
-        mine.clear();
-        for (const core::ObjView& v : events) {
-          if (v.mod_revision >= w.next_revision && Matches(w, v.key)) mine.push_back(v);
-        }
-        if (options_.test_only_bug == "skip-watch-event") {  // planted bug, tests only
-          static uint64_t live_events = 0;
-          std::vector<core::ObjView> kept;
-          for (auto& v : mine) {
-            if (++live_events % 25 != 0) kept.push_back(std::move(v));
-          }
-          mine.swap(kept);
-        }
-        PushWatchEvents(id, w.conn_id, mine);
+    // Only the watches that match (exact keys by lookup: WatchIndex).
+    std::map<uint64_t, std::vector<core::ObjView>> mine;
+    std::vector<uint64_t> ids;
+    for (const core::ObjView& v : events) {
+      ids.clear();
+      watch_srv_.watchers.Match(v.key, &ids);
+      for (uint64_t id : ids) {
+        const Watcher* w = watch_srv_.watchers.Find(id);
+        if (v.mod_revision >= watch_srv_.NextRevision(*w)) mine[id].push_back(v);
       }
     }
+    for (auto& [id, evs] : mine) {
+      if (options_.test_only_bug == "skip-watch-event") {  // planted bug, tests only
+        static uint64_t live_events = 0;
+        std::vector<core::ObjView> kept;
+        for (auto& v : evs) {
+          if (++live_events % 25 != 0) kept.push_back(std::move(v));
+        }
+        evs.swap(kept);
+      }
+      PushWatchEvents(id, watch_srv_.watchers.Find(id)->conn_id, evs);
+    }
   }
-  for (auto& [id, w] : watch_srv_.watchers) {
-    w.next_revision = std::max(w.next_revision, sm_.revision() + 1);
-  }
+  watch_srv_.synced_revision = std::max(watch_srv_.synced_revision, sm_.revision());
 }
 
 void Server::HandlePublished(const std::vector<core::Published>& published) {
@@ -241,7 +238,7 @@ void Server::ResyncWatches() {
   // with COMPACTED if that history is gone.
   for (auto it = watch_srv_.watchers.begin(); it != watch_srv_.watchers.end();) {
     Watcher& w = it->second;
-    auto history = sm_.objects().Changes(w.key, w.prefix, w.next_revision);
+    auto history = sm_.objects().Changes(w.key, w.prefix, watch_srv_.NextRevision(w));
     if (!history.ok()) {
       v1::Push push;
       push.mutable_watch_cancelled()->set_watch_id(it->first);
@@ -249,18 +246,17 @@ void Server::ResyncWatches() {
           static_cast<v1::ErrorCode>(history.status().code()));
       push.mutable_watch_cancelled()->mutable_error()->set_message(history.status().message());
       Push(w.conn_id, push);
-      it = watch_srv_.watchers.erase(it);
+      it = watch_srv_.watchers.Erase(it);
       continue;
     }
     PushWatchEvents(it->first, w.conn_id, *history);
-    w.next_revision = std::max(w.next_revision, sm_.revision() + 1);
     ++it;
   }
+  watch_srv_.synced_revision = std::max(watch_srv_.synced_revision, sm_.revision());
 }
 
 void Server::WatchesOnClose(uint64_t conn_id) {
-  std::erase_if(watch_srv_.watchers,
-                [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
+  watch_srv_.watchers.RemoveConnection(conn_id);
   std::erase_if(watch_srv_.subscribers,
                 [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
 }

@@ -10,6 +10,8 @@
 #include <map>
 #include <string>
 
+#include "server/watch_index.h"
+
 namespace latchkey::server {
 
 inline constexpr size_t kMaxWatchesPerConnection = 1000;
@@ -19,13 +21,6 @@ inline constexpr size_t kMaxSubscriptionsPerConnection = 1000;
 // larger object still goes alone; values are <= 512 KiB).
 inline constexpr size_t kWatchPushBytes = 256 * 1024;
 
-struct Watcher {
-  uint64_t conn_id = 0;
-  std::string key;
-  bool prefix = false;
-  uint64_t next_revision = 0;  // everything below was delivered
-};
-
 struct Subscriber {
   uint64_t conn_id = 0;
   std::string namespace_name;
@@ -33,7 +28,13 @@ struct Subscriber {
 
 struct WatchServerState {
   uint64_t next_id = 1;
-  std::map<uint64_t, Watcher> watchers;        // by watch id
+  WatchIndex watchers;  // by watch id, indexed by key
+  // Every live change up to this revision went out to every watch: a
+  // watch's next revision is max(its own, synced_revision + 1).
+  uint64_t synced_revision = 0;
+  uint64_t NextRevision(const Watcher& w) const {
+    return w.next_revision > synced_revision + 1 ? w.next_revision : synced_revision + 1;
+  }
   std::map<uint64_t, Subscriber> subscribers;  // by subscription id
 };
 

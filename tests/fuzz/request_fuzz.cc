@@ -176,6 +176,74 @@ bool Translate(const latchkey::v1::Request& req, lv::Command* cmd) {
       c->set_parties(b.parties());
       return true;
     }
+    // Records (server_records.cc): the core validates the rest.
+    case R::kRecordCreate: {
+      const auto& r = req.record_create();
+      if (!core::ValidateTableName(r.table()).ok()) return false;
+      auto* c = cmd->mutable_rec_create();
+      c->set_session_id(r.session_id());
+      c->set_table(r.table());
+      for (const auto& f : r.fields()) {
+        auto* o = c->add_fields();
+        o->set_name(f.name());
+        o->set_value(f.value());
+      }
+      for (const auto& k : r.key_fields()) c->add_key_fields(k);
+      return true;
+    }
+    case R::kRecordUpdate: {
+      const auto& r = req.record_update();
+      if (!core::ValidateTableName(r.table()).ok() || r.number() == 0) return false;
+      auto* c = cmd->mutable_rec_update();
+      c->set_session_id(r.session_id());
+      c->set_owner(r.owner());
+      c->set_table(r.table());
+      c->set_number(r.number());
+      for (const auto& f : r.fields()) {
+        auto* o = c->add_fields();
+        o->set_name(f.name());
+        o->set_value(f.value());
+      }
+      return true;
+    }
+    case R::kRecordDelete: {
+      const auto& r = req.record_delete();
+      if (!core::ValidateTableName(r.table()).ok() || r.number() == 0) return false;
+      auto* c = cmd->mutable_rec_delete();
+      c->set_session_id(r.session_id());
+      c->set_owner(r.owner());
+      c->set_table(r.table());
+      c->set_number(r.number());
+      return true;
+    }
+    case R::kRecordLock: {
+      const auto& r = req.record_lock();
+      if (!core::ValidateTableName(r.table()).ok() || r.number() == 0 ||
+          !core::ValidateOwner(r.owner()).ok() || !latchkey::v1::LockMode_IsValid(r.mode()) ||
+          r.lock_ttl_ms() > kMaxLockTtlMs) {
+        return false;
+      }
+      auto* c = cmd->mutable_rec_lock();
+      c->set_session_id(r.session_id());
+      c->set_owner(r.owner());
+      c->set_table(r.table());
+      c->set_number(r.number());
+      c->set_if_unchanged_since(r.if_unchanged_since());
+      c->set_mode(static_cast<uint32_t>(r.mode()));
+      c->set_try_only(r.try_only());
+      c->set_lock_ttl_ms(r.lock_ttl_ms());
+      return true;
+    }
+    case R::kRecordUnlock: {
+      const auto& r = req.record_unlock();
+      if (!core::ValidateTableName(r.table()).ok() || r.number() == 0) return false;
+      auto* c = cmd->mutable_rec_unlock();
+      c->set_session_id(r.session_id());
+      c->set_owner(r.owner());
+      c->set_table(r.table());
+      c->set_number(r.number());
+      return true;
+    }
     default: return false;  // reads, membership, hello: no state change
   }
 }

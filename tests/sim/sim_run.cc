@@ -177,6 +177,7 @@ void Driver::ConsumeEvents() {
         case core::Event::Kind::kSessionEnded: *c = Client{}; break;
         case core::Event::Kind::kLockLost: c->held.erase(key); break;
         case core::Event::Kind::kCallback: break;  // the sim's clients do not cache
+        case core::Event::Kind::kWaitFailed: c->waiting.erase(key); break;  // records
       }
     }
   }
