@@ -7,17 +7,18 @@
 // connection's strand, so callbacks never overlap. Send/Close/Abort may be
 // called from any thread (they take mu_ and post to the strand).
 //
-// Write path: Send frames the payload straight into pending_ under mu_. When
-// no write is in flight, Send writes it at once from the calling thread with
-// a non-blocking send(2) (under mu_, so frames keep their order and the
-// socket cannot be closed meanwhile); only what the kernel does not take is
-// left for the strand. This saves a thread handoff per message: a client's
-// request leaves from the caller's thread, a server's reply from the thread
-// that produced it. While a write is in flight, further payloads accumulate
-// in pending_; when the write completes, pending_ is swapped with the
-// (cleared) writing_ buffer and written as one async_write. The two buffers
-// keep their capacity, so the steady state allocates nothing per frame. The
-// slow-consumer limit counts pending_ plus the in-flight bytes as before.
+// Write path: Send frames the payload straight into pending_ under mu_. With
+// options.direct_writes, when no write is in flight, Send writes it at once
+// from the calling thread with a non-blocking send(2) (under mu_, so frames
+// keep their order and the socket cannot be closed meanwhile); only what the
+// kernel does not take is left for the strand. This saves a thread handoff per
+// message: a client's request leaves from the caller's thread, a server's
+// reply (if enabled) from the thread that produced it. While a write is in
+// flight, further payloads accumulate in pending_; when the write completes,
+// pending_ is swapped with the (cleared) writing_ buffer and written as one
+// async_write. The two buffers keep their capacity, so the steady state
+// allocates nothing per frame. The slow-consumer limit counts pending_ plus
+// the in-flight bytes as before.
 //
 // Close: Close() stops delivering frames, flushes what is queued, shuts down
 // the send side, then waits for the peer's EOF (discarding input) so the last
