@@ -44,6 +44,7 @@ class ListenerImpl final : public Listener {
     conn_options_.max_frame_bytes = options_.max_frame_bytes;
     conn_options_.max_pending_write_bytes = options_.max_pending_write_bytes;
     conn_options_.close_linger = std::chrono::milliseconds(options_.close_linger_ms);
+    conn_options_.direct_writes = options_.direct_writes;
   }
 
   ~ListenerImpl() override { Stop(); }

@@ -63,6 +63,11 @@ struct ListenerOptions {
   // Upper bound on a graceful Close(): time to flush queued bytes and see the
   // peer's EOF. Stop() waits at most about this long.
   uint32_t close_linger_ms = 2000;
+  // Connection::Send writes at once from the calling thread when no write is
+  // in flight (a non-blocking send under the connection's mutex), instead of
+  // handing every write to an io thread. Saves a thread wake-up per reply,
+  // but the calling thread pays the syscall.
+  bool direct_writes = false;
 };
 
 class Listener {

@@ -435,5 +435,75 @@ TEST(ListenerTest, CloseFlushesQueuedFramesFirst) {
   EXPECT_EQ(h.frames, 1u);
 }
 
+// Send writes directly from the caller when no write is in flight and leaves
+// the rest to the io thread; frames bigger than the socket buffers force
+// partial direct writes. Every frame must arrive intact and in per-thread
+// order.
+TEST(ListenerTest, DirectAndQueuedWritesKeepOrderWithLargeFrames) {
+  RecordingHandler h;
+  ListenerOptions o = TcpOptions();
+  o.direct_writes = true;
+  auto l = MustStart(o, &h);
+  ASSERT_NE(l, nullptr);
+  Inbox in;
+  auto c = MustConnect(l->address(), &in);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(h.WaitFor([&] { return h.opened.size() == 1; }));
+  std::shared_ptr<Connection> conn = h.opened[0];
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 60;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string p = std::to_string(t) + ":" + std::to_string(i) + ":";
+        const size_t pad = i % 3 == 0 ? 700u * 1024 : static_cast<size_t>(i * 7);
+        p.append(pad, static_cast<char>('a' + (t + i) % 26));
+        conn->Send(p);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  ASSERT_TRUE(in.WaitFrames(kThreads * kPerThread, 30s)) << in.frames.size();
+  std::lock_guard<std::mutex> lk(in.mu);
+  std::vector<int> next(kThreads, 0);
+  for (const auto& f : in.frames) {
+    const size_t a = f.find(':');
+    const size_t b = f.find(':', a + 1);
+    ASSERT_NE(b, std::string::npos);
+    const int t = std::stoi(f.substr(0, a));
+    const int i = std::stoi(f.substr(a + 1, b - a - 1));
+    ASSERT_EQ(i, next[static_cast<size_t>(t)]) << "thread " << t << " out of order";
+    ++next[static_cast<size_t>(t)];
+    const size_t pad = i % 3 == 0 ? 700u * 1024 : static_cast<size_t>(i * 7);
+    ASSERT_EQ(f.size() - b - 1, pad);
+    ASSERT_EQ(f.find_first_not_of(static_cast<char>('a' + (t + i) % 26), b + 1), std::string::npos);
+  }
+}
+
+// A direct write into a connection the peer reset must neither raise SIGPIPE
+// nor crash; the connection reports closed.
+TEST(ListenerTest, SendAfterPeerResetClosesQuietly) {
+  RecordingHandler h;
+  ListenerOptions o = TcpOptions();
+  o.direct_writes = true;
+  auto l = MustStart(o, &h);
+  ASSERT_NE(l, nullptr);
+  auto raw = RawClient::Tcp(l->port());
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(h.WaitFor([&] { return h.opened.size() == 1; }));
+  std::shared_ptr<Connection> conn = h.opened[0];
+  linger lg{};
+  lg.l_onoff = 1;
+  lg.l_linger = 0;
+  ::setsockopt(raw->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  raw.reset();  // RST
+  EXPECT_TRUE(PollUntil([&] {
+    conn->Send("after reset");
+    return conn->closed();
+  }));
+  ASSERT_TRUE(h.WaitFor([&] { return h.close_counts.size() == 1; }));
+}
+
 }  // namespace
 }  // namespace latchkey::transport

@@ -175,6 +175,7 @@ Result<std::unique_ptr<StreamClient>> StreamClient::Connect(std::string_view end
   copts.max_frame_bytes = options.max_frame_bytes;
   copts.max_pending_write_bytes = options.max_pending_write_bytes;
   copts.close_linger = options.close_linger;
+  copts.direct_writes = options.direct_writes;
   Impl* raw = impl.get();
   impl->conn =
       std::make_shared<StreamConn>(impl->io, /*id=*/1, std::string(endpoint), std::move(*socket),

@@ -59,6 +59,10 @@ struct StreamClientOptions {
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest frame accepted
   size_t max_pending_write_bytes = 64u << 20;        // beyond: close
   std::chrono::milliseconds close_linger{2000};      // bound on Close/dtor flush
+  // Send writes at once from the calling thread when no write is in flight
+  // (non-blocking, under the connection's mutex) instead of waking the io
+  // thread: one thread handoff less per request.
+  bool direct_writes = true;
 };
 
 class StreamClient {

@@ -1,5 +1,8 @@
 #include "transport/stream_conn.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <utility>
 
 #include "common/log.h"
@@ -21,6 +24,7 @@ StreamConn::StreamConn(std::shared_ptr<asio::io_context> io, uint64_t id, std::s
       io_(std::move(io)),
       strand_(std::move(strand)),
       socket_(std::move(socket)),
+      native_fd_(socket_.native_handle()),
       linger_timer_(strand_),
       decoder_(options.max_frame_bytes),
       read_buf_(options.read_buffer_bytes > 0 ? options.read_buffer_bytes : 16 * 1024) {}
@@ -42,6 +46,7 @@ void StreamConn::Send(std::string_view payload) {
     std::lock_guard<std::mutex> lock(mu_);
     if (close_requested_) return;
     AppendFrame(payload, &pending_);
+    if (options_.direct_writes && !write_in_flight_ && TryWriteLocked()) return;
     queued = pending_.size() + inflight_bytes_;
     if (queued <= options_.max_pending_write_bytes && !write_in_flight_) {
       write_in_flight_ = true;
@@ -58,6 +63,35 @@ void StreamConn::Send(std::string_view payload) {
     return;
   }
   if (start) asio::post(strand_, [self = shared_from_this()] { self->StartWrite(); });
+}
+
+// Direct write from the calling thread (see the header). REQUIRES: mu_ held,
+// no write in flight, so pending_ holds every unwritten byte in order.
+// Returns true when all of pending_ was written.
+bool StreamConn::TryWriteLocked() {
+  // close_requested_ is false here, so Finalize has not closed the socket: it
+  // sets the flag under mu_ before closing, and we hold mu_ across the send.
+  const int fd = native_fd_;
+  if (fd < 0 || pending_.empty()) return pending_.empty();
+  size_t off = 0;
+  while (off < pending_.size()) {
+    const ssize_t n =
+        ::send(fd, pending_.data() + off, pending_.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    // EAGAIN: the rest goes through the strand's async_write. Any other
+    // error: the strand's write sees it too and closes with the reason.
+    break;
+  }
+  if (off == pending_.size()) {
+    pending_.clear();
+    return true;
+  }
+  pending_.erase(0, off);
+  return false;
 }
 
 void StreamConn::Close() {

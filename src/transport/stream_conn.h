@@ -7,11 +7,18 @@
 // connection's strand, so callbacks never overlap. Send/Close/Abort may be
 // called from any thread (they take mu_ and post to the strand).
 //
-// Write path: Send frames the payload straight into pending_ under mu_. While
-// a write is in flight, further payloads accumulate in pending_; when the
-// write completes, pending_ is swapped with the (cleared) writing_ buffer and
-// written as one async_write. The two buffers keep their capacity, so the
-// steady state allocates nothing per frame.
+// Write path: Send frames the payload straight into pending_ under mu_. With
+// options.direct_writes, when no write is in flight, Send writes it at once
+// from the calling thread with a non-blocking send(2) (under mu_, so frames
+// keep their order and the socket cannot be closed meanwhile); only what the
+// kernel does not take is left for the strand. This saves a thread handoff per
+// message: a client's request leaves from the caller's thread, a server's
+// reply (if enabled) from the thread that produced it. While a write is in
+// flight, further payloads accumulate in pending_; when the write completes,
+// pending_ is swapped with the (cleared) writing_ buffer and written as one
+// async_write. The two buffers keep their capacity, so the steady state
+// allocates nothing per frame. The slow-consumer limit counts pending_ plus
+// the in-flight bytes as before.
 //
 // Close: Close() stops delivering frames, flushes what is queued, shuts down
 // the send side, then waits for the peer's EOF (discarding input) so the last
@@ -42,6 +49,9 @@ struct StreamConnOptions {
   size_t max_pending_write_bytes = 64u << 20;
   std::chrono::milliseconds close_linger{2000};
   size_t read_buffer_bytes = 16 * 1024;
+  // Send writes from the calling thread when no write is in flight (see the
+  // write path above); false: every write goes through the strand.
+  bool direct_writes = false;
 };
 
 class StreamConn final : public Connection, public std::enable_shared_from_this<StreamConn> {
@@ -86,6 +96,7 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
  private:
   void StartRead();
   void OnRead(const asio::error_code& ec, size_t n);
+  bool TryWriteLocked();  // REQUIRES: mu_ held, no write in flight
   void StartWrite();
   void WriteBuffer();
   void OnWrite(const asio::error_code& ec);
@@ -104,6 +115,7 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
   std::shared_ptr<asio::io_context> io_;
   Strand strand_;
   Socket socket_;
+  const int native_fd_;  // socket_'s descriptor, for direct writes under mu_
   asio::steady_timer linger_timer_;
 
   // Strand-only state.
