@@ -29,9 +29,8 @@ HolderList::~HolderList() {
 HolderList::const_iterator HolderList::find(const OwnerId& who) const {
   const HolderEntry* b = begin();
   const HolderEntry* e = end();
-  auto it = std::lower_bound(b, e, who, [](const HolderEntry& h, const OwnerId& w) {
-    return h.first < w;
-  });
+  auto it = std::lower_bound(b, e, who,
+                             [](const HolderEntry& h, const OwnerId& w) { return h.first < w; });
   return it != e && it->first == who ? it : e;
 }
 
@@ -51,7 +50,8 @@ HeldGrant& HolderList::Put(const OwnerId& who, const HeldGrant& g) {
   if (size_ == cap_) {
     const uint32_t cap = cap_ * 2;
     auto* grown = static_cast<HolderEntry*>(::operator new(sizeof(HolderEntry) * cap));
-    std::memcpy(static_cast<void*>(grown), static_cast<const void*>(b), sizeof(HolderEntry) * size_);
+    std::memcpy(static_cast<void*>(grown), static_cast<const void*>(b),
+                sizeof(HolderEntry) * size_);
     if (cap_ > 1) ::operator delete(heap_);
     heap_ = grown;
     cap_ = cap;
@@ -74,7 +74,8 @@ void HolderList::erase(const_iterator it) {
   if (cap_ > 1 && size_ <= 1) {  // back inline
     HolderEntry* heap = heap_;
     cap_ = 1;
-    if (size_ == 1) std::memcpy(static_cast<void*>(one_), static_cast<const void*>(heap), sizeof(HolderEntry));
+    if (size_ == 1)
+      std::memcpy(static_cast<void*>(one_), static_cast<const void*>(heap), sizeof(HolderEntry));
     ::operator delete(heap);
   }
 }
@@ -185,7 +186,6 @@ Resource* NameIndex::Erase(std::string_view name) {
     c->insert(c->end(), (c + 1)->begin(), (c + 1)->end());  // keep chunks from thinning out
     chunks_.erase(c + 1);
   }
-  if (chunks_.empty()) chunks_.shrink_to_fit();
   return r;
 }
 

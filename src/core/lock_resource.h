@@ -216,8 +216,7 @@ class NameIndex {
     Iter() = default;
     Iter(const NameIndex* idx, size_t c, size_t p) : idx_(idx), c_(c), p_(p) {}
     template <bool B>
-      requires(kConst && !B)
-    Iter(const Iter<B>& o) : idx_(o.idx_), c_(o.c_), p_(o.p_) {}
+    requires(kConst && !B) Iter(const Iter<B>& o) : idx_(o.idx_), c_(o.c_), p_(o.p_) {}
     Res* get() const { return idx_->chunks_[c_][p_]; }
     std::string_view name() const { return get()->name(); }
     Ref operator*() const { return {LockName(name()), *get()}; }
