@@ -175,11 +175,11 @@ std::string LockTable::FindCycle(const OwnerId& who, const std::set<OwnerId>& bl
 
 void LockTable::AdjustAncestors(const std::string& name, int d_cr, int d_cw, int d_waiters) {
   for (std::string_view a : Ancestors(name)) {
-    Resource& r = resources_[std::string(a)];
+    Resource& r = Ensure(a);
     r.below_cr = static_cast<uint32_t>(static_cast<int>(r.below_cr) + d_cr);
     r.below_cw = static_cast<uint32_t>(static_cast<int>(r.below_cw) + d_cw);
     r.waiters_below = static_cast<uint32_t>(static_cast<int>(r.waiters_below) + d_waiters);
-    if (r.idle()) resources_.erase(std::string(a));
+    if (r.idle()) Drop(a);
   }
 }
 
@@ -193,8 +193,10 @@ int CwOf(Mode m) {
 }  // namespace
 
 void LockTable::AddGrant(const std::string& name, const OwnerId& who, const HeldGrant& g) {
-  resources_[name].holders[who] = g;
-  owners_[who].held.insert(name);
+  auto os = owners_.try_emplace(who).first;
+  Resource& r = Ensure(name);
+  r.holders.Put(os->first, g);  // refers to the interned owner id
+  os->second.held.Insert(&r);
   ++grant_count_;
   AdjustAncestors(name, CrOf(g.mode), CwOf(g.mode), 0);
   if (g.lock_ttl_ms > 0) {
@@ -203,7 +205,7 @@ void LockTable::AddGrant(const std::string& name, const OwnerId& who, const Held
 }
 
 void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
-  Resource& r = resources_.find(name)->second;
+  Resource& r = *Mut(name);
   auto it = r.holders.find(who);
   LATCHKEY_CHECK(it != r.holders.end());
   const HeldGrant g = it->second;
@@ -212,7 +214,7 @@ void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
     ttl_deadlines_.erase({g.granted_at_ms + g.lock_ttl_ms, name, g.fencing_token});
   }
   auto os = owners_.find(who);
-  os->second.held.erase(name);
+  os->second.held.Erase(name);
   if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
   --grant_count_;
   AdjustAncestors(name, -CrOf(g.mode), -CwOf(g.mode), 0);
@@ -220,7 +222,7 @@ void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
 
 void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
   owners_[w.who].waiting.insert(name);
-  auto& q = resources_[name].waiters;
+  auto& q = Ensure(name).waiters.Mutable();
   auto pos = std::upper_bound(q.begin(), q.end(), w.seq,
                               [](uint64_t s, const WaitEntry& e) { return s < e.seq; });
   q.insert(pos, std::move(w));
@@ -237,10 +239,12 @@ const WaitEntry* LockTable::FindWait(std::string_view name, const OwnerId& who) 
 }
 
 void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
-  auto& q = resources_.find(name)->second.waiters;
+  WaitList& list = Mut(name)->waiters;
   const WaitEntry* w = FindWait(name, who);
   LATCHKEY_CHECK(w != nullptr);
+  auto& q = list.Mutable();
   q.erase(q.begin() + (w - q.data()));
+  list.Trim();
   auto os = owners_.find(who);
   os->second.waiting.erase(name);
   if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
@@ -257,8 +261,18 @@ void LockTable::DemoteConversion(const std::string& name, const OwnerId& who) {
 }
 
 void LockTable::EraseIfIdle(const std::string& name) {
-  auto it = resources_.find(name);
-  if (it != resources_.end() && it->second.idle()) resources_.erase(it);
+  if (const Resource* r = Mut(name); r != nullptr && r->idle()) Drop(name);
+}
+
+Resource& LockTable::Ensure(std::string_view name) {
+  if (Resource* r = Mut(name)) return *r;
+  Resource* r = Resource::Create(name);
+  resources_.Insert(r);
+  return *r;
+}
+
+void LockTable::Drop(std::string_view name) {
+  if (Resource* r = resources_.Erase(name)) Resource::Destroy(r);
 }
 
 // ---- Operations ----------------------------------------------------------------
@@ -312,16 +326,14 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
   }
   if (const HeldGrant* held = FindGrant(who, name)) {
     if (Covers(held->mode, req.mode)) {
-      HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
+      HeldGrant& g = Mut(name)->holders.find(who)->second;
       if (req.reentrant) ++g.count;
       if (req.cacheable) g.cacheable = true;
       out.grant = g;
       // A holder asking again with a value writes it, as SetValue would (a
       // retried request id does not: a newer write may have followed it).
       if (req.set_value && IsWriteMode(req.mode) && !req.retry) {
-        Resource& r = resources_.find(name)->second;
-        r.value = req.value;
-        r.value_token = ++*revision;
+        Mut(name)->SetValueBlock(req.value, ++*revision);
       }
       if (req.cacheable) EmitCallbacks(name);
       return out;
@@ -332,7 +344,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
       busy_or_wait(target, seq, true);
       return out;
     }
-    HeldGrant& g = resources_.find(name)->second.holders.find(who)->second;
+    HeldGrant& g = Mut(name)->holders.find(who)->second;
     const Mode old = g.mode;
     g.mode = target;
     if (req.reentrant) ++g.count;
@@ -343,11 +355,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
     }
     AdjustAncestors(name, CrOf(target) - CrOf(old), CwOf(target) - CwOf(old), 0);
     out.grant = g;
-    if (req.set_value && IsWriteMode(target)) {
-      Resource& r = resources_.find(name)->second;
-      r.value = req.value;
-      r.value_token = g.fencing_token;
-    }
+    if (req.set_value && IsWriteMode(target)) Mut(name)->SetValueBlock(req.value, g.fencing_token);
     EmitCallbacks(name);  // a conversion jumps the queue: it may block waiters
     return out;
   }
@@ -371,11 +379,7 @@ AcquireOutcome LockTable::Acquire(const AcquireRequest& req, uint64_t now_ms, ui
   g.cacheable = req.cacheable;
   AddGrant(name, who, g);
   out.grant = g;
-  if (req.set_value && IsWriteMode(req.mode)) {
-    Resource& r = resources_.find(name)->second;
-    r.value = req.value;
-    r.value_token = g.fencing_token;
-  }
+  if (req.set_value && IsWriteMode(req.mode)) Mut(name)->SetValueBlock(req.value, g.fencing_token);
   return out;
 }
 
@@ -440,7 +444,7 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
     RemoveWaiter(n, e.who);
     HeldGrant granted;
     if (e.conversion) {
-      HeldGrant& g = resources_.find(n)->second.holders.find(e.who)->second;
+      HeldGrant& g = Mut(n)->holders.find(e.who)->second;
       const Mode old = g.mode;
       g.mode = e.mode;
       if (e.reentrant) ++g.count;
@@ -460,11 +464,7 @@ void LockTable::GrantWaiter(const std::string& name, const WaitEntry& w, uint64_
       granted.cacheable = e.cacheable;
       AddGrant(n, e.who, granted);
     }
-    if (e.set_value && IsWriteMode(e.mode)) {
-      Resource& r = resources_.find(n)->second;
-      r.value = e.value;
-      r.value_token = granted.fencing_token;
-    }
+    if (e.set_value && IsWriteMode(e.mode)) Mut(n)->SetValueBlock(e.value, granted.fencing_token);
     grant_events_.push_back({e.who, n, granted});
   }
 }
@@ -496,7 +496,8 @@ Status LockTable::CheckOrder(const OwnerId& who, const std::string& name) const 
   if (!rank) return Status::Ok();
   auto os = owners_.find(who);
   if (os == owners_.end()) return Status::Ok();
-  for (const std::string& held : os->second.held) {
+  for (const auto& [held_name, res] : os->second.held) {
+    const std::string held = held_name;
     const auto r = RankOf(held);
     if (r && *r > *rank) {
       return Status(Code::kFailedPrecondition,
@@ -520,9 +521,7 @@ Status LockTable::SetValue(const OwnerId& who, const std::string& name, std::str
     return Status(Code::kNotHeld, "writing the value of '" + name + "' needs " +
                                       DescribeOwner(who) + " to hold it in CW, PW or EX");
   }
-  Resource& r = resources_.find(name)->second;
-  r.value = std::move(value);
-  r.value_token = ++*revision;
+  Mut(name)->SetValueBlock(std::move(value), ++*revision);
   EraseIfIdle(name);
   return Status::Ok();
 }
@@ -699,7 +698,9 @@ void LockTable::DropSession(uint64_t session, uint64_t* revision) {
     }
   }
   for (const auto& [who, st] : owned) {
-    for (const std::string& n : st.held) {
+    std::vector<std::string> held;  // names copied: RemoveGrant may drop resources
+    for (const auto& [n, res] : st.held) held.emplace_back(n);
+    for (const std::string& n : held) {
       RemoveGrant(n, who);
       touched.insert(n);
     }
@@ -737,8 +738,7 @@ std::vector<GrantEvent> LockTable::TakeGrantEvents() {
 // ---- Queries -------------------------------------------------------------------
 
 const Resource* LockTable::Find(std::string_view name) const {
-  auto it = resources_.find(name);
-  return it == resources_.end() ? nullptr : &it->second;
+  return resources_.Find(name);
 }
 
 const HeldGrant* LockTable::FindGrant(const OwnerId& who, std::string_view name) const {
@@ -758,8 +758,8 @@ std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> LockTable::He
   std::vector<std::pair<std::string, std::pair<OwnerId, HeldGrant>>> out;
   for (auto it = owners_.lower_bound(OwnerId{session, ""});
        it != owners_.end() && it->first.session == session; ++it) {
-    for (const std::string& n : it->second.held) {
-      out.push_back({n, {it->first, *FindGrant(it->first, n)}});
+    for (const auto& [n, res] : it->second.held) {
+      out.push_back({n, {it->first, res.holders.find(it->first)->second}});
     }
   }
   return out;
@@ -797,9 +797,7 @@ void LockTable::RestoreWaiter(const std::string& name, const WaitEntry& w) {
 }
 
 void LockTable::RestoreValue(const std::string& name, std::string value, uint64_t token) {
-  Resource& r = resources_[name];
-  r.value = std::move(value);
-  r.value_token = token;
+  Ensure(name).SetValueBlock(std::move(value), token);
   EraseIfIdle(name);
 }
 

@@ -37,62 +37,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "core/lock_resource.h"
 #include "core/modes.h"
 
 namespace latchkey::core {
-
-struct OwnerId {
-  uint64_t session = 0;
-  std::string owner;
-  auto operator<=>(const OwnerId&) const = default;
-  bool operator==(const OwnerId&) const = default;
-};
-
-struct HeldGrant {
-  Mode mode = Mode::kEX;
-  uint32_t count = 1;  // reentrant acquisitions outstanding
-  uint64_t fencing_token = 0;
-  uint64_t granted_at_ms = 0;
-  uint64_t lock_ttl_ms = 0;
-  // Cached lock: the holder takes blocking callbacks (docs/design/0007).
-  bool cacheable = false;
-  // downgrade_to of the last callback sent for this grant (nullopt = none);
-  // a callback is sent again only for a weaker downgrade_to.
-  std::optional<Mode> callback_sent;
-};
-
-struct WaitEntry {
-  OwnerId who;
-  Mode mode = Mode::kEX;  // for a conversion: the mode wanted
-  uint64_t seq = 0;       // global arrival order
-  bool conversion = false;
-  bool reentrant = false;
-  uint64_t queued_at_ms = 0;
-  uint64_t lock_ttl_ms = 0;
-  // Multi-lock: all waits of one AcquireMany share a group (the seq of its
-  // first part) and are granted together or not at all. 0 = none.
-  uint64_t group = 0;
-  bool set_value = false;  // write `value` into the lock value on grant
-  std::string value;
-  bool cacheable = false;  // the grant will take blocking callbacks
-};
-
-struct Resource {
-  std::map<OwnerId, HeldGrant> holders;  // explicit grants on this name
-  std::vector<WaitEntry> waiters;        // ascending seq
-  // Grants strictly below this name, by implied intention (CR, CW).
-  uint32_t below_cr = 0;
-  uint32_t below_cw = 0;
-  uint32_t waiters_below = 0;  // waiters strictly below this name
-  // Lock value block: written by a holder in a write mode, kept across
-  // grants (it survives release), versioned by the token that wrote it.
-  std::string value;
-  uint64_t value_token = 0;
-  bool idle() const {
-    return holders.empty() && waiters.empty() && below_cr == 0 && below_cw == 0 &&
-           waiters_below == 0 && value.empty();
-  }
-};
 
 // A grant that changed hands: emitted for queued requests that were granted
 // later (and for conversions), so the server can answer them.
@@ -198,7 +146,8 @@ class LockTable {
   // Grants whose TTL ended at or before now_ms: (name, token).
   std::vector<std::pair<std::string, uint64_t>> Expired(uint64_t now_ms) const;
   std::vector<WaitEdge> WaitForGraph() const;
-  const std::map<std::string, Resource, std::less<>>& resources() const { return resources_; }
+  // Every name with state, ascending; iterating yields (LockName, Resource&).
+  const NameIndex& resources() const { return resources_; }
   size_t grant_count() const { return grant_count_; }
   size_t waiter_count() const { return waiter_count_; }
   uint64_t next_seq() const { return next_seq_; }
@@ -213,9 +162,14 @@ class LockTable {
 
  private:
   struct OwnerState {
-    std::set<std::string> held;
+    NameIndex held;  // the Resources this owner holds a grant on, by name
     std::set<std::string> waiting;
   };
+
+  // The resource of `name` (null if none) / created if absent / destroyed.
+  Resource* Mut(std::string_view name) const { return resources_.Find(name); }
+  Resource& Ensure(std::string_view name);
+  void Drop(std::string_view name);
 
   // Owners whose grants keep `who` from holding `mode` on `name`.
   void HolderBlockers(const OwnerId& who, const std::string& name, Mode mode, bool first_only,
@@ -252,7 +206,7 @@ class LockTable {
   // from index `new_grants_from` on.
   void EmitCallbacks(const std::string& name, size_t new_grants_from = SIZE_MAX);
 
-  std::map<std::string, Resource, std::less<>> resources_;
+  OwnedNameIndex resources_;
   std::map<std::string, uint32_t, std::less<>> ranks_;
   // group -> parts (name) of a waiting AcquireMany
   std::map<uint64_t, std::vector<std::string>> groups_;

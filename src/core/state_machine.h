@@ -217,7 +217,10 @@ class StateMachine {
   void DrainGrants(std::vector<Event>* events);
   Status CheckSession(uint64_t id) const;
   std::string ClientNameOf(uint64_t session) const;
-  log::v1::Snapshot ToProto() const;
+  // The snapshot encoding in two parts, streamed lock by lock (never the
+  // whole lv::Snapshot in memory): fields 1-5 and fields 7-; the digest
+  // (field 6) goes between them (state_machine_snapshot.cc).
+  void EncodeSnapshot(std::string* head_and_locks, std::string* tail) const;
 
   std::map<uint64_t, Session> sessions_;
   LockTable locks_;

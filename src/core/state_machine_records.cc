@@ -211,7 +211,8 @@ void StateMachine::RevokeRecordLocks(const std::string& name, uint64_t session,
   }
   res = locks_.Find(name);
   if (res == nullptr) return;
-  std::vector<std::pair<OwnerId, HeldGrant>> holders(res->holders.begin(), res->holders.end());
+  std::vector<std::pair<OwnerId, HeldGrant>> holders;
+  for (const auto& h : res->holders) holders.emplace_back(h.first, h.second);
   for (const auto& [who, g] : holders) {
     (void)locks_.Release(who, name, true, &revision_);
     if (who == OwnerId{session, owner}) continue;  // the deleter knows

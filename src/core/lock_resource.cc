@@ -1,0 +1,218 @@
+#include "core/lock_resource.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "common/status.h"
+
+namespace latchkey::core {
+
+static_assert(std::is_trivially_copyable_v<HolderEntry>);
+// 88 bytes + the name: one 112-byte malloc chunk for a 16-byte name.
+static_assert(sizeof(Resource) <= 88);
+
+// ---- HolderList ----------------------------------------------------------------
+
+HolderEntry* HolderList::data() {
+  return cap_ > 1 ? heap_ : std::launder(reinterpret_cast<HolderEntry*>(one_));
+}
+
+const HolderEntry* HolderList::data() const {
+  return cap_ > 1 ? heap_ : std::launder(reinterpret_cast<const HolderEntry*>(one_));
+}
+
+HolderList::~HolderList() {
+  if (cap_ > 1) ::operator delete(heap_);
+}
+
+HolderList::const_iterator HolderList::find(const OwnerId& who) const {
+  const HolderEntry* b = begin();
+  const HolderEntry* e = end();
+  auto it = std::lower_bound(b, e, who,
+                             [](const HolderEntry& h, const OwnerId& w) { return h.first < w; });
+  return it != e && it->first == who ? it : e;
+}
+
+HolderList::iterator HolderList::find(const OwnerId& who) {
+  return const_cast<HolderEntry*>(std::as_const(*this).find(who));
+}
+
+HeldGrant& HolderList::Put(const OwnerId& who, const HeldGrant& g) {
+  HolderEntry* b = begin();
+  HolderEntry* pos = std::lower_bound(
+      b, end(), who, [](const HolderEntry& h, const OwnerId& w) { return h.first < w; });
+  if (pos != end() && pos->first == who) {
+    pos->second = g;
+    return pos->second;
+  }
+  size_t at = static_cast<size_t>(pos - b);
+  if (size_ == cap_) {
+    const uint32_t cap = cap_ * 2;
+    auto* grown = static_cast<HolderEntry*>(::operator new(sizeof(HolderEntry) * cap));
+    std::memcpy(static_cast<void*>(grown), static_cast<const void*>(b),
+                sizeof(HolderEntry) * size_);
+    if (cap_ > 1) ::operator delete(heap_);
+    heap_ = grown;
+    cap_ = cap;
+  }
+  HolderEntry* d = data();
+  std::memmove(static_cast<void*>(d + at + 1), static_cast<const void*>(d + at),
+               sizeof(HolderEntry) * (size_ - at));
+  HolderEntry* e = std::construct_at(d + at, HolderEntry{who, g});
+  ++size_;
+  return e->second;
+}
+
+void HolderList::erase(const_iterator it) {
+  HolderEntry* d = data();
+  const size_t at = static_cast<size_t>(it - d);
+  LATCHKEY_CHECK(at < size_);
+  std::memmove(static_cast<void*>(d + at), static_cast<const void*>(d + at + 1),
+               sizeof(HolderEntry) * (size_ - at - 1));
+  --size_;
+  if (cap_ > 1 && size_ <= 1) {  // back inline
+    HolderEntry* heap = heap_;
+    cap_ = 1;
+    if (size_ == 1)
+      std::memcpy(static_cast<void*>(one_), static_cast<const void*>(heap), sizeof(HolderEntry));
+    ::operator delete(heap);
+  }
+}
+
+// ---- WaitList / Resource --------------------------------------------------------
+
+std::vector<WaitEntry>& WaitList::Mutable() {
+  if (!v_) v_ = std::make_unique<std::vector<WaitEntry>>();
+  return *v_;
+}
+
+void WaitList::Trim() {
+  if (v_ && v_->empty()) v_.reset();
+}
+
+const std::string& LockValue::str() const {
+  static const std::string* const kEmpty = new std::string();
+  return s_ ? *s_ : *kEmpty;
+}
+
+void LockValue::Set(std::string v) {
+  if (!s_) s_ = std::make_unique<std::string>();
+  *s_ = std::move(v);
+}
+
+Resource* Resource::Create(std::string_view name) {
+  void* mem = ::operator new(sizeof(Resource) + name.size());
+  auto* r = new (mem) Resource(static_cast<uint32_t>(name.size()));
+  std::memcpy(reinterpret_cast<char*>(r + 1), name.data(), name.size());
+  return r;
+}
+
+void Resource::Destroy(Resource* r) {
+  r->~Resource();
+  ::operator delete(static_cast<void*>(r));
+}
+
+// ---- NameIndex ------------------------------------------------------------------
+
+namespace {
+// Chunks split at this size; ~1M names make ~5 k chunks.
+constexpr size_t kChunkMax = 256;
+
+bool NameLess(const Resource* r, std::string_view name) {
+  return r->name() < name;
+}
+}  // namespace
+
+NameIndex::iterator NameIndex::Bound(std::string_view name) const {
+  // The first chunk whose last name is >= name holds the bound.
+  auto c = std::lower_bound(
+      chunks_.begin(), chunks_.end(), name,
+      [](const std::vector<Resource*>& ch, std::string_view n) { return NameLess(ch.back(), n); });
+  if (c == chunks_.end()) return {this, chunks_.size(), 0};
+  auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
+  return {this, static_cast<size_t>(c - chunks_.begin()), static_cast<size_t>(p - c->begin())};
+}
+
+NameIndex::iterator NameIndex::find(std::string_view name) {
+  iterator it = Bound(name);
+  return it != end() && it.name() == name ? it : end();
+}
+
+NameIndex::const_iterator NameIndex::find(std::string_view name) const {
+  const_iterator it = Bound(name);
+  return it != end() && it.name() == name ? it : end();
+}
+
+Resource* NameIndex::Find(std::string_view name) const {
+  iterator it = Bound(name);
+  return it != iterator(this, chunks_.size(), 0) && it.name() == name ? it.get() : nullptr;
+}
+
+void NameIndex::Insert(Resource* r) {
+  const std::string_view name = r->name();
+  if (chunks_.empty()) {
+    chunks_.emplace_back().push_back(r);
+    ++size_;
+    return;
+  }
+  auto c = std::lower_bound(
+      chunks_.begin(), chunks_.end(), name,
+      [](const std::vector<Resource*>& ch, std::string_view n) { return NameLess(ch.back(), n); });
+  if (c == chunks_.end()) --c;  // past every name: append to the last chunk
+  auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
+  if (p != c->end() && (*p)->name() == name) return;
+  c->insert(p, r);
+  ++size_;
+  if (c->size() > kChunkMax) {
+    std::vector<Resource*> upper(c->begin() + static_cast<ptrdiff_t>(c->size() / 2), c->end());
+    c->resize(c->size() / 2);
+    c->shrink_to_fit();  // ascending inserts never come back here: no slack
+    upper.reserve(kChunkMax + 1);
+    chunks_.insert(c + 1, std::move(upper));
+  }
+}
+
+Resource* NameIndex::Erase(std::string_view name) {
+  iterator it = Bound(name);
+  if (it == end() || it.name() != name) return nullptr;
+  Resource* r = it.get();
+  auto c = chunks_.begin() + static_cast<ptrdiff_t>(it.c_);
+  c->erase(c->begin() + static_cast<ptrdiff_t>(it.p_));
+  --size_;
+  if (c->empty()) {
+    chunks_.erase(c);
+  } else if (c + 1 != chunks_.end() && c->size() + (c + 1)->size() <= kChunkMax / 2) {
+    c->insert(c->end(), (c + 1)->begin(), (c + 1)->end());  // keep chunks from thinning out
+    chunks_.erase(c + 1);
+  }
+  return r;
+}
+
+OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept {
+  chunks_ = std::move(o.chunks_);
+  size_ = o.size_;
+  o.chunks_.clear();
+  o.size_ = 0;
+}
+
+OwnedNameIndex& OwnedNameIndex::operator=(OwnedNameIndex&& o) noexcept {
+  if (this != &o) {
+    Clear();
+    chunks_ = std::move(o.chunks_);
+    size_ = o.size_;
+    o.chunks_.clear();
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+void OwnedNameIndex::Clear() {
+  for (auto& c : chunks_) {
+    for (Resource* r : c) Resource::Destroy(r);
+  }
+  chunks_.clear();
+  size_ = 0;
+}
+
+}  // namespace latchkey::core

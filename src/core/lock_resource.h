@@ -1,0 +1,284 @@
+// The compact storage of the lock table (docs/design/0015-compact-lock-table.md):
+// one heap block per lock name holding the name itself, the single-holder
+// case inline, and pointers for the rarer parts (waiters, value block); a
+// sorted, chunked index of those blocks (ascending name order, ~11 bytes an
+// entry) used both for the table and for each owner's held locks.
+//
+// Thread-safety: none (owned by the LockTable on one thread).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "core/modes.h"
+
+namespace latchkey::core {
+
+struct OwnerId {
+  uint64_t session = 0;
+  std::string owner;
+  auto operator<=>(const OwnerId&) const = default;
+  bool operator==(const OwnerId&) const = default;
+};
+
+struct HeldGrant {
+  uint64_t fencing_token = 0;
+  uint64_t granted_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+  uint32_t count = 1;  // reentrant acquisitions outstanding
+  Mode mode = Mode::kEX;
+  // Cached lock: the holder takes blocking callbacks (docs/design/0007).
+  bool cacheable = false;
+  // downgrade_to of the last callback sent for this grant (nullopt = none);
+  // a callback is sent again only for a weaker downgrade_to.
+  std::optional<Mode> callback_sent;
+};
+
+struct WaitEntry {
+  OwnerId who;
+  Mode mode = Mode::kEX;  // for a conversion: the mode wanted
+  uint64_t seq = 0;       // global arrival order
+  bool conversion = false;
+  bool reentrant = false;
+  uint64_t queued_at_ms = 0;
+  uint64_t lock_ttl_ms = 0;
+  // Multi-lock: all waits of one AcquireMany share a group (the seq of its
+  // first part) and are granted together or not at all. 0 = none.
+  uint64_t group = 0;
+  bool set_value = false;  // write `value` into the lock value on grant
+  std::string value;
+  bool cacheable = false;  // the grant will take blocking callbacks
+};
+
+// One explicit grant. `first` refers to the owner id interned once in the
+// table (it lives as long as the owner holds or waits for anything).
+struct HolderEntry {
+  const OwnerId& first;
+  HeldGrant second;
+};
+
+// The grants on one name in ascending OwnerId order (as the std::map it
+// replaces iterated). One grant is stored inline; more spill to the heap.
+class HolderList {
+ public:
+  using value_type = HolderEntry;
+  using iterator = HolderEntry*;
+  using const_iterator = const HolderEntry*;
+
+  HolderList() = default;
+  HolderList(const HolderList&) = delete;
+  HolderList& operator=(const HolderList&) = delete;
+  ~HolderList();
+
+  iterator begin() { return data(); }
+  iterator end() { return data() + size_; }
+  const_iterator begin() const { return data(); }
+  const_iterator end() const { return data() + size_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  iterator find(const OwnerId& who);
+  const_iterator find(const OwnerId& who) const;
+  size_t count(const OwnerId& who) const { return find(who) != end() ? 1 : 0; }
+  // Sets the grant of `who` (added in order if absent). `who` must be the
+  // interned id and outlive the entry.
+  HeldGrant& Put(const OwnerId& who, const HeldGrant& g);
+  void erase(const_iterator it);
+
+ private:
+  HolderEntry* data();
+  const HolderEntry* data() const;
+  union {
+    alignas(HolderEntry) unsigned char one_[sizeof(HolderEntry)];
+    HolderEntry* heap_;
+  };
+  uint32_t size_ = 0;
+  uint32_t cap_ = 1;  // 1: inline
+};
+
+// The waiting requests on one name (ascending seq); nothing allocated while
+// nobody waits.
+class WaitList {
+ public:
+  const WaitEntry* begin() const { return v_ ? v_->data() : nullptr; }
+  const WaitEntry* end() const { return v_ ? v_->data() + v_->size() : nullptr; }
+  WaitEntry* begin() { return v_ ? v_->data() : nullptr; }
+  WaitEntry* end() { return v_ ? v_->data() + v_->size() : nullptr; }
+  size_t size() const { return v_ ? v_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  const WaitEntry& front() const { return v_->front(); }
+  const WaitEntry& operator[](size_t i) const { return (*v_)[i]; }
+  // For the LockTable: the vector, created on demand; Trim frees it when empty.
+  std::vector<WaitEntry>& Mutable();
+  void Trim();
+
+ private:
+  std::unique_ptr<std::vector<WaitEntry>> v_;
+};
+
+// A lock's value block (docs/design/0007): a pointer until it is written.
+// Reads like the std::string it replaces.
+class LockValue {
+ public:
+  const std::string& str() const;
+  operator const std::string&() const { return str(); }
+  bool empty() const { return !s_ || s_->empty(); }
+  size_t size() const { return s_ ? s_->size() : 0; }
+  void Set(std::string v);
+  friend bool operator==(const LockValue& a, std::string_view b) { return a.str() == b; }
+
+ private:
+  std::unique_ptr<std::string> s_;
+};
+
+// Everything the table keeps for one name (an explicit lock, or an ancestor
+// counting what is below it). Allocated by Create with the name bytes right
+// behind it; never copied or moved.
+struct Resource {
+  HolderList holders;  // explicit grants on this name
+  WaitList waiters;    // ascending seq
+  // Grants strictly below this name, by implied intention (CR, CW).
+  uint32_t below_cr = 0;
+  uint32_t below_cw = 0;
+  uint32_t waiters_below = 0;  // waiters strictly below this name
+
+ private:
+  uint32_t name_len_ = 0;  // here: fills the hole after the counters
+
+ public:
+  // Lock value block: written by a holder in a write mode, kept across
+  // grants (it survives release), versioned by the token that wrote it.
+  LockValue value;
+  uint64_t value_token = 0;
+
+  std::string_view name() const { return {reinterpret_cast<const char*>(this + 1), name_len_}; }
+  void SetValueBlock(std::string v, uint64_t token) {
+    value.Set(std::move(v));
+    value_token = token;
+  }
+  bool idle() const {
+    return holders.empty() && waiters.empty() && below_cr == 0 && below_cw == 0 &&
+           waiters_below == 0 && value.empty();
+  }
+
+  static Resource* Create(std::string_view name);
+  static void Destroy(Resource* r);
+  Resource(const Resource&) = delete;
+  Resource& operator=(const Resource&) = delete;
+
+ private:
+  explicit Resource(uint32_t name_len) : name_len_(name_len) {}
+  ~Resource() = default;
+};
+
+// A lock name stored in its Resource: a std::string_view that also converts
+// implicitly to std::string and concatenates, as the std::map key it
+// replaces did.
+class LockName : public std::string_view {
+ public:
+  explicit LockName(std::string_view v) : std::string_view(v) {}
+  operator std::string() const { return std::string(view()); }
+  std::string_view view() const { return *this; }
+  friend std::string operator+(const std::string& a, const LockName& b) {
+    return a + std::string(b.view());
+  }
+  friend std::string operator+(const char* a, const LockName& b) {
+    return a + std::string(b.view());
+  }
+  friend std::string operator+(const LockName& a, const std::string& b) {
+    return std::string(a.view()) + b;
+  }
+  friend std::string operator+(const LockName& a, const char* b) {
+    return std::string(a.view()) + b;
+  }
+};
+
+// Resources in ascending name order: a list of sorted chunks of pointers.
+// find / insert / erase cost O(log n) name comparisons; iteration yields
+// pairs (LockName, Resource&) like the std::map it replaces. It does not own
+// the resources (LockTable's OwnedNameIndex does).
+class NameIndex {
+  template <bool kConst>
+  class Iter {
+   public:
+    using Res = std::conditional_t<kConst, const Resource, Resource>;
+    using Ref = std::pair<LockName, Res&>;
+    struct Arrow {
+      Ref v;
+      const Ref* operator->() const { return &v; }
+    };
+    Iter() = default;
+    Iter(const NameIndex* idx, size_t c, size_t p) : idx_(idx), c_(c), p_(p) {}
+    template <bool B>
+    requires(kConst && !B) Iter(const Iter<B>& o) : idx_(o.idx_), c_(o.c_), p_(o.p_) {}
+    Res* get() const { return idx_->chunks_[c_][p_]; }
+    std::string_view name() const { return get()->name(); }
+    Ref operator*() const { return {LockName(name()), *get()}; }
+    Arrow operator->() const { return {**this}; }
+    Iter& operator++() {
+      if (++p_ == idx_->chunks_[c_].size()) {
+        ++c_;
+        p_ = 0;
+      }
+      return *this;
+    }
+    bool operator==(const Iter&) const = default;
+
+   private:
+    template <bool>
+    friend class Iter;
+    friend class NameIndex;
+    const NameIndex* idx_ = nullptr;
+    size_t c_ = 0;
+    size_t p_ = 0;
+  };
+
+ public:
+  using iterator = Iter<false>;
+  using const_iterator = Iter<true>;
+
+  iterator begin() { return {this, 0, 0}; }
+  iterator end() { return {this, chunks_.size(), 0}; }
+  const_iterator begin() const { return {this, 0, 0}; }
+  const_iterator end() const { return {this, chunks_.size(), 0}; }
+  iterator lower_bound(std::string_view name) { return Bound(name); }
+  const_iterator lower_bound(std::string_view name) const { return Bound(name); }
+  iterator find(std::string_view name);
+  const_iterator find(std::string_view name) const;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t count(std::string_view name) const { return Find(name) != nullptr ? 1 : 0; }
+
+  Resource* Find(std::string_view name) const;
+  // Adds r (no-op if its name is present already).
+  void Insert(Resource* r);
+  // Removes the entry of `name`; returns it (null if absent).
+  Resource* Erase(std::string_view name);
+
+ protected:
+  std::vector<std::vector<Resource*>> chunks_;  // each non-empty, sorted, in order
+  size_t size_ = 0;
+
+ private:
+  iterator Bound(std::string_view name) const;
+};
+
+// The table's index: owns (destroys) its resources; move-only.
+class OwnedNameIndex : public NameIndex {
+ public:
+  OwnedNameIndex() = default;
+  OwnedNameIndex(OwnedNameIndex&& o) noexcept;
+  OwnedNameIndex& operator=(OwnedNameIndex&& o) noexcept;
+  ~OwnedNameIndex() { Clear(); }
+
+ private:
+  void Clear();
+};
+
+}  // namespace latchkey::core

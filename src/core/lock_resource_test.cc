@@ -1,0 +1,138 @@
+// The compact lock-table storage (lock_resource.h) and the streamed snapshot
+// encoding (state_machine_snapshot.cc).
+#include "core/lock_resource.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "core/state_machine.h"
+
+namespace latchkey::core {
+namespace {
+
+namespace lv = log::v1;
+
+TEST(HolderListTest, KeepsOwnerOrderInlineAndSpilled) {
+  std::vector<OwnerId> ids;  // stable storage, as the table's interned ids
+  ids.reserve(8);
+  for (int i : {5, 1, 7, 3, 2, 6}) ids.push_back(OwnerId{static_cast<uint64_t>(i), ""});
+  HolderList h;
+  std::map<OwnerId, uint64_t> want;
+  for (const OwnerId& id : ids) {
+    HeldGrant g;
+    g.fencing_token = id.session * 10;
+    h.Put(id, g);
+    want[id] = g.fencing_token;
+    std::map<OwnerId, uint64_t> have;
+    for (const auto& [who, grant] : h) have[who] = grant.fencing_token;
+    ASSERT_EQ(have, want);
+    ASSERT_TRUE(std::is_sorted(h.begin(), h.end(), [](const HolderEntry& a, const HolderEntry& b) {
+      return a.first < b.first;
+    }));
+  }
+  EXPECT_EQ(h.size(), 6u);
+  EXPECT_EQ(h.count(OwnerId{4, ""}), 0u);
+  ASSERT_NE(h.find(OwnerId{7, ""}), h.end());
+  EXPECT_EQ(h.find(OwnerId{7, ""})->second.fencing_token, 70u);
+  // Replacing keeps one entry.
+  HeldGrant g;
+  g.fencing_token = 99;
+  h.Put(ids[0], g);
+  EXPECT_EQ(h.size(), 6u);
+  EXPECT_EQ(h.find(OwnerId{5, ""})->second.fencing_token, 99u);
+  // Down to one (back inline) and to none.
+  for (uint64_t s : {1, 7, 3, 2, 6}) h.erase(h.find(OwnerId{s, ""}));
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h.begin()->first, (OwnerId{5, ""}));
+  EXPECT_EQ(h.begin()->second.fencing_token, 99u);
+  h.erase(h.begin());
+  EXPECT_TRUE(h.empty());
+}
+
+TEST(NameIndexTest, StaysSortedThroughSplitsAndMerges) {
+  OwnedNameIndex idx;
+  std::set<std::string> want;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 5000; ++i) {
+    std::string n = "n." + std::to_string(rng() % 20000);
+    if (want.insert(n).second) idx.Insert(Resource::Create(n));
+  }
+  ASSERT_EQ(idx.size(), want.size());
+  std::vector<std::string> have;
+  for (const auto& [name, res] : idx) {
+    EXPECT_EQ(res.name(), name.view());
+    have.emplace_back(name);
+  }
+  EXPECT_TRUE(std::equal(have.begin(), have.end(), want.begin(), want.end()));
+  // lower_bound / find agree with std::set.
+  for (int i = 0; i < 2000; ++i) {
+    std::string probe = "n." + std::to_string(rng() % 20000);
+    auto it = idx.lower_bound(probe);
+    auto w = want.lower_bound(probe);
+    if (w == want.end()) {
+      EXPECT_TRUE(it == idx.end());
+    } else {
+      ASSERT_FALSE(it == idx.end());
+      EXPECT_EQ(it.name(), *w);
+    }
+    EXPECT_EQ(idx.Find(probe) != nullptr, want.count(probe) == 1);
+  }
+  // Erase most of them in random order.
+  std::vector<std::string> order(want.begin(), want.end());
+  std::shuffle(order.begin(), order.end(), rng);
+  for (size_t i = 0; i < order.size() * 9 / 10; ++i) {
+    Resource* r = idx.Erase(order[i]);
+    ASSERT_NE(r, nullptr);
+    Resource::Destroy(r);
+    want.erase(order[i]);
+  }
+  have.clear();
+  for (auto it = idx.begin(); it != idx.end(); ++it) have.emplace_back(it->first);
+  EXPECT_TRUE(std::equal(have.begin(), have.end(), want.begin(), want.end()));
+  EXPECT_EQ(idx.Erase("absent"), nullptr);
+}
+
+TEST(StreamedSnapshotTest, BytesAreTheCanonicalEncoding) {
+  StateMachine sm;
+  uint64_t index = 0;
+  std::vector<uint64_t> sids;
+  for (int i = 0; i < 3; ++i) {
+    auto open = MakeEntry(1);
+    open.add_commands()->mutable_open_session()->set_ttl_ms(10'000);
+    sids.push_back(sm.Apply(++index, open).results[0].session_id);
+  }
+  auto e = MakeEntry(2);
+  for (int i = 0; i < 600; ++i) {
+    auto* a = e.add_commands()->mutable_acquire();
+    a->set_session_id(sids[static_cast<size_t>(i) % 3]);
+    a->set_name("a.b" + std::to_string(i % 200));  // 3 owners share some: PR below
+    a->set_mode(ModeToLog(Mode::kPR));
+    if (i % 7 == 0) a->set_lock_ttl_ms(5000);
+  }
+  auto* w = e.add_commands()->mutable_acquire();  // a waiter on an ancestor
+  w->set_session_id(sids[0]);
+  w->set_owner("x");
+  w->set_name("a");
+  w->set_mode(ModeToLog(Mode::kEX));
+  sm.Apply(++index, e);
+  ASSERT_EQ(sm.waiter_count(), 1u);
+
+  const std::string bytes = sm.Snapshot();
+  lv::Snapshot parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.locks_size(), 201);
+  std::string again;
+  ASSERT_TRUE(parsed.SerializeToString(&again));
+  EXPECT_EQ(again, bytes);  // exactly what serializing the message gives
+  StateMachine copy;
+  ASSERT_TRUE(copy.Restore(bytes).ok());
+  EXPECT_EQ(copy.Snapshot(), bytes);
+  EXPECT_EQ(copy.Digest(), sm.Digest());
+}
+
+}  // namespace
+}  // namespace latchkey::core
