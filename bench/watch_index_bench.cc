@@ -14,8 +14,8 @@
 
 #include "server/watch_index.h"
 
-using latchkey::server::WatchIndex;
 using latchkey::server::Watcher;
+using latchkey::server::WatchIndex;
 
 int main(int argc, char** argv) {
   int watchers = 1000, changes = 200000;
@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
     index.Add(static_cast<uint64_t>(i) + 1, w);
   }
   std::vector<std::string> keys;
-  for (int i = 0; i < 1024; ++i) keys.push_back("app/key/" + std::to_string(i * 7 % (2 * watchers)));
+  for (int i = 0; i < 1024; ++i)
+    keys.push_back("app/key/" + std::to_string(i * 7 % (2 * watchers)));
   size_t hits_scan = 0, hits_index = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int c = 0; c < changes; ++c) {  // the old HandleWatchChanges
