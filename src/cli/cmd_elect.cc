@@ -21,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/lock_display.h"
 #include "common/duration.h"
@@ -38,76 +39,20 @@ struct ElectFlags {
   std::vector<std::string> command;
 };
 
-std::string Identity() {
-  char host[256] = "?";
-  gethostname(host, sizeof host - 1);
-  const char* user = std::getenv("USER");
-  if (user == nullptr) {
-    if (const passwd* pw = getpwuid(getuid())) user = pw->pw_name;
-  }
-  return std::string(user ? user : "?") + "@" + host + " pid " + std::to_string(getpid());
-}
-
-struct Shared {
-  std::mutex mu;
-  std::condition_variable cv;
-  int signal = 0;
+struct Shared : SignalState {
   std::optional<Result<uint64_t>> elected;
-  std::atomic<pid_t> child{0};
-  std::atomic<bool> session_lost{false};
 };
 
-void SignalThread(std::shared_ptr<Shared> sh, sigset_t set) {
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    pid_t child = sh->child.load();
-    if (child > 0) {
-      kill(child, sig);
-      continue;
-    }
-    std::lock_guard<std::mutex> g(sh->mu);
-    if (sh->signal == 0) sh->signal = sig;
-    sh->cv.notify_all();
-  }
-}
-
 int RunLeaderChild(const ElectFlags& f, const std::string& value, uint64_t term,
-                   uint64_t session_id, const std::shared_ptr<Shared>& sh,
-                   const sigset_t& blocked) {
-  pid_t pid = fork();
-  if (pid < 0) {
-    std::fprintf(stderr, "latchkey elect: fork failed: %s\n", std::strerror(errno));
-    return kExitSoftware;
-  }
-  if (pid == 0) {
-    pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
-    setenv("LATCHKEY_ELECTION", f.name.c_str(), 1);
-    setenv("LATCHKEY_LEADER_VALUE", value.c_str(), 1);
-    setenv("LATCHKEY_TERM", std::to_string(term).c_str(), 1);
-    setenv("LATCHKEY_FENCING_TOKEN", std::to_string(term).c_str(), 1);
-    setenv("LATCHKEY_SESSION_ID", std::to_string(session_id).c_str(), 1);
-    setenv("LATCHKEY_ENDPOINT", f.client.endpoint.c_str(), 1);
-    std::vector<char*> argv;
-    for (const auto& a : f.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    std::fprintf(stderr, "latchkey elect: cannot run '%s': %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  sh->child = pid;
-  {
-    std::lock_guard<std::mutex> g(sh->mu);
-    if (sh->signal != 0) kill(pid, sh->signal);
-  }
-  if (sh->session_lost) kill(pid, SIGTERM);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  sh->child = 0;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return kExitSoftware;
+                   uint64_t session_id, Shared& sh, const sigset_t& blocked) {
+  return RunChildWhileHeld("latchkey elect", f.command,
+                           {{"LATCHKEY_ELECTION", f.name},
+                            {"LATCHKEY_LEADER_VALUE", value},
+                            {"LATCHKEY_TERM", std::to_string(term)},
+                            {"LATCHKEY_FENCING_TOKEN", std::to_string(term)},
+                            {"LATCHKEY_SESSION_ID", std::to_string(session_id)},
+                            {"LATCHKEY_ENDPOINT", f.client.endpoint}},
+                           sh, blocked);
 }
 
 int RunElect(ElectFlags f) {
@@ -128,7 +73,7 @@ int RunElect(ElectFlags f) {
                  session_ttl.status().message().c_str());
     return kExitUsage;
   }
-  const std::string value = f.value.empty() ? Identity() : f.value;
+  const std::string value = f.value.empty() ? UserAtHostPid() : f.value;
 
   sigset_t stop;
   sigemptyset(&stop);
@@ -139,7 +84,7 @@ int RunElect(ElectFlags f) {
 
   ClientOptions co;
   co.endpoint = f.client.endpoint;
-  co.client_name = "latchkey-elect " + Identity();
+  co.client_name = "latchkey-elect " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
   co.on_session_lost = [sh, name = f.name](const Status& why) {
     sh->session_lost = true;
@@ -200,7 +145,7 @@ int RunElect(ElectFlags f) {
 
   int rc = 0;
   if (!f.command.empty()) {
-    rc = RunLeaderChild(f, value, *term, client->session_id(), sh, stop);
+    rc = RunLeaderChild(f, value, *term, client->session_id(), *sh, stop);
   } else {
     std::unique_lock<std::mutex> lk(sh->mu);
     sh->cv.wait(lk, [&] { return sh->signal != 0 || sh->session_lost.load(); });

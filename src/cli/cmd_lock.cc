@@ -19,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/lock_display.h"
 #include "common/duration.h"
@@ -38,42 +39,11 @@ struct LockFlags {
   std::vector<std::string> command;
 };
 
-std::string ClientName() {
-  char host[256] = "?";
-  gethostname(host, sizeof host - 1);
-  const char* user = std::getenv("USER");
-  if (user == nullptr) {
-    if (const passwd* pw = getpwuid(getuid())) user = pw->pw_name;
-  }
-  return std::string("latchkey-lock ") + (user ? user : "?") + "@" + host + " pid " +
-         std::to_string(getpid());
-}
-
 // State shared between the main thread, the signal thread, the acquiring
 // thread and the client's session-lost callback.
-struct Shared {
-  std::mutex mu;
-  std::condition_variable cv;
-  int signal = 0;  // first stop signal received
+struct Shared : SignalState {
   std::optional<Result<Grant>> acquired;
-  std::atomic<pid_t> child{0};
-  std::atomic<bool> session_lost{false};
 };
-
-void SignalThread(std::shared_ptr<Shared> sh, sigset_t set) {
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    pid_t child = sh->child.load();
-    if (child > 0) {
-      kill(child, sig);  // forward; the child decides what to do
-      continue;
-    }
-    std::lock_guard<std::mutex> g(sh->mu);
-    if (sh->signal == 0) sh->signal = sig;
-    sh->cv.notify_all();
-  }
-}
 
 // What keeps this session from `name`, for the waiting line: every holder
 // of the name and of the names above and below it (whose grants conflict
@@ -117,41 +87,15 @@ std::string Describe(Client& client, const std::string& name, uint64_t self) {
   return s;
 }
 
-int RunChild(const LockFlags& f, const Grant& grant, uint64_t session_id,
-             const std::shared_ptr<Shared>& sh, const sigset_t& blocked) {
-  pid_t pid = fork();
-  if (pid < 0) {
-    std::fprintf(stderr, "latchkey lock: fork failed: %s\n", std::strerror(errno));
-    return kExitSoftware;
-  }
-  if (pid == 0) {
-    pthread_sigmask(SIG_UNBLOCK, &blocked, nullptr);
-    setenv("LATCHKEY_LOCK_NAME", f.name.c_str(), 1);
-    setenv("LATCHKEY_FENCING_TOKEN", std::to_string(grant.fencing_token).c_str(), 1);
-    setenv("LATCHKEY_LOCK_MODE", std::string(LockModeName(grant.mode)).c_str(), 1);
-    setenv("LATCHKEY_SESSION_ID", std::to_string(session_id).c_str(), 1);
-    setenv("LATCHKEY_ENDPOINT", f.client.endpoint.c_str(), 1);
-    std::vector<char*> argv;
-    for (const auto& a : f.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    std::fprintf(stderr, "latchkey lock: cannot run '%s': %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  sh->child = pid;
-  // A signal that arrived between the grant and the fork is forwarded now.
-  {
-    std::lock_guard<std::mutex> g(sh->mu);
-    if (sh->signal != 0) kill(pid, sh->signal);
-  }
-  if (sh->session_lost) kill(pid, SIGTERM);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  sh->child = 0;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return kExitSoftware;
+int RunChild(const LockFlags& f, const Grant& grant, uint64_t session_id, Shared& sh,
+             const sigset_t& blocked) {
+  return RunChildWhileHeld("latchkey lock", f.command,
+                           {{"LATCHKEY_LOCK_NAME", f.name},
+                            {"LATCHKEY_FENCING_TOKEN", std::to_string(grant.fencing_token)},
+                            {"LATCHKEY_LOCK_MODE", std::string(LockModeName(grant.mode))},
+                            {"LATCHKEY_SESSION_ID", std::to_string(session_id)},
+                            {"LATCHKEY_ENDPOINT", f.client.endpoint}},
+                           sh, blocked);
 }
 
 int RunLock(LockFlags f) {
@@ -209,7 +153,7 @@ int RunLock(LockFlags f) {
   const bool chatty = !f.quiet && isatty(STDERR_FILENO);
   ClientOptions co;
   co.endpoint = f.client.endpoint;
-  co.client_name = ClientName();
+  co.client_name = "latchkey-lock " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
   co.on_session_lost = [sh, name = f.name](const Status& why) {
     sh->session_lost = true;
@@ -288,7 +232,7 @@ int RunLock(LockFlags f) {
                  FormatDurationMs(static_cast<uint64_t>(waited.count())).c_str());
   }
 
-  int rc = RunChild(f, *grant, client->session_id(), sh, stop);
+  int rc = RunChild(f, *grant, client->session_id(), *sh, stop);
   if (sh->session_lost) return kExitSessionLost;
   Status rel = client->Release(f.name);
   if (!rel.ok()) {
