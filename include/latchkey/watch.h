@@ -96,7 +96,8 @@ class ObjectMirror {
   std::map<std::string, std::string> Values() const;
   // The revision the mirror reflects.
   uint64_t revision() const;
-  // Blocks until the mirror reflects `rev` or the timeout passes.
+  // Blocks until the mirror reflects `rev` and the change callback has
+  // returned for every change up to it, or the timeout passes.
   bool WaitForRevision(uint64_t rev, std::chrono::milliseconds timeout) const;
   // OK while following; the error that stopped it otherwise.
   Status status() const;

@@ -40,8 +40,8 @@ std::string UserAtHostPid() {
 }
 
 int RunChildWhileHeld(const char* who, const std::vector<std::string>& command,
-                      const std::vector<std::pair<std::string, std::string>>& env,
-                      SignalState& sh, const sigset_t& blocked) {
+                      const std::vector<std::pair<std::string, std::string>>& env, SignalState& sh,
+                      const sigset_t& blocked) {
   pid_t pid = fork();
   if (pid < 0) {
     std::fprintf(stderr, "%s: fork failed: %s\n", who, std::strerror(errno));

@@ -39,7 +39,7 @@ std::string UserAtHostPid();
 // session is already lost, and waits. Returns the command's exit code (128 +
 // signal if killed). `who` prefixes error messages ("latchkey lock").
 int RunChildWhileHeld(const char* who, const std::vector<std::string>& command,
-                      const std::vector<std::pair<std::string, std::string>>& env,
-                      SignalState& sh, const sigset_t& blocked);
+                      const std::vector<std::pair<std::string, std::string>>& env, SignalState& sh,
+                      const sigset_t& blocked);
 
 }  // namespace latchkey::cli

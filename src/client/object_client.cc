@@ -2,6 +2,7 @@
 // requests and sends them through the Client's session connection.
 #include <utility>
 
+#include "client/call_proto.h"
 #include "latchkey.pb.h"
 #include "latchkey/objects.h"
 
@@ -13,13 +14,7 @@ namespace {
 
 Result<pb::Response> Send(Client& c, const pb::Request& req,
                           std::optional<std::chrono::milliseconds> within = std::nullopt) {
-  std::string bytes;
-  req.SerializeToString(&bytes);
-  Result<std::string> out = c.CallEncoded(bytes, within);
-  if (!out.ok()) return out.status();
-  pb::Response resp;
-  if (!resp.ParseFromString(*out)) return Internal("undecodable response");
-  return resp;
+  return client_internal::CallProto(c, req, within);
 }
 
 Object FromWire(const pb::Object& o) {

@@ -3,6 +3,7 @@
 
 #include <mutex>
 
+#include "client/call_proto.h"
 #include "client/push_stream.h"
 #include "latchkey.pb.h"
 #include "latchkey/synchronized_object.h"
@@ -17,11 +18,9 @@ Result<uint64_t> Publish(Client& client, std::string_view namespace_name,
   pb::Request req;
   req.mutable_publish()->set_namespace_name(std::string(namespace_name));
   req.mutable_publish()->set_message(std::string(payload));
-  Result<std::string> out = client.CallEncoded(req.SerializeAsString(), std::nullopt);
-  if (!out.ok()) return out.status();
-  pb::Response resp;
-  if (!resp.ParseFromString(*out)) return Internal("undecodable response");
-  return resp.publish().revision();
+  Result<pb::Response> resp = client_internal::CallProto(client, req);
+  if (!resp.ok()) return resp.status();
+  return resp->publish().revision();
 }
 
 struct Subscription::Impl {

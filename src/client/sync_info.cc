@@ -2,6 +2,7 @@
 // through the Client's connection.
 #include "latchkey/sync_info.h"
 
+#include "client/call_proto.h"
 #include "latchkey.pb.h"
 
 namespace latchkey {
@@ -46,15 +47,10 @@ Result<SyncListing> ListSync(Client& client, const ListSyncOptions& options) {
   l->set_prefix(options.prefix);
   l->set_limit(options.limit);
   l->set_serializable(options.consistency == ReadConsistency::kSerializable);
-  std::string bytes;
-  req.SerializeToString(&bytes);
-  Result<std::string> raw = client.CallEncoded(bytes, std::nullopt);
-  if (!raw.ok()) return raw.status();
-  pb::Response resp;
-  if (!resp.ParseFromString(*raw) || !resp.has_list_sync()) {
-    return Internal("undecodable ListSync response");
-  }
-  const pb::ListSyncReply& r = resp.list_sync();
+  Result<pb::Response> resp = client_internal::CallProto(client, req);
+  if (!resp.ok()) return resp.status();
+  if (!resp->has_list_sync()) return Internal("undecodable ListSync response");
+  const pb::ListSyncReply& r = resp->list_sync();
   SyncListing out;
   out.truncated = r.truncated();
   out.server_time_ms = r.server_time_ms();

@@ -146,6 +146,8 @@ struct ObjectMirror::Impl {
   mutable std::condition_variable cv;
   std::map<std::string, Object> objects;
   uint64_t revision = 0;
+  // Revision up to which on_change has returned (WaitForRevision waits on it).
+  uint64_t delivered = 0;
   Status status = Status::Ok();
   bool stopping = false;
   std::unique_ptr<Watch> watch;
@@ -198,11 +200,19 @@ struct ObjectMirror::Impl {
       revision = loaded->second;
       watch = std::move(watch_or).value();
     }
-    cv.notify_all();
     if (on_change) {
       for (const Object& o : diffs) on_change(o);
     }
+    MarkDelivered(loaded->second);
     return Status::Ok();
+  }
+
+  void MarkDelivered(uint64_t rev) {
+    {
+      std::lock_guard lk(mu);
+      delivered = std::max(delivered, rev);
+    }
+    cv.notify_all();
   }
 
   void Run() {
@@ -222,8 +232,8 @@ struct ObjectMirror::Impl {
           }
           revision = std::max(revision, ev->mod_revision);
         }
-        cv.notify_all();
         if (on_change) on_change(*ev);
+        MarkDelivered(ev->mod_revision);
         continue;
       }
       if (ev.status().code() == Code::kTimeout) continue;
@@ -279,8 +289,8 @@ uint64_t ObjectMirror::revision() const {
 bool ObjectMirror::WaitForRevision(uint64_t rev, std::chrono::milliseconds timeout) const {
   std::unique_lock lk(impl_->mu);
   return impl_->cv.wait_for(lk, timeout, [&] {
-    return impl_->revision >= rev || !impl_->status.ok();
-  }) && impl_->revision >= rev;
+    return impl_->delivered >= rev || !impl_->status.ok();
+  }) && impl_->delivered >= rev;
 }
 
 Status ObjectMirror::status() const {
