@@ -208,7 +208,7 @@ void Server::HandleWatchChanges(const std::vector<core::ObjChange>& changes) {
         static uint64_t live_events = 0;
         std::vector<core::ObjView> kept;
         for (auto& v : evs) {
-          if (++live_events % 25 != 0) kept.push_back(std::move(v));
+          if (++live_events % 10 != 0) kept.push_back(std::move(v));
         }
         evs.swap(kept);
       }

@@ -120,7 +120,9 @@ std::vector<std::string> Failed(const NemesisReport& r) {
 TEST(NemesisTest, PlantedSkippedWatchEventIsCaught) {
   NemesisReport r = RunPlanted("skip-watch-event");
   ASSERT_TRUE(r.setup_error.empty()) << r.Explain();
-  ASSERT_GE(r.watch_events, 50u) << "too few events to drop one in 25\n" << r.Explain();
+  // The planted bug drops one event in 10 (server_watch.cc); a loaded CI
+  // machine delivered as few as 29 events in this run's time.
+  ASSERT_GE(r.watch_events, 20u) << "too few events to drop one in 10\n" << r.Explain();
   const auto failed = Failed(r);
   ASSERT_EQ(failed, std::vector<std::string>{"gap-free-watches(nemesis/obj/)"}) << r.Explain();
   bool gap = false;

@@ -21,20 +21,54 @@ FLAGS+=("${LUA_CFLAGS[@]}")
 # Every non-test source of the core, so new core files need no edit here.
 mapfile -t CORE < <(find "$SRC/src/core" -maxdepth 1 -name '*.cc' ! -name '*_test.cc' | sort)
 
-build() {  # name sources...
-  local name=$1; shift
-  if [ ! -x "$OUT/$name" ] || [ -n "$(find "$@" -newer "$OUT/$name" 2>/dev/null | head -1)" ]; then
-    "$CXX" "${FLAGS[@]}" "$@" -o "$OUT/$name" -lprotobuf -lpthread "${LUA_LIBS[@]}"
-  fi
+# Every source is compiled once into $OUT/obj (in parallel, one job per
+# core; rebuilt when it or a header it includes changed), then each fuzzer
+# is linked from the objects it needs. Compiling the core and the generated
+# protobuf code once instead of once per fuzzer keeps CI's fuzz step short.
+OBJ="$OUT/obj"
+mkdir -p "$OBJ"
+obj_of() {  # source -> object path
+  local rel=${1#"$SRC"/}
+  rel=${rel#"$BUILD"/}
+  echo "$OBJ/${rel//\//_}.o"
 }
-build frame_decoder_fuzz "$SRC/tests/fuzz/frame_decoder_fuzz.cc" "$SRC/src/transport/frame.cc" "${COMMON[@]}" &
-build names_fuzz "$SRC/tests/fuzz/names_fuzz.cc" "${COMMON[@]}" "$SRC/src/core/names.cc" &
-wait
-build log_entry_fuzz "$SRC/tests/fuzz/log_entry_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
-build snapshot_fuzz "$SRC/tests/fuzz/snapshot_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
-build request_fuzz "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc" \
-  "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}" &
-wait
+compile() {  # source
+  local src=$1 o
+  o=$(obj_of "$src")
+  if [ -f "$o" ] && [ -f "$o.d" ]; then
+    local stale=0 dep
+    for dep in $(sed -e 's/\\$//' -e 's/^[^:]*://' "$o.d"); do
+      if [ "$dep" -nt "$o" ]; then stale=1; break; fi
+    done
+    [ $stale = 0 ] && return 0
+  fi
+  "$CXX" "${FLAGS[@]}" -MMD -MF "$o.d" -c "$src" -o "$o"
+}
+link() {  # name sources...
+  local name=$1; shift
+  local objs=() s
+  for s in "$@"; do objs+=("$(obj_of "$s")"); done
+  "$CXX" "${FLAGS[@]}" "${objs[@]}" -o "$OUT/$name" -lprotobuf -lpthread "${LUA_LIBS[@]}"
+}
+ALL_SRCS=("$SRC/tests/fuzz/frame_decoder_fuzz.cc" "$SRC/tests/fuzz/names_fuzz.cc"
+          "$SRC/tests/fuzz/log_entry_fuzz.cc" "$SRC/tests/fuzz/snapshot_fuzz.cc"
+          "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc"
+          "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}")
+JOBS=$(nproc)
+pids=()
+failed=0
+for src in "${ALL_SRCS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+  compile "$src" &
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+if [ $failed != 0 ]; then echo "fuzz: compiling the fuzz targets failed"; exit 1; fi
+link frame_decoder_fuzz "$SRC/tests/fuzz/frame_decoder_fuzz.cc" "$SRC/src/transport/frame.cc" "${COMMON[@]}"
+link names_fuzz "$SRC/tests/fuzz/names_fuzz.cc" "${COMMON[@]}" "$SRC/src/core/names.cc"
+link log_entry_fuzz "$SRC/tests/fuzz/log_entry_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}"
+link snapshot_fuzz "$SRC/tests/fuzz/snapshot_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}"
+link request_fuzz "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc" \
+  "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}"
 
 status=0
 for t in frame_decoder_fuzz names_fuzz log_entry_fuzz snapshot_fuzz request_fuzz; do
