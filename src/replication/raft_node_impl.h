@@ -20,6 +20,7 @@
 
 #include "replication/raft_node.h"
 #include "replication/raft_reply_guard.h"
+#include "replication/raft_transfer_send.h"
 
 extern "C" {
 #include <raft.h>
@@ -122,6 +123,8 @@ struct RaftNode::Impl {
   int (*io_send)(struct raft_io*, struct raft_io_send*, const struct raft_message*,
                  raft_io_send_cb) = nullptr;
   AppendReplyGuard reply_guard;
+  // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
+  TransferSendGuard transfer_sends;
   // An InstallSnapshot held back while a snapshot was being taken or
   // installed (IoRecv); owns the message's configuration and data.
   struct DeferredSnapshot {

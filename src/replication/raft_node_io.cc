@@ -19,6 +19,10 @@
 // The adapter sits between libraft and its io's receive callback and holds
 // such a message back until the snapshot is done, then hands it to libraft
 // (which installs it, or answers "have more recent snapshot").
+//
+// It also gives a leadership transfer's TimeoutNow a send request of its own
+// (raft_transfer_send.h): libraft 0.15 frees the transfer, which holds the
+// request it passes, while the io may still complete it.
 
 #include <memory>
 #include <string>
@@ -60,6 +64,15 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
 int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req,
                            const struct raft_message* msg, raft_io_send_cb cb) {
   Impl* self = FromIo(io);
+  if (msg->type == RAFT_IO_TIMEOUT_NOW && self->raft.transfer != nullptr &&
+      req == &self->raft.transfer->send) {
+    // The request lives inside the transfer, which libraft may end (and we
+    // free) before the io is done with it (raft_transfer_send.h).
+    return self->transfer_sends.Send(self->raft.transfer, req, cb,
+                                     [&](struct raft_io_send* own, raft_io_send_cb own_cb) {
+                                       return self->io_send(io, own, msg, own_cb);
+                                     });
+  }
   struct raft_message fixed;
   if (self->reply_guard.Fix(*msg, &fixed)) {
     LK_LOG_DEBUG(

@@ -111,6 +111,9 @@ void RaftNode::Impl::TransferLeadership(uint64_t id, DoneCallback cb) {
     std::unique_ptr<TransferRequest> r(static_cast<TransferRequest*>(raw->data));
     DoneCallback done = std::move(r->cb);
     Impl* self = r->impl;
+    // Its TimeoutNow may still be in the io: it must not reach libraft
+    // through this request once it is freed (raft_transfer_send.h).
+    self->transfer_sends.Detach(raw);
     raft_id leader = 0;
     const char* address = nullptr;
     if (self->raft_running) raft_leader(&self->raft, &leader, &address);

@@ -108,6 +108,7 @@ std::string NemesisReport::Explain() const {
     << " holders paused inside, " << ok_object_ops << " object ops, " << watch_events
     << " watch events\n";
   if (!convergence.empty()) o << "NOT CONVERGED: " << convergence << "\n";
+  for (const auto& d : node_deaths) o << "NODE DIED (not killed by the nemesis): " << d << "\n";
   o << "checkers:\n";
   for (const auto& r : results) o << "  " << r.Summary() << "\n";
   if (!history_dir.empty()) o << "histories kept in " << history_dir << "\n";
@@ -230,8 +231,17 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   };
   auto hold = [&](int ms) { std::this_thread::sleep_for(Ms(ms)); };  // the fault's duration
   const auto end = SteadyClock::now() + std::chrono::seconds(opt.seconds);
+  // A node that crashed is noted (and fails the run) before a later kill or
+  // restart of that node would hide it.
+  auto reap = [&] {
+    for (const auto& d : cluster.TakeDeaths()) {
+      note("UNEXPECTED: " + d);
+      rep.node_deaths.push_back(stamp() + d);
+    }
+  };
   while (!faults.empty() && SteadyClock::now() < end) {
     hold(uniform(300, 1200));  // quiet period between faults
+    reap();
     const std::string f =
         faults[static_cast<size_t>(uniform(0, static_cast<int>(faults.size()) - 1))];
     if (f == "kill") {
@@ -353,6 +363,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   }
 
   // ---- heal and let the workload show it goes on ---------------------------------
+  reap();
   cluster.Heal();
   for (uint64_t id = 1; id <= n; ++id) {
     if (cluster.stopped(id)) cluster.Cont(id);
@@ -384,6 +395,7 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   if (!cluster.WaitConverged(30s, &why) && rep.convergence.empty()) {
     rep.convergence = "replicas did not converge within 30 s: " + why;
   }
+  reap();
   server.Stop();
 
   // ---- final values -------------------------------------------------------------

@@ -50,6 +50,9 @@ struct NemesisReport {
   std::vector<std::string> schedule{};  // what the nemesis did, with times
   std::vector<checkers::CheckResult> results{};
   std::string convergence{};  // "" when the replicas converged
+  // Node processes that died without the nemesis killing them (a crash):
+  // "node N died of signal S", stamped. Any makes the run fail.
+  std::vector<std::string> node_deaths{};
   uint64_t ok_acquires = 0, ok_increments = 0, ok_register_ops = 0, sessions_lost = 0;
   uint64_t rejected_by_fencing = 0;              // resource requests refused for a stale token
   uint64_t holder_pauses = 0;                    // holder-pause faults that caught a holder inside
@@ -58,7 +61,9 @@ struct NemesisReport {
   std::string history_dir{};  // where the histories were kept ("" = removed)
 
   bool checkers_ok() const;
-  bool ok() const { return setup_error.empty() && convergence.empty() && checkers_ok(); }
+  bool ok() const {
+    return setup_error.empty() && convergence.empty() && node_deaths.empty() && checkers_ok();
+  }
   // Seed, what ran, every checker's summary: the text a failing test prints.
   std::string Explain() const;
 };

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "testlib/cluster_process.h"
 
@@ -206,7 +207,26 @@ bool NemesisCluster::StartNode(uint64_t id) {
   return WaitFor([&] { return std::ifstream(ready).good(); }, std::chrono::seconds(15));
 }
 
+bool NemesisCluster::ReapIfDead(uint64_t id) {
+  pid_t& p = pids_[id - 1];
+  int status = 0;
+  if (p <= 0 || waitpid(p, &status, WNOHANG) != p) return false;
+  deaths_.push_back("node " + std::to_string(id) +
+                    (WIFSIGNALED(status)
+                         ? " died of signal " + std::to_string(WTERMSIG(status))
+                         : " exited with status " + std::to_string(WEXITSTATUS(status))));
+  p = -1;
+  stopped_.erase(id);
+  return true;
+}
+
+std::vector<std::string> NemesisCluster::TakeDeaths() {
+  for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) ReapIfDead(id);
+  return std::exchange(deaths_, {});
+}
+
 void NemesisCluster::Kill9(uint64_t id) {
+  if (ReapIfDead(id)) return;  // it crashed meanwhile: say so rather than hide it
   pid_t& p = pids_[id - 1];
   if (p <= 0) return;
   kill(p, SIGKILL);
@@ -379,17 +399,63 @@ uint64_t NemesisCluster::Leader() {
   return leader;
 }
 
+// The scheduler state of a live process ("S (sleeping)", "R (running)", ...)
+// from /proc, or "" if it cannot be read.
+static std::string ProcState(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("State:", 0) == 0) {
+      const size_t v = line.find_first_not_of(" \t", 6);
+      return v == std::string::npos ? "" : line.substr(v);
+    }
+  }
+  return "";
+}
+
+void NemesisCluster::DumpStacks(uint64_t id) {
+  const pid_t pid = pids_[id - 1];
+  if (pid <= 0) return;
+  const std::string log = dir_.File("node" + std::to_string(id)) + ".log";
+  std::ofstream(log, std::ios::app) << "---- nemesis: node silent at convergence, process state "
+                                    << ProcState(pid) << "; thread stacks (gdb):\n";
+  for (const char* gdb : {"/usr/bin/gdb", "/usr/local/bin/gdb"}) {
+    if (access(gdb, X_OK) != 0) continue;
+    const pid_t g = SpawnCommand(
+        {gdb, "-p", std::to_string(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"}, log);
+    int status = 0;
+    if (!WaitFor([&] { return waitpid(g, &status, WNOHANG) == g; }, std::chrono::seconds(30))) {
+      kill(g, SIGKILL);
+      WaitPid(g);
+    }
+    return;
+  }
+  std::ofstream(log, std::ios::app) << "(no gdb)\n";
+}
+
 bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::string* why) {
+  // Per node: polls that reached it, polls it did not answer, and when it
+  // last answered, so a silent node's report says whether it was silent for
+  // the whole wait or stopped answering during it.
+  const auto start = std::chrono::steady_clock::now();
+  const size_t n = static_cast<size_t>(nodes_);
+  std::vector<int> asked(n, 0), silent(n, 0);
+  std::vector<std::optional<std::chrono::steady_clock::time_point>> answered(n);
+  uint64_t silent_node = 0;
   const bool ok = WaitFor(
       [&] {
+        silent_node = 0;
         std::optional<v1::GetStatusReply> first;
         for (uint64_t id = 1; id <= static_cast<uint64_t>(nodes_); ++id) {
           if (!running(id) || stopped(id)) {
             *why = "node " + std::to_string(id) + " is not running";
             return false;
           }
+          ++asked[id - 1];
           auto st = QueryStatus(ClientAddr(id), std::chrono::milliseconds(500));
           if (!st) {
+            ++silent[id - 1];
+            silent_node = id;
             *why = "node " + std::to_string(id) + " does not answer";
             // Dead (crashed) or alive but silent?
             int status = 0;
@@ -398,12 +464,16 @@ bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::stri
               *why += WIFSIGNALED(status)
                           ? " (it died of signal " + std::to_string(WTERMSIG(status)) + ")"
                           : " (it exited with status " + std::to_string(WEXITSTATUS(status)) + ")";
+              deaths_.push_back("node " + std::to_string(id) + why->substr(why->find(" (")));
               pid = -1;
+              stopped_.erase(id);
+              silent_node = 0;
             } else {
-              *why += " (its process is alive)";
+              *why += " (its process is alive, state " + ProcState(pid) + ")";
             }
             return false;
           }
+          answered[id - 1] = std::chrono::steady_clock::now();
           if (st->leader_id() == 0) {
             *why = "node " + std::to_string(id) + " knows no leader";
             return false;
@@ -427,8 +497,30 @@ bool NemesisCluster::WaitConverged(std::chrono::milliseconds deadline, std::stri
         return true;
       },
       deadline);
-  if (ok) why->clear();
-  return ok;
+  if (ok) {
+    why->clear();
+    return true;
+  }
+  // Which nodes were silent, and for how long (the last poll's reason alone
+  // does not say).
+  std::string detail;
+  for (size_t i = 0; i < n; ++i) {
+    if (silent[i] == 0) continue;
+    detail += "; node " + std::to_string(i + 1) + " silent in " + std::to_string(silent[i]) +
+              " of " + std::to_string(asked[i]) + " polls, ";
+    if (!answered[i]) {
+      detail += "never answered during the wait";
+    } else {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*answered[i] - start);
+      detail += "last answered " + std::to_string(ms.count()) + " ms into the wait";
+    }
+  }
+  *why += detail;
+  if (silent_node != 0) {
+    DumpStacks(silent_node);
+    *why += " (its thread stacks are at the end of node" + std::to_string(silent_node) + ".log)";
+  }
+  return false;
 }
 
 std::string NemesisCluster::NodeLog(uint64_t id) const {

@@ -72,12 +72,19 @@ class NemesisCluster {
   uint64_t Leader();
   // Waits until every node runs, they agree on a leader, and all report the
   // same applied index and state digest.
+  // On failure, why names the last poll's reason, then which nodes did not
+  // answer in how many polls and when each last answered; a node alive but
+  // silent at the end gets its thread stacks (gdb) appended to its log.
   bool WaitConverged(std::chrono::milliseconds deadline, std::string* why);
   std::string NodeLog(uint64_t id) const;
+  // Nodes found dead that nobody killed ("node N died of signal S"), since
+  // the last call. Checked by Kill9 (before it kills), and here for all.
+  std::vector<std::string> TakeDeaths();
 
  private:
   int Ip(std::vector<std::string> args, std::string* out = nullptr);
   void CleanupNet();
+  void DumpStacks(uint64_t id);  // gdb backtraces of a live node, into its log
 
   int nodes_;
   bool netns_;
@@ -87,6 +94,8 @@ class NemesisCluster {
   std::vector<std::string> ns_, veth_;
   std::vector<int> client_ports_, raft_ports_;
   std::vector<pid_t> pids_;
+  std::vector<std::string> deaths_;
+  bool ReapIfDead(uint64_t id);  // true (and noted in deaths_) if it had exited
   // Runs `latchkey member ARGS` bounded by deadline; its output goes to out
   // (default: a scratch file), its last line to last_member_output_.
   int MemberCli(const std::vector<std::string>& args, std::chrono::milliseconds deadline,
