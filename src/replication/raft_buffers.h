@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstring>
+#include <new>
 #include <string>
+#include <utility>
 
 extern "C" {
 #include <raft.h>
@@ -29,6 +31,36 @@ inline int SnapshotToRaftBuffers(const std::string& data, struct raft_buffer* bu
   *bufs = array;
   *n_bufs = 1;
   return 0;
+}
+
+// FSM version 2 (with snapshot_finalize): hands the snapshot string itself to
+// libraft, with no copy. The array has a hidden second slot that owns the
+// string; libraft sees n_bufs == 1 and never frees anything. Release with
+// FreeSnapshotHandOff from snapshot_finalize. Returns 0 or RAFT_NOMEM.
+inline int SnapshotHandOff(std::string data, struct raft_buffer* bufs[], unsigned* n_bufs) {
+  auto* array = new (std::nothrow) struct raft_buffer[2]{};
+  if (array == nullptr) return RAFT_NOMEM;
+  auto* owner = new (std::nothrow) std::string(std::move(data));
+  if (owner == nullptr) {
+    delete[] array;
+    return RAFT_NOMEM;
+  }
+  array[0].base = owner->data();
+  array[0].len = owner->size();
+  array[1].base = owner;
+  *bufs = array;
+  *n_bufs = 1;
+  return 0;
+}
+
+// Frees what SnapshotHandOff allocated (as soon as libraft is done with it).
+inline void FreeSnapshotHandOff(struct raft_buffer* bufs[], unsigned* n_bufs) {
+  if (*bufs != nullptr) {
+    delete static_cast<std::string*>((*bufs)[1].base);
+    delete[] * bufs;
+  }
+  *bufs = nullptr;
+  *n_bufs = 0;
 }
 
 }  // namespace latchkey::replication

@@ -159,10 +159,11 @@ Status RaftNode::Impl::InitAndStart() {
   // without it, silently dropping acknowledged entries. Fail Start instead.
   raft_uv_set_auto_recovery(&io, false);
 
-  fsm.version = 1;
+  fsm.version = 2;  // snapshot_finalize: the snapshot string is handed over, not copied
   fsm.data = this;
   fsm.apply = &Impl::FsmApply;
   fsm.snapshot = &Impl::FsmSnapshot;
+  fsm.snapshot_finalize = &Impl::FsmSnapshotFinalize;
   fsm.restore = &Impl::FsmRestore;
 
   rv = raft_init(&raft, &io, &fsm, options.node_id, options.raft_address.c_str());

@@ -1,6 +1,8 @@
 // RaftNode proposals (raft_apply and its completion) and the FSM hooks libraft
 // calls (apply, snapshot, restore). Part of the adapter (raft_node_impl.h).
 
+#include <malloc.h>
+
 #include <climits>
 #include <memory>
 #include <optional>
@@ -124,11 +126,21 @@ int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[]
                  snap.status().ToString().c_str());
     return RAFT_IOERR;
   }
-  const std::string& data = *snap;
-  if (int rv = SnapshotToRaftBuffers(data, bufs, n_bufs); rv != 0) return rv;
+  const size_t size = snap->size();
+  // No copy: libraft writes the string's own bytes; FsmSnapshotFinalize frees it.
+  if (int rv = SnapshotHandOff(std::move(*snap), bufs, n_bufs); rv != 0) return rv;
   LK_LOG_DEBUG("raft node %llu: snapshot of %zu bytes at applied index %llu",
-               static_cast<unsigned long long>(self->options.node_id), data.size(),
+               static_cast<unsigned long long>(self->options.node_id), size,
                raft_last_applied(&self->raft));
+  return 0;
+}
+
+int RaftNode::Impl::FsmSnapshotFinalize(struct raft_fsm* /*fsm*/, struct raft_buffer* bufs[],
+                                        unsigned* n_bufs) {
+  FreeSnapshotHandOff(bufs, n_bufs);
+  // The snapshot was the largest allocation; glibc keeps freed heap pages
+  // unless asked, so RSS would stay at the snapshot's peak.
+  malloc_trim(0);
   return 0;
 }
 

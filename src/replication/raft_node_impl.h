@@ -218,6 +218,9 @@ struct RaftNode::Impl {
   static int FsmApply(struct raft_fsm* fsm, const struct raft_buffer* buf, void** result);
 
   static int FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs);
+  // FSM version 2: libraft has written (or failed to write) the snapshot.
+  static int FsmSnapshotFinalize(struct raft_fsm* fsm, struct raft_buffer* bufs[],
+                                 unsigned* n_bufs);
 
   static int FsmRestore(struct raft_fsm* fsm, struct raft_buffer* buf);
 
