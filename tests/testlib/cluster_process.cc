@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 namespace latchkey::testing {
 
@@ -95,8 +96,17 @@ std::optional<v1::GetStatusReply> QueryStatus(const std::string& endpoint,
 }
 
 ClusterProcess::ClusterProcess(int voters, std::vector<std::string> extra_args, int spares)
-    : voters_(voters) {
-  const int total = voters + spares;
+    : voters_(voters), spares_(spares), extra_args_(std::move(extra_args)) {
+  Configure();
+}
+
+void ClusterProcess::Configure() {
+  const int voters = voters_;
+  const int total = voters_ + spares_;
+  const std::vector<std::string>& extra_args = extra_args_;
+  client_ports_.clear();
+  raft_ports_.clear();
+  nodes_.clear();
   for (int i = 0; i < total; ++i) {
     client_ports_.push_back(PickFreePort());
     raft_ports_.push_back(PickFreePort());
@@ -135,10 +145,27 @@ std::string ClusterProcess::client_address(uint64_t id) const {
 }
 
 bool ClusterProcess::Start() {
-  for (int i = 0; i < voters_; ++i) {
-    if (!nodes_[static_cast<size_t>(i)]->Start(client_ports_[static_cast<size_t>(i)])) return false;
+  // Ports are picked free before the processes bind them, so another test
+  // may take one meanwhile; a node that exits while starting gets the whole
+  // cluster restarted on fresh ports and empty data dirs (twice at most).
+  for (int attempt = 0;; ++attempt) {
+    bool exited = false;
+    for (int i = 0; i < voters_; ++i) {
+      ServerProcess& n = *nodes_[static_cast<size_t>(i)];
+      if (!n.Start(client_ports_[static_cast<size_t>(i)])) {
+        exited = !n.running();
+        break;
+      }
+      if (i + 1 == voters_) return true;
+    }
+    if (!exited || attempt == 2) return false;
+    std::fprintf(stderr, "cluster: a node exited while starting; retrying on fresh ports\n");
+    for (auto& n : nodes_) {
+      n->Kill9();
+      std::filesystem::remove_all(n->data_dir());
+    }
+    Configure();
   }
-  return true;
 }
 
 bool ClusterProcess::StartJoiner(uint64_t id) {

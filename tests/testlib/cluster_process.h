@@ -58,7 +58,12 @@ class ClusterProcess {
  private:
   std::vector<uint64_t> Running(const std::vector<uint64_t>& among);
 
+  // Picks fresh ports and (re)creates the node processes' descriptions.
+  void Configure();
+
   int voters_;
+  int spares_ = 0;
+  std::vector<std::string> extra_args_;
   TempDir dir_;
   std::vector<int> client_ports_;
   std::vector<int> raft_ports_;

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -88,12 +89,31 @@ bool ServerProcess::Start(int listen_port) {
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = SpawnCommand(argv, data_dir_ + ".log");
   std::string addr;
-  bool ok = WaitFor([&] {
-    std::ifstream f(ready);
-    if (!(f >> addr)) return false;
-    return true;
-  });
-  if (!ok) return false;
+  bool exited = false;
+  bool ok = WaitFor(
+      [&] {
+        std::ifstream f(ready);
+        if (f >> addr) return true;
+        int status = 0;
+        exited = waitpid(pid_, &status, WNOHANG) == pid_;
+        return exited;
+      },
+      std::chrono::seconds(30));
+  if (!ok || exited) {
+    // Say why: the tail of the server's log (e.g. a port taken meanwhile).
+    std::ifstream log(data_dir_ + ".log");
+    std::deque<std::string> last;
+    for (std::string line; std::getline(log, line);) {
+      last.push_back(std::move(line));
+      if (last.size() > 20) last.pop_front();
+    }
+    std::string tail;
+    for (const std::string& l : last) tail += l + "\n";
+    std::fprintf(stderr, "server %s did not become ready (%s); its log ends:\n%s\n",
+                 data_dir_.c_str(), exited ? "it exited" : "timed out", tail.c_str());
+    if (exited) pid_ = -1;
+    return false;
+  }
   endpoint_ = addr;
   port_ = std::stoi(addr.substr(addr.rfind(':') + 1));
   return true;
