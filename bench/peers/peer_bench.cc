@@ -5,7 +5,7 @@
 //   peer_bench --system latchkey|redis|zookeeper|etcd --endpoint HOST:PORT[,...]
 //              --workload probe|w1|w2|w3 [--clients 1,8,32] [--seconds 3]
 //              [--locks 10000] [--server-pid PID[,PID...]] [--label TEXT]
-//              [--nodes N] [--jsonl FILE]
+//              [--nodes N] [--jsonl FILE] [--settle-seconds S]
 //
 // W1: every client its own lock, acquire+release pairs/s, p50/p99 latency.
 // W2: every client on one lock; a shared counter is read, spun on (1 us) and
@@ -13,7 +13,8 @@
 //     the end (lost-update check); an in-critical-section counter catches
 //     overlaps; max/min acquisitions per client give fairness.
 // W3: --locks distinct locks acquired and held by --clients clients (split
-//     evenly); time to hold them all and the servers' VmRSS before/after.
+//     evenly); time to hold them all and the servers' VmRSS before/after
+//     (and, with --settle-seconds, the lowest VmRSS seen that long after).
 // probe: one acquire+release; exit 0 if it worked (readiness polling).
 // Every row is printed and appended to --jsonl as one JSON object.
 #include <algorithm>
@@ -42,6 +43,7 @@ struct Args {
   std::vector<int> server_pids;
   double seconds = 3;
   int locks = 10'000;
+  double settle_seconds = 0;  // W3: watch VmRSS this long after the last acquire
   int nodes = 1;
 };
 
@@ -98,6 +100,9 @@ struct Row {
   uint64_t overlaps = 0, lost_updates = 0, fair_max = 0, fair_min = 0;
   // W3
   long rss_before_kb = 0, rss_after_kb = 0;
+  // Lowest VmRSS seen during --settle-seconds after the last acquire, all
+  // locks still held (0 = not measured).
+  long rss_settled_kb = 0;
   std::string first_error;
 };
 
@@ -115,6 +120,7 @@ void Emit(const Args& a, const Row& r) {
   if (r.workload == "W3") {
     std::printf(" held %llu in %.2f s rss %ld -> %ld KiB", static_cast<unsigned long long>(r.ops),
                 r.seconds, r.rss_before_kb, r.rss_after_kb);
+    if (r.rss_settled_kb > 0) std::printf(" (settled %ld KiB)", r.rss_settled_kb);
   }
   if (!r.first_error.empty()) std::printf(" first error: %s", r.first_error.c_str());
   std::printf("\n");
@@ -130,12 +136,13 @@ void Emit(const Args& a, const Row& r) {
       "\"clients\":%d,\"seconds\":%.3f,\"ops\":%llu,\"ops_per_s\":%.1f,\"p50_us\":%.0f,"
       "\"p99_us\":%.0f,\"errors\":%llu,\"overlaps\":%llu,\"lost_updates\":%llu,"
       "\"fair_max\":%llu,\"fair_min\":%llu,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
-      "\"first_error\":\"%s\"}\n",
+      "\"rss_settled_kb\":%ld,\"first_error\":\"%s\"}\n",
       a.system.c_str(), a.label.c_str(), a.nodes, r.workload.c_str(), r.clients, r.seconds,
       static_cast<unsigned long long>(r.ops), rate, r.p50_us, r.p99_us,
       static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.overlaps),
       static_cast<unsigned long long>(r.lost_updates), static_cast<unsigned long long>(r.fair_max),
-      static_cast<unsigned long long>(r.fair_min), r.rss_before_kb, r.rss_after_kb, err.c_str());
+      static_cast<unsigned long long>(r.fair_min), r.rss_before_kb, r.rss_after_kb,
+      r.rss_settled_kb, err.c_str());
   std::fclose(f);
 }
 
@@ -255,6 +262,17 @@ Row RunHeld(const Args& a, int clients) {
   for (auto& t : threads) t.join();
   r.seconds = duration<double>(steady_clock::now() - start).count();
   r.rss_after_kb = RssKb(a.server_pids);
+  if (a.settle_seconds > 0 && r.rss_after_kb > 0) {
+    // A server may shrink once it has caught up (Latchkey drops the Raft log
+    // kept in memory at its next snapshot); the locks stay held meanwhile.
+    r.rss_settled_kb = r.rss_after_kb;
+    const auto until = steady_clock::now() + duration<double>(a.settle_seconds);
+    while (steady_clock::now() < until) {
+      std::this_thread::sleep_for(milliseconds(100));
+      const long kb = RssKb(a.server_pids);
+      if (kb > 0) r.rss_settled_kb = std::min(r.rss_settled_kb, kb);
+    }
+  }
   for (auto& h : held) r.ops += h.size();
   r.errors = errors.load();
   r.first_error = first_error;
@@ -275,7 +293,8 @@ int Usage() {
       stderr,
       "usage: peer_bench --system latchkey|redis|zookeeper|etcd --endpoint HOST:PORT[,...]\n"
       "       --workload probe|w1|w2|w3 [--clients 1,8,32] [--seconds 3] [--locks 10000]\n"
-      "       [--server-pid PID[,PID...]] [--label TEXT] [--nodes N] [--jsonl FILE]\n");
+      "       [--settle-seconds S] [--server-pid PID[,PID...]] [--label TEXT] [--nodes N] [--jsonl "
+      "FILE]\n");
   return 64;
 }
 
@@ -303,6 +322,8 @@ int main(int argc, char** argv) {
       a.server_pids = ParseInts(v);
     else if (arg == "--seconds")
       a.seconds = std::stod(v);
+    else if (arg == "--settle-seconds")
+      a.settle_seconds = std::stod(v);
     else if (arg == "--locks")
       a.locks = std::stoi(v);
     else if (arg == "--nodes")

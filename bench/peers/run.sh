@@ -12,7 +12,8 @@
 # Results: DIR/results.jsonl (raw), DIR/results.md (table), DIR/peers.png.
 # Everything started here is stopped by PID on exit (trap).
 #
-# Smoke tests: PEER_BENCH_SECONDS=0.5 PEER_BENCH_W3_LOCKS=300 shorten every row.
+# Smoke tests: PEER_BENCH_SECONDS=0.5 PEER_BENCH_W3_LOCKS=300 PEER_BENCH_W3_SETTLE=0
+# shorten every row.
 # Systems (--only): redis redis-aof zookeeper etcd latchkey latchkey3 etcd3
 set -euo pipefail
 ARGS="$*"
@@ -40,6 +41,7 @@ OUT=$(cd "$OUT" && pwd)
 if [[ $QUICK == 1 ]]; then SECONDS_PER_ROW=2; else SECONDS_PER_ROW=10; fi
 SECONDS_PER_ROW=${PEER_BENCH_SECONDS:-$SECONDS_PER_ROW}  # smoke tests
 W3_LOCKS=${PEER_BENCH_W3_LOCKS:-10000}
+W3_SETTLE=${PEER_BENCH_W3_SETTLE:-3}  # W3: also the lowest RSS this long after, locks held
 
 PKGS="etcd-server zookeeper redis-server libhiredis-dev libzookeeper-mt-dev libgrpc++-dev
       protobuf-compiler-grpc gnuplot-nox"
@@ -124,7 +126,8 @@ bench() {
     esac
     "${GEN_PIN[@]}" "$PEER_BENCH" --system "$system" --label "$label" --nodes "$nodes" \
       --endpoint "$endpoint" --server-pid "$pids" --workload "$w" --clients "$clients" \
-      --seconds "$SECONDS_PER_ROW" --locks "$W3_LOCKS" --jsonl "$OUT/results.jsonl"
+      --seconds "$SECONDS_PER_ROW" --locks "$W3_LOCKS" --settle-seconds "$W3_SETTLE" \
+      --jsonl "$OUT/results.jsonl"
   done
 }
 

@@ -73,4 +73,17 @@ int RunChildWhileHeld(const char* who, const std::vector<std::string>& command,
   return kExitSoftware;
 }
 
+std::function<void(const Status&)> StopCommandOnSessionLost(std::shared_ptr<SignalState> sh,
+                                                            std::string who, std::string what) {
+  return [sh = std::move(sh), who = std::move(who), what = std::move(what)](const Status& why) {
+    sh->session_lost = true;
+    const pid_t child = sh->child.load();
+    std::fprintf(stderr, "%s: session lost (%s): %s%s\n", who.c_str(), why.ToString().c_str(),
+                 what.c_str(), child > 0 ? "; sending SIGTERM to the command" : "");
+    if (child > 0) kill(child, SIGTERM);
+    std::lock_guard<std::mutex> g(sh->mu);
+    sh->cv.notify_all();
+  };
+}
+
 }  // namespace latchkey::cli

@@ -12,11 +12,14 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/status.h"
 
 namespace latchkey::cli {
 
@@ -30,6 +33,12 @@ struct SignalState {
 
 // Runs forever on a detached thread: sigwait on `set`, forward or record.
 void SignalThread(std::shared_ptr<SignalState> sh, sigset_t set);
+
+// A ClientOptions::on_session_lost that records the loss in `sh`, says on
+// stderr "WHO: session lost (WHY): WHAT", sends SIGTERM to the running
+// command (if any) and wakes the waiting main thread.
+std::function<void(const Status&)> StopCommandOnSessionLost(std::shared_ptr<SignalState> sh,
+                                                            std::string who, std::string what);
 
 // "user@host pid N", to name this process in client names and values.
 std::string UserAtHostPid();

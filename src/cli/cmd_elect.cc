@@ -86,16 +86,8 @@ int RunElect(ElectFlags f) {
   co.endpoint = f.client.endpoint;
   co.client_name = "latchkey-elect " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
-  co.on_session_lost = [sh, name = f.name](const Status& why) {
-    sh->session_lost = true;
-    pid_t child = sh->child.load();
-    std::fprintf(stderr, "latchkey elect: session lost (%s): no longer the leader of '%s'%s\n",
-                 why.ToString().c_str(), name.c_str(),
-                 child > 0 ? "; sending SIGTERM to the command" : "");
-    if (child > 0) kill(child, SIGTERM);
-    std::lock_guard<std::mutex> g(sh->mu);
-    sh->cv.notify_all();
-  };
+  co.on_session_lost =
+      StopCommandOnSessionLost(sh, "latchkey elect", "no longer the leader of '" + f.name + "'");
   auto connected = Client::Connect(co);
   if (!connected.ok()) {
     std::fprintf(stderr, "latchkey elect: cannot reach %s: %s\n", f.client.endpoint.c_str(),

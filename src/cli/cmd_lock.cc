@@ -155,16 +155,8 @@ int RunLock(LockFlags f) {
   co.endpoint = f.client.endpoint;
   co.client_name = "latchkey-lock " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
-  co.on_session_lost = [sh, name = f.name](const Status& why) {
-    sh->session_lost = true;
-    pid_t child = sh->child.load();
-    std::fprintf(stderr, "latchkey lock: session lost (%s): '%s' is no longer held%s\n",
-                 why.ToString().c_str(), name.c_str(),
-                 child > 0 ? "; sending SIGTERM to the command" : "");
-    if (child > 0) kill(child, SIGTERM);
-    std::lock_guard<std::mutex> g(sh->mu);
-    sh->cv.notify_all();
-  };
+  co.on_session_lost =
+      StopCommandOnSessionLost(sh, "latchkey lock", "'" + f.name + "' is no longer held");
   auto connected = Client::Connect(co);
   if (!connected.ok()) {
     std::fprintf(stderr, "latchkey lock: cannot reach %s: %s\n", f.client.endpoint.c_str(),

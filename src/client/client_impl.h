@@ -441,36 +441,48 @@ struct Client::Impl {
     }
 
     std::shared_ptr<Connection> old;
+    Status unusable;
     {
       std::lock_guard<std::mutex> lk(mu);
       if (closing || state == State::kLost || state == State::kClosed) {
-        Status st = UsableLocked();
-        if (st.ok()) st = Status(Code::kCancelled, "the client is closing");
-        return fail(st);
+        unusable = UsableLocked();
+        if (unusable.ok()) unusable = Status(Code::kCancelled, "the client is closing");
+      } else {
+        PublishLocked(c, gen, sid, granted_ttl, sent_at, attach, std::move(held), &old);
       }
-      if (granted_ttl.count() > 0) ttl = granted_ttl;
-      if (ttl.count() == 0) ttl = options.session_ttl;
-      session_id = sid;
-      if (attach) held_at_attach = std::move(held);
-      old = std::move(conn);
-      conn = c;
-      conn_gen = gen;
-      state = State::kReady;
-      lease_deadline = sent_at + ttl;
-      next_keepalive = sent_at + ttl / 3;
-      keepalive_in_flight = false;
-      for (auto& [id, p] : pending) {
-        if (!p.sent) {
-          p.sent = true;
-          p.gen = gen;
-          conn->Send(p.payload);
-        }
-      }
-      cv.notify_all();
     }
+    // Not under mu: fail() waits for the connection's io thread, whose
+    // on_close (HandleClosed) takes mu.
+    if (!unusable.ok()) return fail(unusable);
     c.reset();
     old.reset();  // the previous, dead connection: join its io thread here
     return Status();
+  }
+
+  // Makes `c` the connection and sends every queued request on it.
+  // REQUIRES: mu held.
+  void PublishLocked(const std::shared_ptr<Connection>& c, uint64_t gen, uint64_t sid,
+                     milliseconds granted_ttl, TimePoint sent_at, bool attach,
+                     std::vector<Grant> held, std::shared_ptr<Connection>* old) {
+    if (granted_ttl.count() > 0) ttl = granted_ttl;
+    if (ttl.count() == 0) ttl = options.session_ttl;
+    session_id = sid;
+    if (attach) held_at_attach = std::move(held);
+    *old = std::move(conn);
+    conn = c;
+    conn_gen = gen;
+    state = State::kReady;
+    lease_deadline = sent_at + ttl;
+    next_keepalive = sent_at + ttl / 3;
+    keepalive_in_flight = false;
+    for (auto& [id, p] : pending) {
+      if (!p.sent) {
+        p.sent = true;
+        p.gen = gen;
+        conn->Send(p.payload);
+      }
+    }
+    cv.notify_all();
   }
 
   // ---- Maintenance thread --------------------------------------------------------

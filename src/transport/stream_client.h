@@ -62,8 +62,7 @@ struct StreamClientOptions {
   // Send writes at once from the calling thread when no write is in flight
   // (non-blocking, under the connection's mutex) instead of waking the io
   // thread: one thread handoff less per request.
-  // Off by default since a lock_integration_test hang (CI, once) is suspected.
-  bool direct_writes = false;
+  bool direct_writes = true;
 };
 
 class StreamClient {
