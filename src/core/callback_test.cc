@@ -222,7 +222,7 @@ TEST_F(CallbackTest, HolderAcquiringAgainWithAValueWritesItOnceAndRetriesDoNot) 
   EXPECT_EQ(second.results[0].grant.fencing_token, token);  // same grant
   EXPECT_EQ(second.results[0].grant.value, "second");
   EXPECT_GT(second.results[0].grant.value_token, first.results[0].grant.value_token);
-  EXPECT_EQ(sm_.locks().Find("elect.1")->value, "second");
+  EXPECT_EQ(sm_.locks().Find("elect.1")->value(), "second");
   // A late retry of request 1 reports the grant and leaves the newer value.
   ApplyResult retry = Apply(ValueAcquireCmd(a, "elect.1", "first", 1));
   ASSERT_TRUE(retry.results[0].granted);

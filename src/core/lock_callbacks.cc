@@ -110,24 +110,24 @@ void LockTable::EmitCallbacks(const std::string& name, size_t new_grants_from) {
   // Waiters on `n` against every holder that can block them.
   auto blockers_of_waiters = [&](const std::string& n) {
     Resource* r = find(n);
-    if (r == nullptr || r->waiters.empty()) return;
-    for (const WaitEntry& w : r->waiters) {
+    if (r == nullptr || r->waiters().empty()) return;
+    for (const WaitEntry& w : r->waiters()) {
       for (const auto& [holder, g] : r->holders) consider(n, holder, g, n, w);
     }
     for (std::string_view a : Ancestors(n)) {
       const Resource* ar = find(a);
       if (ar == nullptr) continue;
       const std::string an(a);
-      for (const WaitEntry& w : r->waiters) {
+      for (const WaitEntry& w : r->waiters()) {
         for (const auto& [holder, g] : ar->holders) consider(an, holder, g, n, w);
       }
     }
     if (r->below_cr + r->below_cw == 0) return;
     bool any = false;  // does any waiter here conflict with some intention?
-    for (const WaitEntry& w : r->waiters) any = any || NeedBelow(w.mode) != Mode::kNL;
+    for (const WaitEntry& w : r->waiters()) any = any || NeedBelow(w.mode) != Mode::kNL;
     if (!any) return;
     for_each_below(n, [&](const std::string& d, const Resource& dr) {
-      for (const WaitEntry& w : r->waiters) {
+      for (const WaitEntry& w : r->waiters()) {
         for (const auto& [holder, g] : dr.holders) consider(d, holder, g, n, w);
       }
     });
@@ -143,13 +143,13 @@ void LockTable::EmitCallbacks(const std::string& name, size_t new_grants_from) {
     for (std::string_view a : Ancestors(n)) {
       const Resource* ar = find(a);
       if (ar == nullptr) continue;
-      for (const WaitEntry& w : ar->waiters) {
+      for (const WaitEntry& w : ar->waiters()) {
         for (const auto& [holder, g] : r->holders) consider(n, holder, g, a, w);
       }
     }
     if (r->waiters_below == 0) return;
     for_each_below(n, [&](const std::string& d, const Resource& dr) {
-      for (const WaitEntry& w : dr.waiters) {
+      for (const WaitEntry& w : dr.waiters()) {
         for (const auto& [holder, g] : r->holders) consider(n, holder, g, d, w);
       }
     });

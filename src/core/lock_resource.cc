@@ -9,8 +9,8 @@
 namespace latchkey::core {
 
 static_assert(std::is_trivially_copyable_v<HolderEntry>);
-// 88 bytes + the name: one 112-byte malloc chunk for a 16-byte name.
-static_assert(sizeof(Resource) <= 88);
+// 72 bytes + the name: one 96-byte malloc chunk for a name of up to 16 bytes.
+static_assert(sizeof(Resource) <= 72);
 
 // ---- HolderList ----------------------------------------------------------------
 
@@ -80,25 +80,31 @@ void HolderList::erase(const_iterator it) {
   }
 }
 
-// ---- WaitList / Resource --------------------------------------------------------
+// ---- Resource --------------------------------------------------------
 
-std::vector<WaitEntry>& WaitList::Mutable() {
-  if (!v_) v_ = std::make_unique<std::vector<WaitEntry>>();
-  return *v_;
+std::vector<WaitEntry>& Resource::MutableWaiters() {
+  if (!extras_) extras_ = std::make_unique<ResourceExtras>();
+  return extras_->waiters;
 }
 
-void WaitList::Trim() {
-  if (v_ && v_->empty()) v_.reset();
+void Resource::TrimWaiters() {
+  if (!extras_ || !extras_->waiters.empty()) return;
+  if (extras_->value.empty() && extras_->value_token == 0) {
+    extras_.reset();
+  } else {
+    std::vector<WaitEntry>().swap(extras_->waiters);
+  }
 }
 
-const std::string& LockValue::str() const {
+const std::string& Resource::value() const {
   static const std::string* const kEmpty = new std::string();
-  return s_ ? *s_ : *kEmpty;
+  return extras_ ? extras_->value : *kEmpty;
 }
 
-void LockValue::Set(std::string v) {
-  if (!s_) s_ = std::make_unique<std::string>();
-  *s_ = std::move(v);
+void Resource::SetValueBlock(std::string v, uint64_t token) {
+  if (!extras_) extras_ = std::make_unique<ResourceExtras>();
+  extras_->value = std::move(v);
+  extras_->value_token = token;
 }
 
 Resource* Resource::Create(std::string_view name) {

@@ -1,6 +1,6 @@
 // The compact storage of the lock table (docs/design/0015-compact-lock-table.md):
 // one heap block per lock name holding the name itself, the single-holder
-// case inline, and pointers for the rarer parts (waiters, value block); a
+// case inline, and one pointer for the rarer parts (waiters, value block); a
 // sorted, chunked index of those blocks (ascending name order, ~11 bytes an
 // entry) used both for the table and for each owner's held locks.
 //
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -102,39 +103,15 @@ class HolderList {
   uint32_t cap_ = 1;  // 1: inline
 };
 
-// The waiting requests on one name (ascending seq); nothing allocated while
-// nobody waits.
-class WaitList {
- public:
-  const WaitEntry* begin() const { return v_ ? v_->data() : nullptr; }
-  const WaitEntry* end() const { return v_ ? v_->data() + v_->size() : nullptr; }
-  WaitEntry* begin() { return v_ ? v_->data() : nullptr; }
-  WaitEntry* end() { return v_ ? v_->data() + v_->size() : nullptr; }
-  size_t size() const { return v_ ? v_->size() : 0; }
-  bool empty() const { return size() == 0; }
-  const WaitEntry& front() const { return v_->front(); }
-  const WaitEntry& operator[](size_t i) const { return (*v_)[i]; }
-  // For the LockTable: the vector, created on demand; Trim frees it when empty.
-  std::vector<WaitEntry>& Mutable();
-  void Trim();
-
- private:
-  std::unique_ptr<std::vector<WaitEntry>> v_;
-};
-
-// A lock's value block (docs/design/0007): a pointer until it is written.
-// Reads like the std::string it replaces.
-class LockValue {
- public:
-  const std::string& str() const;
-  operator const std::string&() const { return str(); }
-  bool empty() const { return !s_ || s_->empty(); }
-  size_t size() const { return s_ ? s_->size() : 0; }
-  void Set(std::string v);
-  friend bool operator==(const LockValue& a, std::string_view b) { return a.str() == b; }
-
- private:
-  std::unique_ptr<std::string> s_;
+// The rarer parts of a lock, allocated on first use: the waiting requests
+// (contended locks) and the value block (docs/design/0007). Most held locks
+// have neither.
+struct ResourceExtras {
+  std::vector<WaitEntry> waiters;  // ascending seq
+  // Lock value block: written by a holder in a write mode, kept across
+  // grants (it survives release), versioned by the token that wrote it.
+  std::string value;
+  uint64_t value_token = 0;
 };
 
 // Everything the table keeps for one name (an explicit lock, or an ancestor
@@ -142,7 +119,6 @@ class LockValue {
 // behind it; never copied or moved.
 struct Resource {
   HolderList holders;  // explicit grants on this name
-  WaitList waiters;    // ascending seq
   // Grants strictly below this name, by implied intention (CR, CW).
   uint32_t below_cr = 0;
   uint32_t below_cw = 0;
@@ -150,21 +126,30 @@ struct Resource {
 
  private:
   uint32_t name_len_ = 0;  // here: fills the hole after the counters
+  std::unique_ptr<ResourceExtras> extras_;
 
  public:
-  // Lock value block: written by a holder in a write mode, kept across
-  // grants (it survives release), versioned by the token that wrote it.
-  LockValue value;
-  uint64_t value_token = 0;
-
   std::string_view name() const { return {reinterpret_cast<const char*>(this + 1), name_len_}; }
-  void SetValueBlock(std::string v, uint64_t token) {
-    value.Set(std::move(v));
-    value_token = token;
+
+  // The waiting requests, ascending seq (empty when nobody waits).
+  std::span<const WaitEntry> waiters() const {
+    return extras_ ? std::span<const WaitEntry>(extras_->waiters) : std::span<const WaitEntry>();
   }
+  std::span<WaitEntry> waiters() {
+    return extras_ ? std::span<WaitEntry>(extras_->waiters) : std::span<WaitEntry>();
+  }
+  // For the LockTable: the queue itself, created on demand. TrimWaiters
+  // frees what an empty queue holds (and the extras once nothing is left).
+  std::vector<WaitEntry>& MutableWaiters();
+  void TrimWaiters();
+
+  const std::string& value() const;
+  uint64_t value_token() const { return extras_ ? extras_->value_token : 0; }
+  void SetValueBlock(std::string v, uint64_t token);
+
   bool idle() const {
-    return holders.empty() && waiters.empty() && below_cr == 0 && below_cw == 0 &&
-           waiters_below == 0 && value.empty();
+    return holders.empty() && waiters().empty() && below_cr == 0 && below_cw == 0 &&
+           waiters_below == 0 && value().empty();
   }
 
   static Resource* Create(std::string_view name);

@@ -53,6 +53,52 @@ TEST(HolderListTest, KeepsOwnerOrderInlineAndSpilled) {
   EXPECT_TRUE(h.empty());
 }
 
+// Waiters and the value block share one lazily allocated block: draining the
+// queue must not take the value (or an empty value's token) with it.
+WaitEntry Waiter(uint64_t session, Mode mode) {
+  WaitEntry w;
+  w.who = OwnerId{session, ""};
+  w.mode = mode;
+  w.seq = session;
+  return w;
+}
+
+TEST(ResourceTest, ValueBlockOutlivesTheQueueThatSharesItsAllocation) {
+  Resource* r = Resource::Create("a.b");
+  EXPECT_EQ(r->name(), "a.b");
+  EXPECT_TRUE(r->waiters().empty());
+  EXPECT_EQ(r->value(), "");
+  EXPECT_EQ(r->value_token(), 0u);
+  EXPECT_TRUE(r->idle());
+
+  r->MutableWaiters().push_back(Waiter(1, Mode::kEX));
+  r->SetValueBlock("v", 7);
+  EXPECT_EQ(r->waiters().size(), 1u);
+  r->MutableWaiters().clear();
+  r->TrimWaiters();
+  EXPECT_TRUE(r->waiters().empty());
+  EXPECT_EQ(r->value(), "v");
+  EXPECT_EQ(r->value_token(), 7u);
+  EXPECT_FALSE(r->idle());
+
+  r->SetValueBlock("", 9);  // an empty value still records who wrote it
+  r->MutableWaiters().push_back(Waiter(2, Mode::kPR));
+  r->MutableWaiters().clear();
+  r->TrimWaiters();
+  EXPECT_EQ(r->value_token(), 9u);
+  EXPECT_TRUE(r->idle());  // an empty value does not keep a lock alive
+
+  Resource* q = Resource::Create("q");
+  q->MutableWaiters().push_back(Waiter(3, Mode::kEX));
+  EXPECT_FALSE(q->idle());
+  q->MutableWaiters().clear();
+  q->TrimWaiters();
+  EXPECT_TRUE(q->idle());
+  EXPECT_EQ(q->value_token(), 0u);
+  Resource::Destroy(q);
+  Resource::Destroy(r);
+}
+
 TEST(NameIndexTest, StaysSortedThroughSplitsAndMerges) {
   OwnedNameIndex idx;
   std::set<std::string> want;

@@ -75,7 +75,7 @@ void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode
   auto done = [&] { return first_only && !out->empty(); };
   auto it = resources_.find(name);
   if (it != resources_.end()) {
-    for (const WaitEntry& q : it->second.waiters) {
+    for (const WaitEntry& q : it->second.waiters()) {
       if (earlier(q) && !Compatible(mode, q.mode)) out->insert(q.who);
       if (done()) return;
     }
@@ -83,7 +83,7 @@ void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode
       const std::string prefix = name + ".";
       for (auto d = resources_.lower_bound(prefix);
            d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
-        for (const WaitEntry& q : d->second.waiters) {
+        for (const WaitEntry& q : d->second.waiters()) {
           if (earlier(q) && !Compatible(mode, IntentionFor(q.mode))) out->insert(q.who);
           if (done()) return;
         }
@@ -94,7 +94,7 @@ void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode
   for (std::string_view a : Ancestors(name)) {
     auto ait = resources_.find(a);
     if (ait == resources_.end()) continue;
-    for (const WaitEntry& q : ait->second.waiters) {
+    for (const WaitEntry& q : ait->second.waiters()) {
       if (earlier(q) && !Compatible(intent, q.mode)) out->insert(q.who);
       if (done()) return;
     }
@@ -137,7 +137,7 @@ std::string LockTable::FindCycle(const OwnerId& who, const std::set<OwnerId>& bl
       if (os == owners_.end()) continue;
       for (const std::string& n : os->second.waiting) {
         const Resource& r = resources_.find(n)->second;
-        for (const WaitEntry& w : r.waiters) {
+        for (const WaitEntry& w : r.waiters()) {
           if (w.who != o) continue;
           std::set<OwnerId> bs;
           HolderBlockers(o, n, w.mode, false, &bs);
@@ -222,7 +222,7 @@ void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
 
 void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
   owners_[w.who].waiting.insert(name);
-  auto& q = Ensure(name).waiters.Mutable();
+  auto& q = Ensure(name).MutableWaiters();
   auto pos = std::upper_bound(q.begin(), q.end(), w.seq,
                               [](uint64_t s, const WaitEntry& e) { return s < e.seq; });
   q.insert(pos, std::move(w));
@@ -233,18 +233,18 @@ void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
 const WaitEntry* LockTable::FindWait(std::string_view name, const OwnerId& who) const {
   const Resource* r = Find(name);
   if (r == nullptr) return nullptr;
-  auto it = std::find_if(r->waiters.begin(), r->waiters.end(),
+  auto it = std::find_if(r->waiters().begin(), r->waiters().end(),
                          [&](const WaitEntry& e) { return e.who == who; });
-  return it == r->waiters.end() ? nullptr : &*it;
+  return it == r->waiters().end() ? nullptr : &*it;
 }
 
 void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
-  WaitList& list = Mut(name)->waiters;
+  Resource* r = Mut(name);
   const WaitEntry* w = FindWait(name, who);
   LATCHKEY_CHECK(w != nullptr);
-  auto& q = list.Mutable();
+  auto& q = r->MutableWaiters();
   q.erase(q.begin() + (w - q.data()));
-  list.Trim();
+  r->TrimWaiters();
   auto os = owners_.find(who);
   os->second.waiting.erase(name);
   if (os->second.held.empty() && os->second.waiting.empty()) owners_.erase(os);
@@ -255,7 +255,7 @@ void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
 void LockTable::DemoteConversion(const std::string& name, const OwnerId& who) {
   auto it = resources_.find(name);
   if (it == resources_.end()) return;
-  for (WaitEntry& w : it->second.waiters) {
+  for (WaitEntry& w : it->second.waiters()) {
     if (w.who == who) w.conversion = false;
   }
 }
@@ -393,7 +393,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
   auto collect = [&](std::string_view n) {
     auto it = resources_.find(n);
     if (it == resources_.end()) return;
-    for (const WaitEntry& w : it->second.waiters) cands.push_back({std::string(n), w});
+    for (const WaitEntry& w : it->second.waiters()) cands.push_back({std::string(n), w});
   };
   for (std::string_view a : Ancestors(name)) collect(a);
   collect(name);
@@ -402,7 +402,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
     const std::string prefix = name + ".";
     for (auto d = resources_.lower_bound(prefix);
          d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
-      for (const WaitEntry& w : d->second.waiters) cands.push_back({d->first, w});
+      for (const WaitEntry& w : d->second.waiters()) cands.push_back({d->first, w});
     }
   }
   if (cands.empty()) {
@@ -777,7 +777,7 @@ std::vector<std::pair<std::string, uint64_t>> LockTable::Expired(uint64_t now_ms
 std::vector<WaitEdge> LockTable::WaitForGraph() const {
   std::vector<WaitEdge> edges;
   for (const auto& [name, r] : resources_) {
-    for (const WaitEntry& w : r.waiters) {
+    for (const WaitEntry& w : r.waiters()) {
       std::set<OwnerId> bs;
       HolderBlockers(w.who, name, w.mode, false, &bs);
       WaiterBlockers(w.who, name, w.mode, w.seq, w.conversion, false, &bs);

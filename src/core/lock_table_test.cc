@@ -257,10 +257,10 @@ TEST_F(LockTableTest, LockValueIsWrittenByWritersAndOutlivesTheGrant) {
   r.set_value = true;
   r.value = "node-1";
   ASSERT_EQ(t_.Acquire(r, 100, &rev_).kind, Kind::kGranted);
-  EXPECT_EQ(t_.Find("leader")->value, "node-1");
+  EXPECT_EQ(t_.Find("leader")->value(), "node-1");
   ASSERT_TRUE(Rel(1, "leader").ok());
   ASSERT_NE(t_.Find("leader"), nullptr);
-  EXPECT_EQ(t_.Find("leader")->value, "node-1");
+  EXPECT_EQ(t_.Find("leader")->value(), "node-1");
   Acq(2, "leader", Mode::kPR);
   EXPECT_EQ(t_.SetValue(OwnerId{2, ""}, "leader", "x", &rev_).code(), Code::kNotHeld);
 }

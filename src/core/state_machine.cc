@@ -171,8 +171,8 @@ void StateMachine::DrainGrants(std::vector<Event>* events) {
     e.session_id = g.who.session;
     e.grant = ToInfo(g.who, g.name, g.grant);
     if (const Resource* res = locks_.Find(g.name)) {
-      e.grant.value = res->value;
-      e.grant.value_token = res->value_token;
+      e.grant.value = res->value();
+      e.grant.value_token = res->value_token();
     }
     events->push_back(std::move(e));
   }
@@ -293,8 +293,8 @@ void StateMachine::FillOutcome(const AcquireOutcome& out, const OwnerId& who,
       r->granted = true;
       r->grant = ToInfo(who, name, out.grant);
       if (const Resource* res = locks_.Find(name)) {
-        r->grant.value = res->value;
-        r->grant.value_token = res->value_token;
+        r->grant.value = res->value();
+        r->grant.value_token = res->value_token();
       }
       break;
     case AcquireOutcome::Kind::kQueued: r->queued = true; break;
@@ -314,7 +314,8 @@ void StateMachine::FillOutcome(const AcquireOutcome& out, const OwnerId& who,
           if (!cn.empty()) msg += " (" + cn + ")";
           msg += " in " + std::string(ModeName(g.mode));
         }
-        if (!res->waiters.empty()) msg += "; " + std::to_string(res->waiters.size()) + " waiting";
+        if (!res->waiters().empty())
+          msg += "; " + std::to_string(res->waiters().size()) + " waiting";
       } else {
         msg = out.message;
       }

@@ -251,7 +251,7 @@ void Compare(const StateMachine& sm, const Reference& ref, const std::string& wh
   for (const auto& q : ref.waits) want_w[{q.name, q.who}] = {q.mode, q.conversion};
   for (const auto& [name, res] : sm.locks().resources()) {
     for (const auto& [who, g] : res.holders) have_g[{name, who}] = {g.mode, g.count};
-    for (const auto& w : res.waiters) have_w[{name, w.who}] = {w.mode, w.conversion};
+    for (const auto& w : res.waiters()) have_w[{name, w.who}] = {w.mode, w.conversion};
   }
   ASSERT_EQ(have_g, want_g) << where << ": grants differ";
   ASSERT_EQ(have_w, want_w) << where << ": waits differ";
@@ -275,7 +275,7 @@ Mode NeededDowngrade(const std::string& hn, Mode held, const std::string& wn, Mo
 // for a mode that lets that waiter in (callback_sent covered by the need).
 void CheckCallbacksComplete(const StateMachine& sm, const std::string& where) {
   for (const auto& [wn, wr] : sm.locks().resources()) {
-    for (const WaitEntry& w : wr.waiters) {
+    for (const WaitEntry& w : wr.waiters()) {
       for (const auto& [hn, hr] : sm.locks().resources()) {
         for (const auto& [who, g] : hr.holders) {
           if (!g.cacheable || who == w.who || !Conflict(hn, g.mode, wn, w.mode)) continue;
@@ -297,7 +297,7 @@ void CheckCallbacksComplete(const StateMachine& sm, const std::string& where) {
 bool CallbackNeeded(const StateMachine& sm, const Event& e) {
   const OwnerId holder{e.session_id, e.grant.owner};
   for (const auto& [wn, wr] : sm.locks().resources()) {
-    for (const WaitEntry& w : wr.waiters) {
+    for (const WaitEntry& w : wr.waiters()) {
       if (w.who == holder || !Conflict(e.grant.name, e.grant.mode, wn, w.mode)) continue;
       if (Covers(NeededDowngrade(e.grant.name, e.grant.mode, wn, w.mode), e.downgrade_to)) {
         return true;

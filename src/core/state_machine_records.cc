@@ -196,7 +196,7 @@ void StateMachine::RevokeRecordLocks(const std::string& name, uint64_t session,
   if (res == nullptr) return;
   // Waiters first: releasing the grants must not hand the lock to them.
   std::vector<OwnerId> waiters;
-  for (const WaitEntry& w : res->waiters) waiters.push_back(w.who);
+  for (const WaitEntry& w : res->waiters()) waiters.push_back(w.who);
   for (const OwnerId& who : waiters) {
     records_.lock_conds().erase({name, who.session, who.owner});
     locks_.CancelWait(who, name, &revision_);

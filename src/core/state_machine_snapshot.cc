@@ -58,7 +58,7 @@ void FillLock(std::string_view name, const Resource& res, lv::LockState* p) {
     h->set_cacheable(g.cacheable);
     if (g.callback_sent) h->set_callback_sent(ModeToLog(*g.callback_sent));
   }
-  for (const WaitEntry& w : res.waiters) {
+  for (const WaitEntry& w : res.waiters()) {
     auto* pw = p->add_waiters();
     pw->set_session_id(w.who.session);
     pw->set_owner(w.who.owner);
@@ -73,8 +73,8 @@ void FillLock(std::string_view name, const Resource& res, lv::LockState* p) {
     pw->set_value(w.value);
     pw->set_cacheable(w.cacheable);
   }
-  p->set_value(res.value.str());
-  p->set_value_token(res.value_token);
+  p->set_value(res.value());
+  p->set_value_token(res.value_token());
 }
 
 }  // namespace
@@ -100,7 +100,7 @@ void StateMachine::EncodeSnapshot(std::string* head_and_locks, std::string* tail
   lv::LockState one;
   std::string bytes;
   for (const auto& [name, res] : locks_.resources()) {
-    if (res.holders.empty() && res.waiters.empty() && res.value.empty()) continue;  // derived
+    if (res.holders.empty() && res.waiters().empty() && res.value().empty()) continue;  // derived
     one.Clear();
     FillLock(name, res, &one);
     bytes.clear();

@@ -51,8 +51,8 @@ void Server::FillHeldLock(const core::GrantInfo& g, v1::HeldLock* h) const {
   h->set_count(g.count);
   h->set_cacheable(g.cacheable);
   if (const core::Resource* r = sm_.locks().Find(g.name)) {
-    h->set_value(r->value);
-    h->set_value_token(r->value_token);
+    h->set_value(r->value());
+    h->set_value_token(r->value_token());
   }
 }
 
@@ -63,8 +63,8 @@ void Server::FillAcquireManyReply(uint64_t session_id, const std::string& owner,
     const core::HeldGrant* g = sm_.locks().FindGrant(core::OwnerId{session_id, owner}, n);
     out->add_fencing_tokens(g ? g->fencing_token : 0);
     const core::Resource* r = g ? sm_.locks().Find(n) : nullptr;
-    out->add_values(r ? r->value : std::string());
-    out->add_value_tokens(r ? r->value_token : 0);
+    out->add_values(r ? r->value() : std::string());
+    out->add_value_tokens(r ? r->value_token() : 0);
   }
 }
 

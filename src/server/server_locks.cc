@@ -23,8 +23,8 @@ void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
   out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));
   const core::Resource* res = sm_.locks().Find(name);
   if (res == nullptr) return;
-  out->set_value(res->value);
-  out->set_value_token(res->value_token);
+  out->set_value(res->value());
+  out->set_value_token(res->value_token());
   auto client_name = [this](uint64_t sid) {
     const core::Session* s = sm_.FindSession(sid);
     return s ? s->client_name : std::string();
@@ -49,7 +49,7 @@ void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
     out->set_held(true);
     *out->mutable_holder() = out->holders(0);
   }
-  for (const core::WaitEntry& w : res->waiters) {
+  for (const core::WaitEntry& w : res->waiters()) {
     auto* pw = out->add_waiters();
     pw->set_session_id(w.who.session);
     pw->set_owner(w.who.owner);
@@ -124,7 +124,7 @@ void Server::OnListLocks(ConnState& cs, const Request& req) {
       if (name.compare(0, prefix.size(), prefix) != 0) break;  // past the prefix range
       continue;                                                // e.g. "ab" while listing "a"
     }
-    if (it->second.holders.empty() && it->second.waiters.empty()) continue;  // ancestors only
+    if (it->second.holders.empty() && it->second.waiters().empty()) continue;  // ancestors only
     if (static_cast<uint32_t>(out->locks_size()) == limit) {
       out->set_truncated(true);
       break;
