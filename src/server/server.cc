@@ -83,9 +83,6 @@ Status Server::Start() {
   lo.max_pending_write_bytes = options_.max_pending_write_bytes;
   lo.max_connections = options_.max_connections;
   lo.io_threads = options_.io_threads;
-  // Replies are written by whoever produces them, mostly the loop thread
-  // (design 0014): no io-thread wake-up per reply.
-  lo.direct_writes = true;
   lo.reject_payload = RejectConnectionPayload();
   auto listener = transport::Listener::Start(lo, this);
   if (!listener.ok()) {
