@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Work per acquire+release pair, which host noise changes less than
+# throughput: starts a single-node server from BUILD_DIR (data in a temp dir),
+# runs one peer_bench row against it and prints pairs/s, p50/p99 and, per
+# pair, the server's and the load generator's CPU time and context switches.
+#
+#   bench/peers/pair_cost.sh BUILD_DIR WORKLOAD CLIENTS [SECONDS]
+#   e.g. bench/peers/pair_cost.sh build-rel w1 32 2
+#        SERVER_ARGS="--election-timeout-ms 300" bench/peers/pair_cost.sh build-rel w2 8
+#
+# Server CPU comes from /proc/PID/stat, its context switches from the sum
+# over /proc/PID/task/*/status; the generator's from /usr/bin/time.
+set -euo pipefail
+B=$1; W=$2; C=$3; S=${4:-3}
+D=$(mktemp -d /tmp/pair-cost.XXXXXX)
+"$B/src/cli/latchkey" server --data-dir "$D/data" --listen 127.0.0.1:0 \
+  --raft-address 127.0.0.1:0 --ready-file "$D/ready" --log-level warn ${SERVER_ARGS:-} \
+  >"$D/log" 2>&1 &
+SP=$!
+trap 'kill $SP 2>/dev/null || true; wait $SP 2>/dev/null || true; rm -rf "$D"' EXIT
+for _ in $(seq 100); do [[ -s $D/ready ]] && break; sleep 0.1; done
+EP=$(cat "$D/ready")
+"$B/bench/peers/peer_bench" --system latchkey --endpoint "$EP" --workload probe >/dev/null
+cs() { local t=0 f; for f in /proc/$1/task/*/status; do
+  t=$((t + $(awk '/ctxt_switches/{s+=$2} END{print s}' "$f"))); done; echo $t; }
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+c0=$(cpu $SP); s0=$(cs $SP)
+/usr/bin/time -f "%U %S %w %c" -o "$D/time" "$B/bench/peers/peer_bench" --system latchkey \
+  --endpoint "$EP" --workload "$W" --clients "$C" --seconds "$S" --jsonl "$D/r.jsonl" >/dev/null
+c1=$(cpu $SP); s1=$(cs $SP)
+python3 - "$D/r.jsonl" "$D/time" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+row = [json.loads(l) for l in open(sys.argv[1])][-1]
+bu, bs, bw, bc = (float(x) for x in open(sys.argv[2]).read().split()[:4])
+c0, c1, s0, s1, tck = (float(x) for x in sys.argv[3:8])
+ops = row["ops"] or 1
+print(f'{row["workload"]} C={row["clients"]} pairs/s={row["ops_per_s"]:.0f} '
+      f'p50={row["p50_us"]:.0f}us p99={row["p99_us"]:.0f}us | '
+      f'server cpu/pair={(c1 - c0) / tck * 1e6 / ops:.1f}us cs/pair={(s1 - s0) / ops:.2f} | '
+      f'generator cpu/pair={(bu + bs) * 1e6 / ops:.1f}us cs/pair={(bw + bc) / ops:.2f}')
+PY
