@@ -233,9 +233,10 @@ void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
 const WaitEntry* LockTable::FindWait(std::string_view name, const OwnerId& who) const {
   const Resource* r = Find(name);
   if (r == nullptr) return nullptr;
-  auto it = std::find_if(r->waiters().begin(), r->waiters().end(),
+  const std::span<const WaitEntry> waiters = r->waiters();
+  auto it = std::find_if(waiters.begin(), waiters.end(),
                          [&](const WaitEntry& e) { return e.who == who; });
-  return it == r->waiters().end() ? nullptr : &*it;
+  return it == waiters.end() ? nullptr : &*it;
 }
 
 void LockTable::RemoveWaiter(const std::string& name, const OwnerId& who) {
