@@ -1,7 +1,10 @@
 // Latchkey backend: the client library (include/latchkey/client.h). One
 // Client = one connection and one session; Acquire waits in the server's
 // FIFO queue, Release is one request. Every grant and release is a Raft
-// commit (durable before the reply).
+// commit (durable before the reply). PEER_BENCH_LATCHKEY_IO_READS=1 turns
+// ClientOptions::read_on_calling_thread off (for A/B runs).
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "backend.h"
@@ -36,6 +39,8 @@ Result<std::unique_ptr<LockClient>> ConnectLatchkey(const BackendOptions& option
   o.endpoint = options.endpoint;
   o.client_name = "peer-bench-" + std::to_string(options.client_index);
   o.session_ttl = options.ttl;
+  const char* io_reads = std::getenv("PEER_BENCH_LATCHKEY_IO_READS");
+  if (io_reads != nullptr && std::strcmp(io_reads, "1") == 0) o.read_on_calling_thread = false;
   auto c = Client::Connect(o);
   if (!c.ok()) return c.status();
   return std::unique_ptr<LockClient>(

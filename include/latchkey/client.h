@@ -60,6 +60,12 @@ struct ClientOptions {
   // Runs for every LockLostEvent pushed by the server (on the client's io
   // thread: do not block in it). Optional.
   std::function<void(const LockLost&)> on_lock_lost{};
+  // A thread blocked in a call reads its reply from the socket itself
+  // instead of being woken by the client's io thread: one thread wake-up
+  // per call instead of two. The io thread reads pushes (and everything
+  // else) whenever no call is waiting; after a burst of calls it takes over
+  // within a few milliseconds. false: the io thread reads everything.
+  bool read_on_calling_thread = true;
 };
 
 struct AcquireOptions {

@@ -32,6 +32,7 @@
 #include <utility>
 
 #include "client/client_wire.h"
+#include "client/poll_connection.h"
 #include "common/log.h"
 
 namespace latchkey {
@@ -123,22 +124,48 @@ struct Client::Impl {
     return Unavailable("connection lost; the request may or may not have taken effect");
   }
 
+  // The reply slot of a blocking call; `ready` lets a driving caller poll it.
+  struct SyncReply {
+    std::promise<Outcome> prom;
+    std::atomic<bool> ready{false};
+  };
+
   // Blocking call. `deadline` bounds the wait for a reply (nullopt = none).
+  // With ClientOptions::read_on_calling_thread the caller reads its reply
+  // from the socket itself (Connection::Drive) instead of being woken by the
+  // connection's io thread.
   Outcome Call(pb::Request req, std::optional<TimePoint> deadline) {
-    auto prom = std::make_shared<std::promise<Outcome>>();
-    auto fut = prom->get_future();
+    auto reply = std::make_shared<SyncReply>();
+    auto fut = reply->prom.get_future();
     // Requests that wait in the server are idempotent there, so they are
     // re-sent (same id) after a reconnect or failover instead of failing.
     const bool is_acquire = req.has_acquire() || req.has_acquire_many() ||
                             req.has_semaphore_acquire() || req.has_latch_await() ||
                             req.has_barrier_await() || req.has_wait_object();
     uint64_t id = 0;
+    uint64_t gen = 0;
+    std::shared_ptr<Connection> driven;
     requests_sent.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(mu);
       if (Status st = UsableLocked(); !st.ok()) return Outcome{st, {}};
       id = RegisterLocked(
-          &req, [prom](Outcome o) { prom->set_value(std::move(o)); }, is_acquire, LossStatus(req));
+          &req,
+          [reply](Outcome o) {
+            reply->prom.set_value(std::move(o));
+            reply->ready.store(true, std::memory_order_release);
+          },
+          is_acquire, LossStatus(req));
+      if (state == State::kReady && conn) {
+        driven = conn;
+        gen = conn_gen;
+      }
+    }
+    if (driven) {
+      driven->Drive([&reply] { return reply->ready.load(std::memory_order_acquire); },
+                    [this, gen](std::string_view p) { return HandleFrameInline(gen, p); },
+                    deadline.value_or(TimePoint::max()));
+      driven.reset();
     }
     if (deadline && fut.wait_until(*deadline) == std::future_status::timeout) {
       bool erased = false;
@@ -191,8 +218,23 @@ struct Client::Impl {
       HandlePush(frame.push());
       return;
     }
-    if (!frame.has_response()) return;
-    const pb::Response& resp = frame.response();
+    if (frame.has_response()) HandleResponse(gen, frame.response());
+  }
+
+  // A frame read by a caller in Connection::Drive, on the caller's thread.
+  // Handles what runs no user code (replies, except a session expiry that
+  // ends the session and calls on_session_lost); returns false for the rest,
+  // which the io thread then passes to HandleFrame.
+  bool HandleFrameInline(uint64_t gen, std::string_view payload) {
+    pb::ServerFrame frame;
+    if (!frame.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return false;
+    if (!frame.has_response()) return false;
+    if (frame.response().error().code() == pb::SESSION_EXPIRED) return false;
+    HandleResponse(gen, frame.response());
+    return true;
+  }
+
+  void HandleResponse(uint64_t gen, const pb::Response& resp) {
     if (resp.id() == 0) {
       LK_LOG_WARN("latchkey client: connection error from the server: %s",
                   StatusFromError(resp.error()).ToString().c_str());
@@ -394,7 +436,9 @@ struct Client::Impl {
     Connection::Callbacks cbs;
     cbs.on_frame = [this, gen](std::string_view p) { HandleFrame(gen, p); };
     cbs.on_close = [this, gen](const Status&) { HandleClosed(gen); };
-    auto dialed = Connection::Dial(endpoint, Remaining(deadline), std::move(cbs));
+    auto dialed = options.read_on_calling_thread
+                      ? DialPollConnection(endpoint, Remaining(deadline), std::move(cbs))
+                      : Connection::Dial(endpoint, Remaining(deadline), std::move(cbs));
     if (!dialed.ok()) return dialed.status();
     std::shared_ptr<Connection> c = std::move(dialed).value();
     auto fail = [&c](Status st) {
