@@ -51,6 +51,10 @@ Subcommand AddServerCommand(CLI::App& app) {
   // Tests shrink these to force compaction and snapshot installs.
   cmd->add_option("--snapshot-threshold", opts->snapshot_threshold)->group("");
   cmd->add_option("--snapshot-trailing", opts->snapshot_trailing)->group("");
+  cmd->add_option("--idle-compaction-ms", opts->idle_compaction_ms,
+                  "Once no write arrived for this long, snapshot and shorten the log, and "
+                  "return the memory it held (0 = off)")
+      ->capture_default_str();
   cmd->add_option("--default-session-ttl-ms", opts->default_session_ttl_ms,
                   "Lease of sessions that ask for no TTL")
       ->capture_default_str();

@@ -35,7 +35,9 @@ constexpr milliseconds kDriverRecheck{100};
 
 thread_local const void* t_poll_io_owner = nullptr;
 
-std::string Errno(int e) { return std::strerror(e); }
+std::string Errno(int e) {
+  return std::strerror(e);
+}
 
 // Milliseconds poll() may wait until `deadline`, at most `cap`; rounds up.
 int PollTimeout(Clock::time_point deadline, milliseconds cap) {
@@ -94,7 +96,8 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
     std::memcpy(sa.sun_path, ep->path.data(), ep->path.size());
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return Unavailable("socket: " + Errno(errno));
-    Status st = ConnectFd(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, deadline, endpoint);
+    Status st =
+        ConnectFd(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, deadline, endpoint);
     if (!st.ok()) {
       ::close(fd);
       return st;
@@ -113,8 +116,8 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
   }
   Status last = Unavailable("cannot connect to " + endpoint + ": no address");
   for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            a->ai_protocol);
+    const int fd =
+        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) {
       last = Unavailable("socket: " + Errno(errno));
       continue;
@@ -168,10 +171,10 @@ class PollConnection final : public Connection {
     FlushLocked();
     if (out_.empty() || closing_) return;
     if (out_.size() > options_.max_pending_write_bytes) {
-      FailLocked(Status(Code::kResourceExhausted,
-                        "pending write bytes " + std::to_string(out_.size()) +
-                            " exceed the limit of " +
-                            std::to_string(options_.max_pending_write_bytes)));
+      FailLocked(
+          Status(Code::kResourceExhausted, "pending write bytes " + std::to_string(out_.size()) +
+                                               " exceed the limit of " +
+                                               std::to_string(options_.max_pending_write_bytes)));
       return;
     }
     WakeIoLocked();  // to poll for writability

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,7 +67,9 @@ class Server : public transport::ConnectionHandler {
   std::unique_ptr<transport::Listener> listener_;
 };
 
-bool IsReply(std::string_view p) { return p.substr(0, 4) == "rep:" || p.substr(0, 4) == "got:"; }
+bool IsReply(std::string_view p) {
+  return p.substr(0, 4) == "rep:" || p.substr(0, 4) == "got:";
+}
 
 // Replies, however they were read: a caller's done() looks here.
 std::atomic<int> g_io_replies{0};

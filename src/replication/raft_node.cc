@@ -42,6 +42,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -213,6 +214,12 @@ Status RaftNode::Impl::InitAndStart() {
   if (tick_handler && tick_period_ms > 0) {
     uv_timer_start(&tick_timer, &Impl::OnTick, tick_period_ms, tick_period_ms);
   }
+  uv_timer_init(&loop, &compaction_timer);
+  compaction_timer.data = this;
+  if (options.idle_compaction_ms > 0) {
+    const uint64_t period = std::max<uint64_t>(10, options.idle_compaction_ms / 10);
+    uv_timer_start(&compaction_timer, &Impl::OnCompactionTimer, period, period);
+  }
   handles_inited = true;
 
   LK_LOG_INFO(
@@ -351,6 +358,49 @@ void RaftNode::Impl::OnTick(uv_timer_t* handle) {
   if (!self->closing && self->tick_handler) self->tick_handler();
 }
 
+void RaftNode::Impl::OnCompactionTimer(uv_timer_t* handle) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  if (!self->closing) self->MaybeCompactWhenIdle();
+}
+
+void RaftNode::Impl::MaybeCompactWhenIdle() {
+  if (options.idle_compaction_ms == 0 || !raft_running) return;
+  const auto now = std::chrono::steady_clock::now();
+  const uint64_t applied = raft_last_applied(&raft);
+  if (applied != idle_seen_applied) {
+    idle_seen_applied = applied;
+    idle_since = now;
+    return;
+  }
+  const auto idle_for = std::chrono::milliseconds(options.idle_compaction_ms);
+  if (compaction_armed) {
+    // Nothing triggered it (this follower's leader was not idle, or the
+    // barrier failed): put the thresholds back.
+    if (!snapshot_running && now - compaction_armed_at >= 2 * idle_for) DisarmCompaction();
+    return;
+  }
+  if (snapshot_running || now - idle_since < idle_for) return;
+  if (applied < last_snapshot_applied + options.idle_compaction_min_entries) return;
+  // Any entry applied from now on takes a snapshot keeping few entries.
+  compaction_armed = true;
+  compaction_armed_at = now;
+  raft_set_snapshot_threshold(&raft, 1);
+  raft_set_snapshot_trailing(&raft, options.idle_compaction_trailing);
+  LK_LOG_DEBUG("raft node %llu: idle with %llu entries since the last snapshot; compacting",
+               static_cast<unsigned long long>(options.node_id),
+               static_cast<unsigned long long>(applied - last_snapshot_applied));
+  if (raft_state(&raft) == RAFT_LEADER) {
+    Barrier([](Status) {});  // its apply triggers the snapshot on every armed node
+  }
+}
+
+void RaftNode::Impl::DisarmCompaction() {
+  if (!compaction_armed) return;
+  compaction_armed = false;
+  raft_set_snapshot_threshold(&raft, options.snapshot_threshold);
+  raft_set_snapshot_trailing(&raft, options.snapshot_trailing);
+}
+
 void RaftNode::Impl::BeginClose() {
   if (closing) return;
   closing = true;  // from now on Propose() refuses and posted closures are dropped
@@ -394,6 +444,7 @@ void RaftNode::Impl::OnRaftClosed(struct raft* r) {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->async), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->check), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->tick_timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->compaction_timer), nullptr);
   }
 }
 

@@ -64,6 +64,17 @@ struct RaftNodeOptions {
   // Large threshold avoids the segment-close loop stalls (libraft-notes.md).
   uint32_t snapshot_threshold = 65536;
   uint32_t snapshot_trailing = 8192;
+  // Idle compaction: once nothing was applied for this long and at least
+  // idle_compaction_min_entries entries were applied since the last
+  // snapshot, take a snapshot now and keep only idle_compaction_trailing
+  // entries, then return freed heap to the OS. The log held in memory
+  // between snapshots (up to snapshot_threshold entries) is freed while the
+  // node is idle instead of staying until the next threshold snapshot. The
+  // leader appends a barrier to trigger it; followers that are idle too
+  // snapshot when they apply it. 0 = off.
+  uint32_t idle_compaction_ms = 2000;
+  uint32_t idle_compaction_min_entries = 1024;
+  uint32_t idle_compaction_trailing = 128;
   bool pre_vote = true;
   // How long a leader waits for a follower to answer an InstallSnapshot
   // before sending it again (libraft's default is 30 s). A snapshot that is

@@ -119,24 +119,35 @@ int RaftNode::Impl::FsmApply(struct raft_fsm* fsm, const struct raft_buffer* buf
 int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[],
                                 unsigned* n_bufs) {
   Impl* self = static_cast<Impl*>(fsm->data);
+  self->snapshot_running = true;
+  self->last_snapshot_applied = raft_last_applied(&self->raft);
   Result<std::string> snap = self->hooks->TakeSnapshot();
   if (!snap.ok()) {
     LK_LOG_ERROR("raft node %llu: TakeSnapshot failed: %s",
                  static_cast<unsigned long long>(self->options.node_id),
                  snap.status().ToString().c_str());
+    self->snapshot_running = false;
     return RAFT_IOERR;
   }
   const size_t size = snap->size();
   // No copy: libraft writes the string's own bytes; FsmSnapshotFinalize frees it.
-  if (int rv = SnapshotHandOff(std::move(*snap), bufs, n_bufs); rv != 0) return rv;
+  if (int rv = SnapshotHandOff(std::move(*snap), bufs, n_bufs); rv != 0) {
+    self->snapshot_running = false;
+    return rv;
+  }
   LK_LOG_DEBUG("raft node %llu: snapshot of %zu bytes at applied index %llu",
                static_cast<unsigned long long>(self->options.node_id), size,
                raft_last_applied(&self->raft));
   return 0;
 }
 
-int RaftNode::Impl::FsmSnapshotFinalize(struct raft_fsm* /*fsm*/, struct raft_buffer* bufs[],
+int RaftNode::Impl::FsmSnapshotFinalize(struct raft_fsm* fsm, struct raft_buffer* bufs[],
                                         unsigned* n_bufs) {
+  Impl* self = static_cast<Impl*>(fsm->data);
+  self->snapshot_running = false;
+  // libraft has compacted the log with the trailing count it had (an idle
+  // compaction's short one); later snapshots use the configured values.
+  self->DisarmCompaction();
   FreeSnapshotHandOff(bufs, n_bufs);
   // The snapshot was the largest allocation; glibc keeps freed heap pages
   // unless asked, so RSS would stay at the snapshot's peak.

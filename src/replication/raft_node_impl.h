@@ -102,6 +102,7 @@ struct RaftNode::Impl {
   uv_async_t async{};
   uv_check_t check{};
   uv_timer_t tick_timer{};
+  uv_timer_t compaction_timer{};
   bool loop_inited = false;
   bool transport_inited = false;
   bool io_inited = false;
@@ -116,6 +117,13 @@ struct RaftNode::Impl {
   std::chrono::steady_clock::time_point start_deadline;
   std::chrono::steady_clock::time_point close_deadline;
   std::map<uint64_t, ApplyRequest*> pending;  // by log index
+  // Idle compaction (RaftNodeOptions::idle_compaction_ms), on the tick.
+  uint64_t idle_seen_applied = 0;  // last_applied at the last tick that saw progress
+  std::chrono::steady_clock::time_point idle_since{};
+  uint64_t last_snapshot_applied = 0;  // last_applied when the last snapshot was taken
+  bool snapshot_running = false;       // between FsmSnapshot and FsmSnapshotFinalize
+  bool compaction_armed = false;       // threshold/trailing lowered, waiting for a snapshot
+  std::chrono::steady_clock::time_point compaction_armed_at{};
   // libraft's own io->start, and the receive callback raft_start gave it
   // (IoStart puts IoRecv in between).
   int (*io_start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
@@ -168,6 +176,9 @@ struct RaftNode::Impl {
   void PollLeadership();
 
   static void OnTick(uv_timer_t* handle);
+  static void OnCompactionTimer(uv_timer_t* handle);
+  void MaybeCompactWhenIdle();
+  void DisarmCompaction();
 
   // ---------------------------------------------------------------------
   // Proposals.

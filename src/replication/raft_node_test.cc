@@ -249,6 +249,7 @@ class RaftNodeTest : public ::testing::Test {
     o.data_dir = dir_;
     o.election_timeout_ms = 300;
     o.heartbeat_timeout_ms = 30;
+    o.idle_compaction_ms = 0;  // tests that count snapshots enable it themselves
     return o;
   }
 
@@ -464,6 +465,42 @@ TEST_F(RaftNodeTest, SnapshotAndRestore) {
   }
   node->Stop();
   EXPECT_EQ(after.order_violations, 0);
+}
+
+TEST_F(RaftNodeTest, IdleCompactionSnapshotsOnceAfterABurst) {
+  RaftNodeOptions options = Options();
+  options.idle_compaction_ms = 100;
+  options.idle_compaction_min_entries = 40;
+  options.idle_compaction_trailing = 4;
+  TestHooks hooks;
+  auto node = StartNode(options, &hooks);
+  ASSERT_NE(node, nullptr);
+  ProposeLog log;
+  ProposeAll(*node, log, 0, 60);  // well below snapshot_threshold (65 536)
+  for (const auto& [n, r] : log.records) ASSERT_TRUE(r.status.ok());
+  // Idle now: one snapshot follows without any further proposal.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (RunOnLoop(*node, [&] { return hooks.snapshots_taken; }) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(RunOnLoop(*node, [&] { return hooks.snapshots_taken; }), 1);
+  // The configured threshold is back: a few more entries take no snapshot
+  // (with the lowered one, each apply would take one, synchronously).
+  ProposeLog more;
+  ProposeAll(*node, more, 60, 10);
+  for (const auto& [n, r] : more.records) ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(RunOnLoop(*node, [&] { return hooks.snapshots_taken; }), 1);
+  node->Stop();
+
+  // The compacted log restores to the same state.
+  TestHooks after;
+  auto again = StartNode(options, &after);
+  ASSERT_NE(again, nullptr);
+  RunOnLoop(*again, [] {});
+  EXPECT_EQ(after.restores, 1);
+  EXPECT_EQ(after.entries, hooks.entries);
+  again->Stop();
 }
 
 TEST_F(RaftNodeTest, PostRunsInFifoOrderFromManyThreads) {

@@ -65,6 +65,9 @@ struct ServerOptions {
   uint32_t heartbeat_timeout_ms = 20;
   uint32_t snapshot_threshold = 65536;
   uint32_t snapshot_trailing = 8192;
+  // Snapshot and shorten the log once idle this long (0 = off); see
+  // replication::RaftNodeOptions::idle_compaction_ms.
+  uint32_t idle_compaction_ms = 2000;
 
   int io_threads = 1;
 

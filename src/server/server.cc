@@ -63,6 +63,7 @@ Status Server::Start() {
   ro.heartbeat_timeout_ms = options_.heartbeat_timeout_ms;
   ro.snapshot_threshold = options_.snapshot_threshold;
   ro.snapshot_trailing = options_.snapshot_trailing;
+  ro.idle_compaction_ms = options_.idle_compaction_ms;
   ro.join = options_.join;
   for (const ServerOptions::Peer& p : options_.peers) {
     ro.initial_voters.push_back({p.id, p.raft_address});
