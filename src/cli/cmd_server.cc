@@ -51,6 +51,8 @@ Subcommand AddServerCommand(CLI::App& app) {
   // Tests shrink these to force compaction and snapshot installs.
   cmd->add_option("--snapshot-threshold", opts->snapshot_threshold)->group("");
   cmd->add_option("--snapshot-trailing", opts->snapshot_trailing)->group("");
+  // For A/B runs of the scheduling policy (docs/benchmarks.md).
+  cmd->add_option("--io-sched-batch", opts->io_sched_batch)->group("");
   cmd->add_option("--idle-compaction-ms", opts->idle_compaction_ms,
                   "Once no write arrived for this long, snapshot and shorten the log, and "
                   "return the memory it held (0 = off)")

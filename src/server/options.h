@@ -70,6 +70,8 @@ struct ServerOptions {
   uint32_t idle_compaction_ms = 2000;
 
   int io_threads = 1;
+  // Client io threads under SCHED_BATCH (transport::ListenerOptions).
+  bool io_sched_batch = true;
 
   // Object store (docs/design/0008-object-store.md).
   // TTL used by set_timeout(_after_request) with the server default.

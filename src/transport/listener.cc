@@ -1,5 +1,6 @@
 #include "transport/listener.h"
 
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,7 +62,17 @@ class ListenerImpl final : public Listener {
       asio::post(accept_strand_, [this] { AcceptTcp(); });
     }
     for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([this] { RunIo(); });
+      threads_.emplace_back([this] {
+        if (options_.io_sched_batch) {
+          // SCHED_BATCH: a woken io thread does not preempt the thread that
+          // woke it (the Raft loop handing over a reply), see ListenerOptions.
+          sched_param sp{};
+          if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0) {
+            LK_LOG_DEBUG("listener: SCHED_BATCH refused for an io thread; running as normal");
+          }
+        }
+        RunIo();
+      });
     }
     LK_LOG_INFO("listening on %s (%d io thread%s)", address_.c_str(), n, n == 1 ? "" : "s");
     return Status::Ok();

@@ -68,6 +68,13 @@ struct ListenerOptions {
   // handing every write to an io thread. Saves a thread wake-up per reply,
   // but the calling thread pays the syscall.
   bool direct_writes = false;
+  // Run the io threads under SCHED_BATCH: a woken io thread then waits for
+  // a CPU instead of preempting the thread that woke it. The server's Raft
+  // loop wakes an io thread for every reply and was preempted by it (two
+  // involuntary context switches per request at one client); with this the
+  // loop finishes its pass and the io thread runs next or on the other CPU.
+  // Measured in docs/benchmarks.md ("SCHED_BATCH io threads").
+  bool io_sched_batch = true;
 };
 
 class Listener {

@@ -1,6 +1,7 @@
 #include "transport/listener.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -117,6 +118,35 @@ TEST(ListenerTest, EchoPipelinedUnix) {
 
 TEST(ListenerTest, EchoManyClientsManyIoThreadsNoOverlap) {
   EchoPipelined("127.0.0.1:0", 4, 4);
+}
+
+// The io threads run under SCHED_BATCH unless told not to (the policy is
+// read on the io thread itself, inside OnFrame).
+TEST(ListenerTest, IoThreadsRunUnderSchedBatchByDefault) {
+  bool allowed = false;
+  std::thread([&] {
+    sched_param sp{};
+    allowed = sched_setscheduler(0, SCHED_BATCH, &sp) == 0;
+  }).join();
+  if (!allowed) GTEST_SKIP() << "this machine refuses SCHED_BATCH";
+  for (const bool batch : {true, false}) {
+    RecordingHandler h;
+    std::atomic<int> policy{-2};
+    h.on_frame = [&](const std::shared_ptr<Connection>& c, std::string_view) {
+      policy = sched_getscheduler(0);
+      c->Send("ok");
+    };
+    ListenerOptions o = TcpOptions();
+    o.io_sched_batch = batch;
+    auto l = MustStart(o, &h);
+    ASSERT_NE(l, nullptr);
+    Inbox inbox;
+    auto c = StreamClient::Connect(l->address(), 5s, inbox.Handler());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    (*c)->Send("x");
+    ASSERT_TRUE(inbox.WaitFrames(1));
+    EXPECT_EQ(policy.load(), batch ? SCHED_BATCH : SCHED_OTHER) << "batch=" << batch;
+  }
 }
 
 TEST(ListenerTest, ReportsBoundAddress) {
