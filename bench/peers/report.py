@@ -63,10 +63,11 @@ w3 = [r for r in rows if r["workload"] == "W3"]
 if w3:
     lk = next((r for r in w3 if r["system"] == "latchkey"), None)
     lines += ["", "### W3 held locks", "",
-              "Server RSS (VmRSS) read before the first acquire and once all are held; "
-              "bytes/lock = growth / locks held. Settled: the lowest RSS seen in the next "
-              "seconds with the locks still held (Latchkey drops the Raft log it keeps in "
-              "memory at its next snapshot, every 65 536 entries). Latchkey/peer: time ratio "
+              "Each system on a fresh server. Server RSS (VmRSS) read before the first "
+              "acquire and once all are held; bytes/lock = growth / locks held. Settled: the "
+              "lowest RSS seen in the next seconds with the locks still held (Latchkey drops "
+              "the Raft log it keeps in memory at its next snapshot: every 65 536 entries, or "
+              "2 s after writes stop, design 0018). Latchkey/peer: time ratio "
               "(below 1 = Latchkey faster) and bytes/lock ratio (below 1 = Latchkey smaller).",
               "",
               "| system | clients | locks held | time s | RSS before MiB | RSS after MiB | "

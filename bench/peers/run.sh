@@ -6,7 +6,8 @@
 # Installs the peers (Debian packages), builds `latchkey` and `peer_bench`
 # (RelWithDebInfo, in build-rel/), then for each system in turn: starts it on
 # 127.0.0.1 (free ports, data in a temp dir), polls until one lock works,
-# runs W1/W2/W3 (W4: 3-node Latchkey and 3-node etcd, W1 only) and stops it.
+# runs W1/W2, stops it, runs W3 on a fresh instance (W4: 3-node Latchkey and
+# 3-node etcd, W1 only) and stops it.
 # Only one system runs at a time. Servers are pinned to CPU 0 and the load
 # generator to CPU 1 (taskset) when the machine has 2+ CPUs.
 # Results: DIR/results.jsonl (raw), DIR/results.md (table), DIR/peers.png.
@@ -131,21 +132,24 @@ bench() {
   done
 }
 
-run_redis() {  # LABEL EXTRA-ARGS...
-  local label=$1; shift
+run_redis() {  # LABEL "WORKLOADS" EXTRA-ARGS...
+  local label=$1 workloads=$2; shift 2
   local port; port=$(free_ports 1)
+  rm -rf "${TMP:?}/$label"
   mkdir -p "$TMP/$label"
   "${SERVER_PIN[@]}" redis-server --port "$port" --bind 127.0.0.1 --dir "$TMP/$label" \
     --daemonize no --logfile "$TMP/$label/redis.log" "$@" &
   PIDS+=($!)
   wait_ready redis "127.0.0.1:$port"
-  bench redis "$label" 1 "127.0.0.1:$port" "${PIDS[-1]}" w1 w2 w3
+  # shellcheck disable=SC2086 # a list of workloads
+  bench redis "$label" 1 "127.0.0.1:$port" "${PIDS[-1]}" $workloads
   stop_all
 }
 
-run_zookeeper() {
+run_zookeeper() {  # WORKLOADS...
   local port; port=$(free_ports 1)
   local dir=$TMP/zookeeper
+  rm -rf "$dir"
   mkdir -p "$dir/data"
   # The Debian zoo.cfg defaults, with our port and data dir; the admin HTTP
   # server (fixed port 8080) is off so it cannot clash.
@@ -162,7 +166,7 @@ CFG
     org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >"$dir/zk.log" 2>&1 &
   PIDS+=($!)
   wait_ready zookeeper "127.0.0.1:$port"
-  bench zookeeper zookeeper 1 "127.0.0.1:$port" "${PIDS[-1]}" w1 w2 w3
+  bench zookeeper zookeeper 1 "127.0.0.1:$port" "${PIDS[-1]}" "$@"
   stop_all
 }
 
@@ -176,6 +180,7 @@ run_etcd() {  # NODES WORKLOADS...
   done
   for ((i = 0; i < n; i++)); do
     local c=${ports[$((2 * i))]} p=${ports[$((2 * i + 1))]}
+    rm -rf "${TMP:?}/etcd$n-$i"
     mkdir -p "$TMP/etcd$n-$i"
     "${SERVER_PIN[@]}" etcd --name "e$i" --data-dir "$TMP/etcd$n-$i/data" \
       --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
@@ -200,6 +205,7 @@ run_latchkey() {  # NODES WORKLOADS...
   done
   for ((i = 0; i < n; i++)); do
     local dir=$TMP/latchkey$n-$i
+    rm -rf "$dir"
     mkdir -p "$dir"
     local args=(--data-dir "$dir/data" --log-level warn)
     if [[ $n -gt 1 ]]; then
@@ -239,11 +245,17 @@ for s in $ONLY; do
   rm -rf "${TMP:?}"/*
   sync
   case $s in
-    redis) run_redis redis ;;
-    redis-aof) run_redis "redis aof always" --appendonly yes --appendfsync always ;;
-    zookeeper) run_zookeeper ;;
-    etcd) run_etcd 1 w1 w2 w3 ;;
-    latchkey) run_latchkey 1 w1 w2 w3 ;;
+    # W3 runs on a fresh server: its memory per held lock is measured from
+    # an idle, empty server, not from whatever W1/W2 left in the heap (the
+    # first 10 s runs' W3 "before" figures included it and made Latchkey's
+    # growth negative once its idle compaction returned W1/W2's log).
+    redis) run_redis redis "w1 w2"; run_redis redis w3 ;;
+    redis-aof)
+      run_redis "redis aof always" "w1 w2" --appendonly yes --appendfsync always
+      run_redis "redis aof always" w3 --appendonly yes --appendfsync always ;;
+    zookeeper) run_zookeeper w1 w2; run_zookeeper w3 ;;
+    etcd) run_etcd 1 w1 w2; run_etcd 1 w3 ;;
+    latchkey) run_latchkey 1 w1 w2; run_latchkey 1 w3 ;;
     latchkey3) run_latchkey 3 w1 ;;
     etcd3) run_etcd 3 w1 ;;
     *) echo "unknown system $s" >&2; exit 64 ;;
