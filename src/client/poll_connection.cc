@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "transport/endpoint.h"
 #include "transport/frame.h"
+#include "transport/socket_io.h"
 
 namespace latchkey::client_internal {
 namespace {
@@ -365,19 +366,11 @@ class PollConnection final : public Connection {
   // (the connection then fails). REQUIRES: mu_ held.
   bool FlushLocked() {
     if (fd_closed_) return false;
-    size_t off = 0;
-    while (off < out_.size()) {
-      const ssize_t n =
-          ::send(fd_, out_.data() + off, out_.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        off += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      const int e = errno;
+    int error = 0;
+    const size_t off = transport::SendNonBlocking(fd_, out_, &error);
+    if (error != 0) {
       out_.clear();
-      FailLocked(Unavailable("write to " + peer_ + " failed: " + Errno(e)));
+      FailLocked(Unavailable("write to " + peer_ + " failed: " + Errno(error)));
       return false;
     }
     if (off == out_.size()) {

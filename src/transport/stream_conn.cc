@@ -1,11 +1,9 @@
 #include "transport/stream_conn.h"
 
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <utility>
 
 #include "common/log.h"
+#include "transport/socket_io.h"
 
 namespace latchkey::transport::internal {
 namespace {
@@ -73,19 +71,10 @@ bool StreamConn::TryWriteLocked() {
   // sets the flag under mu_ before closing, and we hold mu_ across the send.
   const int fd = native_fd_;
   if (fd < 0 || pending_.empty()) return pending_.empty();
-  size_t off = 0;
-  while (off < pending_.size()) {
-    const ssize_t n =
-        ::send(fd, pending_.data() + off, pending_.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    // EAGAIN: the rest goes through the strand's async_write. Any other
-    // error: the strand's write sees it too and closes with the reason.
-    break;
-  }
+  // What is left (EAGAIN) goes through the strand's async_write. After any
+  // other error the strand's write fails too and closes with the reason.
+  int error = 0;
+  const size_t off = SendNonBlocking(fd, pending_, &error);
   if (off == pending_.size()) {
     pending_.clear();
     return true;
