@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <condition_variable>
@@ -260,7 +261,7 @@ class PollConnection final : public Connection {
             return false;
           }
           if (!*next) break;
-          if (local_close_requested()) return false;
+          if (local_close_.load(std::memory_order_acquire)) return false;
           deliver(payload);
         }
         if (static_cast<size_t>(n) < buf_.size()) return true;
@@ -275,11 +276,6 @@ class PollConnection final : public Connection {
       Fail(Unavailable("connection to " + peer_ + " failed: " + Errno(errno)));
       return false;
     }
-  }
-
-  bool local_close_requested() {
-    std::lock_guard<std::mutex> lk(mu_);
-    return local_close_;
   }
 
   void IoLoop() {
@@ -428,7 +424,7 @@ class PollConnection final : public Connection {
   Clock::time_point last_driver_left_{};
   int park_scale_ = 1;  // the parked io thread's check interval, in handbacks
   bool closing_ = false;
-  bool local_close_ = false;
+  std::atomic<bool> local_close_{false};  // written under mu_, read per frame without it
   bool failed_ = false;
   bool fd_closed_ = false;
   std::optional<Status> reason_;
