@@ -28,13 +28,18 @@ Subcommand AddServerCommand(CLI::App& app) {
       cmd->add_option("--listen", opts->listen,
                       "Client address: HOST:PORT (port 0 picks a free port) or unix:/PATH. "
                       "In cluster mode defaults to this node's client address in --peers")
-          ->capture_default_str();
+          ->capture_default_str()
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // The last --listen / --data-dir / --raft-address wins, so a wrapper such as
+  // scripts/run-server.sh can pass defaults and still take the user's.
   cmd->add_option("--data-dir", opts->data_dir, "Directory for the Raft log and snapshots")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   auto* raft_opt = cmd->add_option("--raft-address", opts->raft_address,
                                    "HOST:PORT of libraft's peer transport (bound even on a "
                                    "single node; taken from --peers in cluster mode)")
-                       ->capture_default_str();
+                       ->capture_default_str()
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--node-id", opts->node_id, "This node's Raft id")->capture_default_str();
   cmd->add_option("--peers", *peers,
                   "Cluster mode: every initial voter as ID=RAFT_HOST:PORT@CLIENT_HOST:PORT, "

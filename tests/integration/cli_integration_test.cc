@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +42,23 @@ class CliTest : public ::testing::Test {
   TempDir dir_;
   ServerProcess server_{dir_.File("data")};
 };
+
+// scripts/run-server.sh passes --listen and --data-dir and then the user's
+// arguments: a repeated flag takes the last value instead of failing.
+TEST(ServerFlagsTest, TheLastDataDirWins) {
+  TempDir dir;
+  // ServerProcess passes --data-dir <first> itself; this one comes later.
+  ServerProcess server(dir.File("first"), {"--data-dir", dir.File("second")});
+  ASSERT_TRUE(server.Start()) << "a repeated --data-dir must not stop the server";
+  ClientOptions o;
+  o.endpoint = server.endpoint();
+  auto c = Client::Connect(o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE((*c)->Acquire("flags.lock").ok());
+  EXPECT_TRUE(std::filesystem::exists(dir.File("second")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("first")));
+  EXPECT_TRUE(server.Terminate());
+}
 
 TEST_F(CliTest, RunsCommandWithTokenInEnvironmentAndReturnsItsExitCode) {
   std::string out;
