@@ -235,30 +235,30 @@ TEST(PollConnectionTest, CloseWakesADriverAndEndsOnce) {
   EXPECT_TRUE(seen.closes[0].ok()) << seen.closes[0].ToString();
 }
 
-TEST(PollConnectionTest, PeerCloseEndsADriveWithUnavailable) {
+// Sends `request`, drives until the connection ends (which must end the
+// drive, not its 60 s deadline) and returns the reason on_close got.
+Status DriveUntilTheServerEndsIt(const std::string& request, PollConnectionOptions o = {}) {
   Server server;
   Seen seen;
-  auto c = Dial(server, &seen);
+  auto c = Dial(server, &seen, o);
   Inline in;
-  c->Send("bye");
+  c->Send(request);
   EXPECT_FALSE(c->Drive([] { return false; }, in.Fn(), Clock::now() + 60s));
-  ASSERT_TRUE(seen.WaitFor([&] { return seen.closes.size() == 1; }));
+  EXPECT_TRUE(seen.WaitFor([&] { return seen.closes.size() == 1; }));
   std::lock_guard<std::mutex> lk(seen.mu);
-  EXPECT_EQ(seen.closes[0].code(), Code::kUnavailable) << seen.closes[0].ToString();
+  return seen.closes.empty() ? Status() : seen.closes[0];
+}
+
+TEST(PollConnectionTest, PeerCloseEndsADriveWithUnavailable) {
+  const Status why = DriveUntilTheServerEndsIt("bye");
+  EXPECT_EQ(why.code(), Code::kUnavailable) << why.ToString();
 }
 
 TEST(PollConnectionTest, OversizedFrameClosesWithFrameTooLarge) {
-  Server server;
-  Seen seen;
   PollConnectionOptions o;
   o.max_frame_bytes = 1024;
-  auto c = Dial(server, &seen, o);
-  Inline in;
-  c->Send("big:4096");
-  EXPECT_FALSE(c->Drive([] { return false; }, in.Fn(), Clock::now() + 60s));
-  ASSERT_TRUE(seen.WaitFor([&] { return seen.closes.size() == 1; }));
-  std::lock_guard<std::mutex> lk(seen.mu);
-  EXPECT_EQ(seen.closes[0].code(), Code::kFrameTooLarge) << seen.closes[0].ToString();
+  const Status why = DriveUntilTheServerEndsIt("big:4096", o);
+  EXPECT_EQ(why.code(), Code::kFrameTooLarge) << why.ToString();
 }
 
 TEST(PollConnectionTest, LargeWritesAreFlushedByTheIoThread) {

@@ -117,8 +117,8 @@ struct RaftNode::Impl {
   std::chrono::steady_clock::time_point start_deadline;
   std::chrono::steady_clock::time_point close_deadline;
   std::map<uint64_t, ApplyRequest*> pending;  // by log index
-  // Idle compaction (RaftNodeOptions::idle_compaction_ms), on the tick.
-  uint64_t idle_seen_applied = 0;  // last_applied at the last tick that saw progress
+  // Idle compaction (RaftNodeOptions::idle_compaction_ms), on compaction_timer.
+  uint64_t idle_seen_applied = 0;  // last_applied when the timer last saw progress
   std::chrono::steady_clock::time_point idle_since{};
   uint64_t last_snapshot_applied = 0;  // last_applied when the last snapshot was taken
   bool snapshot_running = false;       // between FsmSnapshot and FsmSnapshotFinalize
