@@ -147,7 +147,7 @@ void LockTable::EmitCallbacks(const std::string& name, size_t new_grants_from) {
         for (const auto& [holder, g] : r->holders) consider(n, holder, g, a, w);
       }
     }
-    if (r->waiters_below == 0) return;
+    if (r->waiters_below() == 0) return;
     for_each_below(n, [&](const std::string& d, const Resource& dr) {
       for (const WaitEntry& w : dr.waiters()) {
         for (const auto& [holder, g] : r->holders) consider(n, holder, g, d, w);

@@ -9,21 +9,29 @@
 namespace latchkey::core {
 
 static_assert(std::is_trivially_copyable_v<HolderEntry>);
-// 72 bytes + the name: one 96-byte malloc chunk for a name of up to 16 bytes.
-static_assert(sizeof(Resource) <= 72);
+// 64 bytes + the name: an 80-byte pool block for a name of up to 16 bytes.
+static_assert(sizeof(Resource) <= 64, "the counters should sit in HolderList's tail padding");
 
 // ---- HolderList ----------------------------------------------------------------
 
 HolderEntry* HolderList::data() {
-  return cap_ > 1 ? heap_ : std::launder(reinterpret_cast<HolderEntry*>(one_));
+  return size_ > 1 ? heap_ : std::launder(reinterpret_cast<HolderEntry*>(one_));
 }
 
 const HolderEntry* HolderList::data() const {
-  return cap_ > 1 ? heap_ : std::launder(reinterpret_cast<const HolderEntry*>(one_));
+  return size_ > 1 ? heap_ : std::launder(reinterpret_cast<const HolderEntry*>(one_));
 }
 
 HolderList::~HolderList() {
-  if (cap_ > 1) ::operator delete(heap_);
+  if (size_ > 1) ::operator delete(heap_);
+}
+
+void HolderList::Grow(uint32_t cap) {
+  auto* to = static_cast<HolderEntry*>(::operator new(sizeof(HolderEntry) * cap));
+  std::memcpy(static_cast<void*>(to), static_cast<const void*>(data()),
+              sizeof(HolderEntry) * size_);
+  if (size_ > 1) ::operator delete(heap_);
+  heap_ = to;
 }
 
 HolderList::const_iterator HolderList::find(const OwnerId& who) const {
@@ -47,20 +55,12 @@ HeldGrant& HolderList::Put(const OwnerId& who, const HeldGrant& g) {
     return pos->second;
   }
   size_t at = static_cast<size_t>(pos - b);
-  if (size_ == cap_) {
-    const uint32_t cap = cap_ * 2;
-    auto* grown = static_cast<HolderEntry*>(::operator new(sizeof(HolderEntry) * cap));
-    std::memcpy(static_cast<void*>(grown), static_cast<const void*>(b),
-                sizeof(HolderEntry) * size_);
-    if (cap_ > 1) ::operator delete(heap_);
-    heap_ = grown;
-    cap_ = cap;
-  }
+  if (size_ > 0 && size_ == Capacity(size_)) Grow(Capacity(size_ + 1));  // full
+  ++size_;  // data() now points where the entries are
   HolderEntry* d = data();
   std::memmove(static_cast<void*>(d + at + 1), static_cast<const void*>(d + at),
-               sizeof(HolderEntry) * (size_ - at));
+               sizeof(HolderEntry) * (size_ - 1 - at));
   HolderEntry* e = std::construct_at(d + at, HolderEntry{who, g});
-  ++size_;
   return e->second;
 }
 
@@ -70,17 +70,29 @@ void HolderList::erase(const_iterator it) {
   LATCHKEY_CHECK(at < size_);
   std::memmove(static_cast<void*>(d + at), static_cast<const void*>(d + at + 1),
                sizeof(HolderEntry) * (size_ - at - 1));
-  --size_;
-  if (cap_ > 1 && size_ <= 1) {  // back inline
+  const uint32_t n = size_ - 1;
+  if (n >= 1 && Capacity(n) < Capacity(size_)) {  // size_ >= 2: the entries are on the heap
     HolderEntry* heap = heap_;
-    cap_ = 1;
-    if (size_ == 1)
+    if (n == 1) {
       std::memcpy(static_cast<void*>(one_), static_cast<const void*>(heap), sizeof(HolderEntry));
+    } else {
+      heap_ = static_cast<HolderEntry*>(::operator new(sizeof(HolderEntry) * Capacity(n)));
+      std::memcpy(static_cast<void*>(heap_), static_cast<const void*>(heap),
+                  sizeof(HolderEntry) * n);
+    }
     ::operator delete(heap);
   }
+  size_ = n;
 }
 
 // ---- Resource --------------------------------------------------------
+
+void Resource::AddWaitersBelow(int d) {
+  if (d == 0) return;
+  if (!extras_) extras_ = std::make_unique<ResourceExtras>();
+  extras_->waiters_below = static_cast<uint32_t>(static_cast<int>(extras_->waiters_below) + d);
+  TrimWaiters();  // frees the extras once nothing is left in them
+}
 
 std::vector<WaitEntry>& Resource::MutableWaiters() {
   if (!extras_) extras_ = std::make_unique<ResourceExtras>();
@@ -89,7 +101,7 @@ std::vector<WaitEntry>& Resource::MutableWaiters() {
 
 void Resource::TrimWaiters() {
   if (!extras_ || !extras_->waiters.empty()) return;
-  if (extras_->value.empty() && extras_->value_token == 0) {
+  if (extras_->value.empty() && extras_->value_token == 0 && extras_->waiters_below == 0) {
     extras_.reset();
   } else {
     std::vector<WaitEntry>().swap(extras_->waiters);
@@ -107,16 +119,17 @@ void Resource::SetValueBlock(std::string v, uint64_t token) {
   extras_->value_token = token;
 }
 
-Resource* Resource::Create(std::string_view name) {
-  void* mem = ::operator new(sizeof(Resource) + name.size());
+Resource* Resource::Create(BlockPool& pool, std::string_view name) {
+  void* mem = pool.Allocate(sizeof(Resource) + name.size());
   auto* r = new (mem) Resource(static_cast<uint32_t>(name.size()));
   std::memcpy(reinterpret_cast<char*>(r + 1), name.data(), name.size());
   return r;
 }
 
-void Resource::Destroy(Resource* r) {
+void Resource::Destroy(BlockPool& pool, Resource* r) {
+  const size_t size = sizeof(Resource) + r->name_len_;
   r->~Resource();
-  ::operator delete(static_cast<void*>(r));
+  pool.Free(static_cast<void*>(r), size);
 }
 
 // ---- NameIndex ------------------------------------------------------------------
@@ -132,9 +145,9 @@ bool NameLess(const Resource* r, std::string_view name) {
 
 NameIndex::iterator NameIndex::Bound(std::string_view name) const {
   // The first chunk whose last name is >= name holds the bound.
-  auto c = std::lower_bound(
-      chunks_.begin(), chunks_.end(), name,
-      [](const std::vector<Resource*>& ch, std::string_view n) { return NameLess(ch.back(), n); });
+  auto c =
+      std::lower_bound(chunks_.begin(), chunks_.end(), name,
+                       [](const Chunk& ch, std::string_view n) { return NameLess(ch.back(), n); });
   if (c == chunks_.end()) return {this, chunks_.size(), 0};
   auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
   return {this, static_cast<size_t>(c - chunks_.begin()), static_cast<size_t>(p - c->begin())};
@@ -158,20 +171,20 @@ Resource* NameIndex::Find(std::string_view name) const {
 void NameIndex::Insert(Resource* r) {
   const std::string_view name = r->name();
   if (chunks_.empty()) {
-    chunks_.emplace_back().push_back(r);
+    chunks_.emplace_back(chunks_.get_allocator()).push_back(r);
     ++size_;
     return;
   }
-  auto c = std::lower_bound(
-      chunks_.begin(), chunks_.end(), name,
-      [](const std::vector<Resource*>& ch, std::string_view n) { return NameLess(ch.back(), n); });
+  auto c =
+      std::lower_bound(chunks_.begin(), chunks_.end(), name,
+                       [](const Chunk& ch, std::string_view n) { return NameLess(ch.back(), n); });
   if (c == chunks_.end()) --c;  // past every name: append to the last chunk
   auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
   if (p != c->end() && (*p)->name() == name) return;
   c->insert(p, r);
   ++size_;
   if (c->size() > kChunkMax) {
-    std::vector<Resource*> upper(c->begin() + static_cast<ptrdiff_t>(c->size() / 2), c->end());
+    Chunk upper(c->begin() + static_cast<ptrdiff_t>(c->size() / 2), c->end(), c->get_allocator());
     c->resize(c->size() / 2);
     c->shrink_to_fit();  // ascending inserts never come back here: no slack
     upper.reserve(kChunkMax + 1);
@@ -195,7 +208,7 @@ Resource* NameIndex::Erase(std::string_view name) {
   return r;
 }
 
-OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept {
+OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept : NameIndex(o.pool_), pool_(o.pool_) {
   chunks_ = std::move(o.chunks_);
   size_ = o.size_;
   o.chunks_.clear();
@@ -205,6 +218,7 @@ OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept {
 OwnedNameIndex& OwnedNameIndex::operator=(OwnedNameIndex&& o) noexcept {
   if (this != &o) {
     Clear();
+    pool_ = o.pool_;
     chunks_ = std::move(o.chunks_);
     size_ = o.size_;
     o.chunks_.clear();
@@ -213,9 +227,19 @@ OwnedNameIndex& OwnedNameIndex::operator=(OwnedNameIndex&& o) noexcept {
   return *this;
 }
 
+Resource* OwnedNameIndex::Add(std::string_view name) {
+  Resource* r = Resource::Create(*pool_, name);
+  Insert(r);
+  return r;
+}
+
+void OwnedNameIndex::Remove(std::string_view name) {
+  if (Resource* r = Erase(name)) Resource::Destroy(*pool_, r);
+}
+
 void OwnedNameIndex::Clear() {
   for (auto& c : chunks_) {
-    for (Resource* r : c) Resource::Destroy(r);
+    for (Resource* r : c) Resource::Destroy(*pool_, r);
   }
   chunks_.clear();
   size_ = 0;

@@ -7,6 +7,7 @@
 // Thread-safety: none (owned by the LockTable on one thread).
 #pragma once
 
+#include <bit>
 #include <compare>
 #include <cstdint>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/block_pool.h"
 #include "core/modes.h"
 
 namespace latchkey::core {
@@ -95,12 +97,16 @@ class HolderList {
  private:
   HolderEntry* data();
   const HolderEntry* data() const;
+  // The heap array's capacity follows from the size (no field for it): one
+  // entry is inline; more live in a heap array of bit_ceil(size) entries,
+  // regrown on the way up and shrunk on the way down at powers of two.
+  static uint32_t Capacity(uint32_t n) { return n <= 1 ? 1 : std::bit_ceil(n); }
+  void Grow(uint32_t cap);  // moves the size_ entries to a heap array of `cap`
   union {
     alignas(HolderEntry) unsigned char one_[sizeof(HolderEntry)];
     HolderEntry* heap_;
   };
-  uint32_t size_ = 0;
-  uint32_t cap_ = 1;  // 1: inline
+  uint32_t size_ = 0;  // > 1: heap_
 };
 
 // The rarer parts of a lock, allocated on first use: the waiting requests
@@ -108,6 +114,7 @@ class HolderList {
 // have neither.
 struct ResourceExtras {
   std::vector<WaitEntry> waiters;  // ascending seq
+  uint32_t waiters_below = 0;      // waiters strictly below this name
   // Lock value block: written by a holder in a write mode, kept across
   // grants (it survives release), versioned by the token that wrote it.
   std::string value;
@@ -118,14 +125,15 @@ struct ResourceExtras {
 // counting what is below it). Allocated by Create with the name bytes right
 // behind it; never copied or moved.
 struct Resource {
-  HolderList holders;  // explicit grants on this name
+  // Explicit grants on this name. No unique address: the counters below
+  // sit in its tail padding (64 bytes in all, static_assert in the .cc).
+  [[no_unique_address]] HolderList holders;
   // Grants strictly below this name, by implied intention (CR, CW).
   uint32_t below_cr = 0;
   uint32_t below_cw = 0;
-  uint32_t waiters_below = 0;  // waiters strictly below this name
 
  private:
-  uint32_t name_len_ = 0;  // here: fills the hole after the counters
+  uint32_t name_len_ = 0;
   std::unique_ptr<ResourceExtras> extras_;
 
  public:
@@ -143,17 +151,24 @@ struct Resource {
   std::vector<WaitEntry>& MutableWaiters();
   void TrimWaiters();
 
+  // Waiters strictly below this name (kept in the extras: only ancestors of
+  // contended locks have any).
+  uint32_t waiters_below() const { return extras_ ? extras_->waiters_below : 0; }
+  void AddWaitersBelow(int d);
+
   const std::string& value() const;
   uint64_t value_token() const { return extras_ ? extras_->value_token : 0; }
   void SetValueBlock(std::string v, uint64_t token);
 
   bool idle() const {
     return holders.empty() && waiters().empty() && below_cr == 0 && below_cw == 0 &&
-           waiters_below == 0 && value().empty();
+           waiters_below() == 0 && value().empty();
   }
 
-  static Resource* Create(std::string_view name);
-  static void Destroy(Resource* r);
+  // The block (Resource plus name bytes) comes from `pool`; Destroy must get
+  // the same pool.
+  static Resource* Create(BlockPool& pool, std::string_view name);
+  static void Destroy(BlockPool& pool, Resource* r);
   Resource(const Resource&) = delete;
   Resource& operator=(const Resource&) = delete;
 
@@ -187,7 +202,8 @@ class LockName : public std::string_view {
 // Resources in ascending name order: a list of sorted chunks of pointers.
 // find / insert / erase cost O(log n) name comparisons; iteration yields
 // pairs (LockName, Resource&) like the std::map it replaces. It does not own
-// the resources (LockTable's OwnedNameIndex does).
+// the resources (LockTable's OwnedNameIndex does). Its chunks come from
+// `pool` (operator new if null), which must outlive the index.
 class NameIndex {
   template <bool kConst>
   class Iter {
@@ -228,6 +244,8 @@ class NameIndex {
   using iterator = Iter<false>;
   using const_iterator = Iter<true>;
 
+  explicit NameIndex(BlockPool* pool = nullptr) : chunks_(ChunkAlloc(pool)) {}
+
   iterator begin() { return {this, 0, 0}; }
   iterator end() { return {this, chunks_.size(), 0}; }
   const_iterator begin() const { return {this, 0, 0}; }
@@ -247,23 +265,32 @@ class NameIndex {
   Resource* Erase(std::string_view name);
 
  protected:
-  std::vector<std::vector<Resource*>> chunks_;  // each non-empty, sorted, in order
+  using Chunk = std::vector<Resource*, PoolAllocator<Resource*>>;
+  using ChunkAlloc = PoolAllocator<Chunk>;
+  std::vector<Chunk, ChunkAlloc> chunks_;  // each non-empty, sorted, in order
   size_t size_ = 0;
 
  private:
   iterator Bound(std::string_view name) const;
 };
 
-// The table's index: owns (destroys) its resources; move-only.
+// The table's index: creates its resources and destroys them; move-only.
 class OwnedNameIndex : public NameIndex {
  public:
-  OwnedNameIndex() = default;
+  // Resources and chunks come from `pool`, which must outlive the index.
+  explicit OwnedNameIndex(BlockPool* pool) : NameIndex(pool), pool_(pool) {}
   OwnedNameIndex(OwnedNameIndex&& o) noexcept;
   OwnedNameIndex& operator=(OwnedNameIndex&& o) noexcept;
   ~OwnedNameIndex() { Clear(); }
 
+  // Creates and indexes the resource for `name` (which must be absent).
+  Resource* Add(std::string_view name);
+  // Unindexes and destroys the resource for `name`, if any.
+  void Remove(std::string_view name);
+
  private:
   void Clear();
+  BlockPool* pool_;
 };
 
 }  // namespace latchkey::core

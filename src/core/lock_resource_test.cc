@@ -8,6 +8,8 @@
 #include <map>
 #include <random>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "core/state_machine.h"
 
@@ -53,6 +55,41 @@ TEST(HolderListTest, KeepsOwnerOrderInlineAndSpilled) {
   EXPECT_TRUE(h.empty());
 }
 
+// The heap array regrows and shrinks at powers of two (its capacity is not
+// stored): every size up to 40, both ways, keeps exactly the model's grants.
+TEST(HolderListTest, GrowsAndShrinksAcrossPowersOfTwoAgainstAModel) {
+  std::vector<OwnerId> ids;
+  for (uint64_t i = 0; i < 40; ++i) ids.push_back(OwnerId{i % 7, "o" + std::to_string(i)});
+  std::mt19937 rng(3);
+  HolderList h;
+  std::map<OwnerId, uint64_t> want;
+  for (int step = 0; step < 4000; ++step) {
+    const OwnerId& id = ids[rng() % ids.size()];
+    // Drift up for the first half, down for the second.
+    const bool add = rng() % 10 < (step < 2000 ? 7u : 3u);
+    if (add) {
+      HeldGrant g;
+      g.fencing_token = static_cast<uint64_t>(step);
+      h.Put(id, g);
+      want[id] = g.fencing_token;
+    } else if (auto it = h.find(id); it != h.end()) {
+      h.erase(it);
+      want.erase(id);
+    }
+    std::map<OwnerId, uint64_t> have;
+    for (const auto& [who, grant] : h) have[who] = grant.fencing_token;
+    ASSERT_EQ(have, want) << "step " << step;
+    ASSERT_EQ(h.size(), want.size());
+    ASSERT_TRUE(std::is_sorted(h.begin(), h.end(), [](const HolderEntry& a, const HolderEntry& b) {
+      return a.first < b.first;
+    }));
+  }
+  for (const OwnerId& id : ids) {
+    if (auto it = h.find(id); it != h.end()) h.erase(it);
+  }
+  EXPECT_TRUE(h.empty());
+}
+
 // Waiters and the value block share one lazily allocated block: draining the
 // queue must not take the value (or an empty value's token) with it.
 WaitEntry Waiter(uint64_t session, Mode mode) {
@@ -64,7 +101,8 @@ WaitEntry Waiter(uint64_t session, Mode mode) {
 }
 
 TEST(ResourceTest, ValueBlockOutlivesTheQueueThatSharesItsAllocation) {
-  Resource* r = Resource::Create("a.b");
+  BlockPool pool;
+  Resource* r = Resource::Create(pool, "a.b");
   EXPECT_EQ(r->name(), "a.b");
   EXPECT_TRUE(r->waiters().empty());
   EXPECT_EQ(r->value(), "");
@@ -88,24 +126,26 @@ TEST(ResourceTest, ValueBlockOutlivesTheQueueThatSharesItsAllocation) {
   EXPECT_EQ(r->value_token(), 9u);
   EXPECT_TRUE(r->idle());  // an empty value does not keep a lock alive
 
-  Resource* q = Resource::Create("q");
+  Resource* q = Resource::Create(pool, "q");
   q->MutableWaiters().push_back(Waiter(3, Mode::kEX));
   EXPECT_FALSE(q->idle());
   q->MutableWaiters().clear();
   q->TrimWaiters();
   EXPECT_TRUE(q->idle());
   EXPECT_EQ(q->value_token(), 0u);
-  Resource::Destroy(q);
-  Resource::Destroy(r);
+  Resource::Destroy(pool, q);
+  Resource::Destroy(pool, r);
+  EXPECT_EQ(pool.blocks_in_use(), 0u);
 }
 
 TEST(NameIndexTest, StaysSortedThroughSplitsAndMerges) {
-  OwnedNameIndex idx;
+  BlockPool pool;
+  OwnedNameIndex idx(&pool);
   std::set<std::string> want;
   std::mt19937 rng(7);
   for (int i = 0; i < 5000; ++i) {
     std::string n = "n." + std::to_string(rng() % 20000);
-    if (want.insert(n).second) idx.Insert(Resource::Create(n));
+    if (want.insert(n).second) idx.Add(n);
   }
   ASSERT_EQ(idx.size(), want.size());
   std::vector<std::string> have;
@@ -131,9 +171,8 @@ TEST(NameIndexTest, StaysSortedThroughSplitsAndMerges) {
   std::vector<std::string> order(want.begin(), want.end());
   std::shuffle(order.begin(), order.end(), rng);
   for (size_t i = 0; i < order.size() * 9 / 10; ++i) {
-    Resource* r = idx.Erase(order[i]);
-    ASSERT_NE(r, nullptr);
-    Resource::Destroy(r);
+    ASSERT_NE(idx.Find(order[i]), nullptr);
+    idx.Remove(order[i]);
     want.erase(order[i]);
   }
   have.clear();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <new>
 #include <tuple>
 
 namespace latchkey::core {
@@ -79,7 +80,7 @@ void LockTable::WaiterBlockers(const OwnerId& who, const std::string& name, Mode
       if (earlier(q) && !Compatible(mode, q.mode)) out->insert(q.who);
       if (done()) return;
     }
-    if (it->second.waiters_below > 0) {
+    if (it->second.waiters_below() > 0) {
       const std::string prefix = name + ".";
       for (auto d = resources_.lower_bound(prefix);
            d != resources_.end() && IsDescendantKey(d->first, name); ++d) {
@@ -178,7 +179,7 @@ void LockTable::AdjustAncestors(const std::string& name, int d_cr, int d_cw, int
     Resource& r = Ensure(a);
     r.below_cr = static_cast<uint32_t>(static_cast<int>(r.below_cr) + d_cr);
     r.below_cw = static_cast<uint32_t>(static_cast<int>(r.below_cw) + d_cw);
-    r.waiters_below = static_cast<uint32_t>(static_cast<int>(r.waiters_below) + d_waiters);
+    r.AddWaitersBelow(d_waiters);
     if (r.idle()) Drop(a);
   }
 }
@@ -193,7 +194,7 @@ int CwOf(Mode m) {
 }  // namespace
 
 void LockTable::AddGrant(const std::string& name, const OwnerId& who, const HeldGrant& g) {
-  auto os = owners_.try_emplace(who).first;
+  auto os = owners_.try_emplace(who, pool_.get()).first;
   Resource& r = Ensure(name);
   r.holders.Put(os->first, g);  // refers to the interned owner id
   os->second.held.Insert(&r);
@@ -221,7 +222,7 @@ void LockTable::RemoveGrant(const std::string& name, const OwnerId& who) {
 }
 
 void LockTable::AddWaiter(const std::string& name, WaitEntry w) {
-  owners_[w.who].waiting.insert(name);
+  owners_.try_emplace(w.who, pool_.get()).first->second.waiting.insert(name);
   auto& q = Ensure(name).MutableWaiters();
   auto pos = std::upper_bound(q.begin(), q.end(), w.seq,
                               [](uint64_t s, const WaitEntry& e) { return s < e.seq; });
@@ -265,15 +266,21 @@ void LockTable::EraseIfIdle(const std::string& name) {
   if (const Resource* r = Mut(name); r != nullptr && r->idle()) Drop(name);
 }
 
+LockTable& LockTable::operator=(LockTable&& o) noexcept {
+  if (this != &o) {
+    this->~LockTable();
+    new (this) LockTable(std::move(o));
+  }
+  return *this;
+}
+
 Resource& LockTable::Ensure(std::string_view name) {
   if (Resource* r = Mut(name)) return *r;
-  Resource* r = Resource::Create(name);
-  resources_.Insert(r);
-  return *r;
+  return *resources_.Add(name);
 }
 
 void LockTable::Drop(std::string_view name) {
-  if (Resource* r = resources_.Erase(name)) Resource::Destroy(r);
+  resources_.Remove(name);
 }
 
 // ---- Operations ----------------------------------------------------------------
@@ -399,7 +406,7 @@ void LockTable::Reschedule(const std::string& name, uint64_t* revision) {
   for (std::string_view a : Ancestors(name)) collect(a);
   collect(name);
   auto it = resources_.find(name);
-  if (it != resources_.end() && it->second.waiters_below > 0) {
+  if (it != resources_.end() && it->second.waiters_below() > 0) {
     const std::string prefix = name + ".";
     for (auto d = resources_.lower_bound(prefix);
          d != resources_.end() && IsDescendantKey(d->first, name); ++d) {

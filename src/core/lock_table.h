@@ -99,6 +99,13 @@ struct WaitEdge {
 
 class LockTable {
  public:
+  LockTable() = default;
+  LockTable(LockTable&&) noexcept = default;
+  // Drops this table's contents before taking o's: the default would free
+  // the block pool before the resources allocated in it.
+  LockTable& operator=(LockTable&& o) noexcept;
+  ~LockTable() = default;
+
   // `revision` is the state machine's counter; tokens are taken from it.
   AcquireOutcome Acquire(const AcquireRequest& req, uint64_t now_ms, uint64_t* revision);
   // All-or-nothing: grants every part at once or waits (as one request) until
@@ -162,6 +169,7 @@ class LockTable {
 
  private:
   struct OwnerState {
+    explicit OwnerState(BlockPool* pool) : held(pool) {}
     NameIndex held;  // the Resources this owner holds a grant on, by name
     std::set<std::string> waiting;
   };
@@ -206,7 +214,10 @@ class LockTable {
   // from index `new_grants_from` on.
   void EmitCallbacks(const std::string& name, size_t new_grants_from = SIZE_MAX);
 
-  OwnedNameIndex resources_;
+  // The lock blocks and the name indexes' chunks (core/block_pool.h); first
+  // member, so it is destroyed after everything that allocated from it.
+  std::unique_ptr<BlockPool> pool_ = std::make_unique<BlockPool>();
+  OwnedNameIndex resources_{pool_.get()};
   std::map<std::string, uint32_t, std::less<>> ranks_;
   // group -> parts (name) of a waiting AcquireMany
   std::map<uint64_t, std::vector<std::string>> groups_;

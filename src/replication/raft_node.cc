@@ -385,7 +385,10 @@ void RaftNode::Impl::MaybeCompactWhenIdle() {
   compaction_armed = true;
   compaction_armed_at = now;
   raft_set_snapshot_threshold(&raft, 1);
-  raft_set_snapshot_trailing(&raft, options.idle_compaction_trailing);
+  // A lone member has nobody to send trailing entries to: keeping none
+  // empties libraft's in-memory log, which then frees its entry array too.
+  raft_set_snapshot_trailing(&raft,
+                             raft.configuration.n == 1 ? 0 : options.idle_compaction_trailing);
   LK_LOG_DEBUG("raft node %llu: idle with %llu entries since the last snapshot; compacting",
                static_cast<unsigned long long>(options.node_id),
                static_cast<unsigned long long>(applied - last_snapshot_applied));
@@ -564,6 +567,8 @@ RaftInfo RaftNode::Info() const {
   info.commit_index = d.raft.commit_index;
   info.last_applied = raft_last_applied(&d.raft);
   info.voters = d.VoterCount();
+  const struct raft_log& log = d.raft.log;
+  info.log_entries_in_memory = log.size == 0 ? 0 : (log.back + log.size - log.front) % log.size;
   return info;
 }
 

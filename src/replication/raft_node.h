@@ -67,7 +67,7 @@ struct RaftNodeOptions {
   // Idle compaction: once nothing was applied for this long and at least
   // idle_compaction_min_entries entries were applied since the last
   // snapshot, take a snapshot now and keep only idle_compaction_trailing
-  // entries, then return freed heap to the OS. The log held in memory
+  // entries (none on a single voter), then return freed heap to the OS. The log held in memory
   // between snapshots (up to snapshot_threshold entries) is freed while the
   // node is idle instead of staying until the next threshold snapshot. The
   // leader appends a barrier to trigger it; followers that are idle too
@@ -94,6 +94,9 @@ struct RaftInfo {
   uint64_t commit_index = 0;
   uint64_t last_applied = 0;
   uint32_t voters = 0;
+  // Entries libraft keeps in memory (since the last snapshot, plus its
+  // trailing count); each holds its payload until a snapshot drops it.
+  uint64_t log_entries_in_memory = 0;
 };
 
 std::string_view RoleName(RaftInfo::Role role);

@@ -485,12 +485,23 @@ TEST_F(RaftNodeTest, IdleCompactionSnapshotsOnceAfterABurst) {
     std::this_thread::yield();
   }
   ASSERT_EQ(RunOnLoop(*node, [&] { return hooks.snapshots_taken; }), 1);
+  // A lone node keeps no trailing entries: the in-memory log empties (and
+  // libraft frees its entry array) once the snapshot is written.
+  auto in_memory = [&] {
+    return RunOnLoop(*node, [&] { return node->Info().log_entries_in_memory; });
+  };
+  while (in_memory() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(in_memory(), 0u);
   // The configured threshold is back: a few more entries take no snapshot
   // (with the lowered one, each apply would take one, synchronously).
   ProposeLog more;
   ProposeAll(*node, more, 60, 10);
   for (const auto& [n, r] : more.records) ASSERT_TRUE(r.status.ok());
   EXPECT_EQ(RunOnLoop(*node, [&] { return hooks.snapshots_taken; }), 1);
+  // ...and so is the configured trailing count: no entry is dropped early.
+  EXPECT_EQ(in_memory(), 10u);
   node->Stop();
 
   // The compacted log restores to the same state.
