@@ -68,26 +68,29 @@ if w3:
               "lowest RSS seen in the next seconds with the locks still held (Latchkey drops "
               "the Raft log it keeps in memory at its next snapshot: every 65 536 entries, or "
               "2 s after writes stop, design 0018). Latchkey/peer: time ratio "
-              "(below 1 = Latchkey faster) and bytes/lock ratio (below 1 = Latchkey smaller).",
+              "(below 1 = Latchkey faster) and bytes/lock ratios, right after the last "
+              "acquire and settled (below 1 = Latchkey smaller).",
               "",
               "| system | clients | locks held | time s | RSS before MiB | RSS after MiB | "
               "bytes/lock | settled bytes/lock | errors | Latchkey/peer time | "
-              "Latchkey/peer bytes |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "Latchkey/peer bytes | Latchkey/peer settled bytes |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def per_lock(r, after="rss_after_kb"):
         kb = r.get(after) or r["rss_after_kb"]
         return (kb - r["rss_before_kb"]) * 1024 / r["ops"] if r["ops"] else 0
 
+    settled = "rss_settled_kb"
     for r in sorted(w3, key=lambda r: (r["system"] != "latchkey", r["label"])):
-        rt = rb = ""
+        rt = rb = rs = ""
         if lk and r["system"] != "latchkey":
             rt = ratio(lk["seconds"], r["seconds"])
             rb = ratio(per_lock(lk), per_lock(r)) if per_lock(r) > 0 else "-"
+            rs = ratio(per_lock(lk, settled), per_lock(r, settled)) if per_lock(r, settled) > 0 else "-"
         lines.append(f'| {r["label"]} | {r["clients"]} | {r["ops"]} | {r["seconds"]:.2f} | '
                      f'{r["rss_before_kb"] / 1024:.1f} | {r["rss_after_kb"] / 1024:.1f} | '
-                     f'{per_lock(r):.0f} | {per_lock(r, "rss_settled_kb"):.0f} | '
-                     f'{r["errors"]} | {rt} | {rb} |')
+                     f'{per_lock(r):.0f} | {per_lock(r, settled):.0f} | '
+                     f'{r["errors"]} | {rt} | {rb} | {rs} |')
 
 open(os.path.join(out, "results.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
