@@ -84,6 +84,67 @@ Status ConnectFd(int fd, const sockaddr* addr, socklen_t len, Clock::time_point 
   }
 }
 
+}  // namespace
+
+void AddrInfoFree::operator()(addrinfo* a) const {
+  if (a != nullptr) ::freeaddrinfo(a);
+}
+
+Result<AddrInfoList> ResolveTcp(const std::string& host, uint16_t port,
+                                std::chrono::steady_clock::time_point deadline,
+                                GetAddrInfoFn lookup) {
+  if (!lookup)
+    lookup = [](const char* h, const char* p, const addrinfo* hi, addrinfo** r) {
+      return ::getaddrinfo(h, p, hi, r);
+    };
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+  const std::string service = std::to_string(port);
+  const std::string where = host + ":" + service;
+  addrinfo* res = nullptr;
+  int gai = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res);  // never blocks
+  if (gai == 0) return AddrInfoList(res);
+  if (gai != EAI_NONAME) return Unavailable("cannot resolve " + where + ": " + ::gai_strerror(gai));
+  // A name: the lookup may block (DNS), so it runs on a helper thread that
+  // outlives this call if the deadline passes first.
+  struct Lookup {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool abandoned = false;
+    int gai = 0;
+    addrinfo* res = nullptr;
+  };
+  auto state = std::make_shared<Lookup>();
+  hints.ai_flags = AI_NUMERICSERV;
+  std::thread([state, lookup = std::move(lookup), host, service, hints] {
+    addrinfo* r = nullptr;
+    const int g = lookup(host.c_str(), service.c_str(), &hints, &r);
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->abandoned) {
+      if (g == 0 && r != nullptr) ::freeaddrinfo(r);
+      return;
+    }
+    state->gai = g;
+    state->res = r;
+    state->done = true;
+    state->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(state->mu);
+  if (!state->cv.wait_until(lock, deadline, [&] { return state->done; })) {
+    state->abandoned = true;
+    return Status(Code::kTimeout, "resolving " + where + " took longer than the connect timeout");
+  }
+  if (state->gai != 0) {
+    return Unavailable("cannot resolve " + where + ": " + ::gai_strerror(state->gai));
+  }
+  return AddrInfoList(state->res);
+}
+
+namespace {
+
 // A connected non-blocking socket, or the failure.
 Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
   Result<transport::Endpoint> ep = transport::ParseEndpoint(endpoint);
@@ -106,18 +167,10 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
     }
     return fd;
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(ep->port);
-  const int gai = ::getaddrinfo(ep->host.c_str(), port.c_str(), &hints, &res);
-  if (gai != 0) {
-    return Unavailable("cannot resolve " + endpoint + ": " + ::gai_strerror(gai));
-  }
+  Result<AddrInfoList> addrs = ResolveTcp(ep->host, ep->port, deadline);
+  if (!addrs.ok()) return addrs.status();
   Status last = Unavailable("cannot connect to " + endpoint + ": no address");
-  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+  for (addrinfo* a = addrs->get(); a != nullptr; a = a->ai_next) {
     const int fd =
         ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) {
@@ -128,13 +181,11 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
     if (last.ok()) {
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      ::freeaddrinfo(res);
       return fd;
     }
     ::close(fd);
     if (last.code() == Code::kTimeout) break;
   }
-  ::freeaddrinfo(res);
   return last;
 }
 

@@ -24,7 +24,10 @@
 //   are delivered first, unless Close() was called.
 #pragma once
 
+#include <netdb.h>
+
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,5 +50,20 @@ Result<std::unique_ptr<Connection>> DialPollConnection(const std::string& endpoi
                                                        std::chrono::milliseconds timeout,
                                                        Connection::Callbacks callbacks,
                                                        PollConnectionOptions options = {});
+
+// Resolves a TCP host and port by the `deadline`. A numeric address never
+// blocks; a name is looked up on a helper thread, which is abandoned (it
+// frees its own result) if the deadline passes first: TIMEOUT then, and
+// UNAVAILABLE if the name does not resolve. `lookup` is getaddrinfo except
+// in tests.
+using GetAddrInfoFn =
+    std::function<int(const char*, const char*, const struct addrinfo*, struct addrinfo**)>;
+struct AddrInfoFree {
+  void operator()(struct addrinfo* a) const;
+};
+using AddrInfoList = std::unique_ptr<struct addrinfo, AddrInfoFree>;
+Result<AddrInfoList> ResolveTcp(const std::string& host, uint16_t port,
+                                std::chrono::steady_clock::time_point deadline,
+                                GetAddrInfoFn lookup = {});
 
 }  // namespace latchkey::client_internal

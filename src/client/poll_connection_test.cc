@@ -2,6 +2,8 @@
 #include "client/poll_connection.h"
 
 #include <gtest/gtest.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -319,6 +321,64 @@ TEST(PollConnectionTest, RefusedAndMalformedEndpoints) {
   }
   auto refused = DialPollConnection(addr, 2s, seen.Callbacks());
   EXPECT_EQ(refused.status().code(), Code::kUnavailable) << refused.status().ToString();
+}
+
+// Host names resolve on a helper thread bounded by the connect deadline; a
+// numeric address never reaches the (possibly blocking) lookup.
+TEST(ResolveTcpTest, NumericAddressesNeverCallTheLookup) {
+  bool called = false;
+  auto lookup = [&called](const char*, const char*, const addrinfo*, addrinfo**) {
+    called = true;
+    return EAI_FAIL;
+  };
+  auto v4 = ResolveTcp("127.0.0.1", 7411, std::chrono::steady_clock::now() + 1s, lookup);
+  ASSERT_TRUE(v4.ok()) << v4.status().ToString();
+  EXPECT_EQ((*v4)->ai_family, AF_INET);
+  auto v6 = ResolveTcp("::1", 7411, std::chrono::steady_clock::now() + 1s, lookup);
+  ASSERT_TRUE(v6.ok()) << v6.status().ToString();
+  EXPECT_EQ((*v6)->ai_family, AF_INET6);
+  EXPECT_FALSE(called);
+}
+
+TEST(ResolveTcpTest, ANameResolvesThroughTheLookupOrFailsClearly) {
+  auto to_loopback = [](const char*, const char* port, const addrinfo* hints, addrinfo** res) {
+    return ::getaddrinfo("127.0.0.1", port, hints, res);
+  };
+  auto ok = ResolveTcp("db.example", 7411, std::chrono::steady_clock::now() + 5s, to_loopback);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ((*ok)->ai_family, AF_INET);
+  auto no_such = [](const char*, const char*, const addrinfo*, addrinfo**) { return EAI_NONAME; };
+  auto bad = ResolveTcp("nowhere.example", 7411, std::chrono::steady_clock::now() + 5s, no_such);
+  EXPECT_EQ(bad.status().code(), Code::kUnavailable);
+  EXPECT_NE(bad.status().message().find("nowhere.example:7411"), std::string::npos);
+}
+
+TEST(ResolveTcpTest, ASlowLookupEndsAtTheDeadlineAndIsLeftToFinish) {
+  // The fake resolver blocks until the test lets it go, after ResolveTcp has
+  // given up; it then hands a real result to a caller that is gone.
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    bool finished = false;
+  };
+  auto gate = std::make_shared<Gate>();
+  auto slow = [gate](const char*, const char* port, const addrinfo* hints, addrinfo** res) {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    gate->cv.wait(lock, [&] { return gate->open; });
+    const int rc = ::getaddrinfo("127.0.0.1", port, hints, res);
+    gate->finished = true;
+    gate->cv.notify_all();
+    return rc;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  auto r = ResolveTcp("slow.example", 7411, start + 200ms, slow);
+  EXPECT_EQ(r.status().code(), Code::kTimeout) << r.status().ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 200ms);
+  std::unique_lock<std::mutex> lock(gate->mu);
+  gate->open = true;
+  gate->cv.notify_all();
+  ASSERT_TRUE(gate->cv.wait_for(lock, 10s, [&] { return gate->finished; }));
 }
 
 }  // namespace

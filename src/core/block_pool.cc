@@ -66,7 +66,9 @@ BlockPool::~BlockPool() {
   }
 }
 
-size_t BlockPool::MappedBytesInProcess() { return g_mapped_bytes.load(std::memory_order_relaxed); }
+size_t BlockPool::MappedBytesInProcess() {
+  return g_mapped_bytes.load(std::memory_order_relaxed);
+}
 
 BlockPool::Slab* BlockPool::NewSlab(size_t cls) {
   static_assert(sizeof(Slab) <= kFirstBlock);
