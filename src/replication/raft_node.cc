@@ -569,6 +569,7 @@ RaftInfo RaftNode::Info() const {
   info.voters = d.VoterCount();
   const struct raft_log& log = d.raft.log;
   info.log_entries_in_memory = log.size == 0 ? 0 : (log.back + log.size - log.front) % log.size;
+  info.idle_pages_released = d.idle_pages_released;
   return info;
 }
 

@@ -97,6 +97,9 @@ struct RaftInfo {
   // Entries libraft keeps in memory (since the last snapshot, plus its
   // trailing count); each holds its payload until a snapshot drops it.
   uint64_t log_entries_in_memory = 0;
+  // Pages of libraft's log index (its entry reference table, never shrunk
+  // by libraft) given back to the OS after idle compactions, in all.
+  uint64_t idle_pages_released = 0;
 };
 
 std::string_view RoleName(RaftInfo::Role role);

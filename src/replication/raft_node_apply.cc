@@ -2,8 +2,11 @@
 // calls (apply, snapshot, restore). Part of the adapter (raft_node_impl.h).
 
 #include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <climits>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -141,10 +144,61 @@ int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[]
   return 0;
 }
 
+namespace {
+// Gives the OS back the pages of libraft's entry reference table that hold
+// only unused buckets; returns how many. The table (struct raft_log's refs,
+// one bucket per log index modulo its size) grows with the longest log held
+// and is never shrunk, so after a burst it stays resident although an idle
+// compaction left it (nearly) empty. A bucket is unused when its count is 0
+// (and it has no chained slot); libraft fills every field when it takes one,
+// so a page of unused buckets may come back zeroed. Buckets straddling a
+// released page's edge are unused too, so zeroing part of them is harmless.
+size_t ReleaseUnusedRefPages(const struct raft_log& log) {
+  if (log.refs == nullptr || log.refs_size == 0) return 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(log.refs);
+  const uintptr_t end = begin + log.refs_size * sizeof(struct raft_entry_ref);
+  auto unused = [&](size_t i) { return log.refs[i].count == 0 && log.refs[i].next == nullptr; };
+  size_t released = 0;
+  uintptr_t run = 0;  // start of a run of releasable pages (0: none)
+  auto flush = [&](uintptr_t upto) {
+    if (run != 0 && upto > run) {
+      if (madvise(reinterpret_cast<void*>(run), upto - run, MADV_DONTNEED) == 0) {
+        released += (upto - run) / page;
+      }
+    }
+    run = 0;
+  };
+  uintptr_t p = (begin + page - 1) & ~(page - 1);
+  for (; p + page <= end; p += page) {
+    const size_t first = (p - begin) / sizeof(struct raft_entry_ref);
+    const size_t last = (p + page - 1 - begin) / sizeof(struct raft_entry_ref);
+    bool all_unused = true;
+    for (size_t i = first; i <= last && i < log.refs_size; ++i) {
+      if (!unused(i)) {
+        all_unused = false;
+        break;
+      }
+    }
+    if (all_unused) {
+      if (run == 0) run = p;
+    } else {
+      flush(p);
+    }
+  }
+  flush(p);
+  return released;
+}
+}  // namespace
+
 int RaftNode::Impl::FsmSnapshotFinalize(struct raft_fsm* fsm, struct raft_buffer* bufs[],
                                         unsigned* n_bufs) {
   Impl* self = static_cast<Impl*>(fsm->data);
   self->snapshot_running = false;
+  // After an idle compaction (libraft has already dropped the entries: in
+  // 0.15 logSnapshot runs before this callback), the log's index is mostly
+  // empty buckets.
+  if (self->compaction_armed) self->idle_pages_released += ReleaseUnusedRefPages(self->raft.log);
   // libraft has compacted the log with the trailing count it had (an idle
   // compaction's short one); later snapshots use the configured values.
   self->DisarmCompaction();

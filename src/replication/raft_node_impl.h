@@ -123,6 +123,7 @@ struct RaftNode::Impl {
   uint64_t last_snapshot_applied = 0;  // last_applied when the last snapshot was taken
   bool snapshot_running = false;       // between FsmSnapshot and FsmSnapshotFinalize
   bool compaction_armed = false;       // threshold/trailing lowered, waiting for a snapshot
+  uint64_t idle_pages_released = 0;    // log index pages given back after idle compactions
   std::chrono::steady_clock::time_point compaction_armed_at{};
   // libraft's own io->start, and the receive callback raft_start gave it
   // (IoStart puts IoRecv in between).
