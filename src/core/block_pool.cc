@@ -53,7 +53,6 @@ struct BlockPool::Slab {
 namespace {
 constexpr uint32_t kFirstBlock = 64;  // room for the Slab header
 }
-static_assert(sizeof(BlockPool) > 0);
 
 BlockPool::~BlockPool() {
   LATCHKEY_CHECK(blocks_in_use_ == 0);
