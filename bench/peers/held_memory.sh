@@ -11,15 +11,9 @@
 #        SERVER_ARGS="--idle-compaction-ms 0" bench/peers/held_memory.sh build-rel
 set -euo pipefail
 B=$1; L=${2:-10000}; S=${3:-4}
-D=$(mktemp -d /tmp/held-memory.XXXXXX)
-"$B/src/cli/latchkey" server --data-dir "$D/data" --listen 127.0.0.1:0 \
-  --raft-address 127.0.0.1:0 --ready-file "$D/ready" --log-level warn ${SERVER_ARGS:-} \
-  >"$D/log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null || true; wait $SP 2>/dev/null || true; rm -rf "$D"' EXIT
-for _ in $(seq 100); do [[ -s $D/ready ]] && break; sleep 0.1; done
-EP=$(cat "$D/ready")
-"$B/bench/peers/peer_bench" --system latchkey --endpoint "$EP" --workload probe >/dev/null
+ONE_SERVER_TAG=held-memory
+# shellcheck source=bench/peers/one_server.sh
+source "$(dirname "$0")/one_server.sh"
 "$B/bench/peers/peer_bench" --system latchkey --endpoint "$EP" --workload w3 --clients 8 \
   --locks "$L" --settle-seconds "$S" --server-pid "$SP" --jsonl "$D/r.jsonl" >/dev/null
 python3 - "$D/r.jsonl" <<'PY'

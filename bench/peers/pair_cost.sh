@@ -12,15 +12,9 @@
 # over /proc/PID/task/*/status; the generator's from /usr/bin/time.
 set -euo pipefail
 B=$1; W=$2; C=$3; S=${4:-3}
-D=$(mktemp -d /tmp/pair-cost.XXXXXX)
-"$B/src/cli/latchkey" server --data-dir "$D/data" --listen 127.0.0.1:0 \
-  --raft-address 127.0.0.1:0 --ready-file "$D/ready" --log-level warn ${SERVER_ARGS:-} \
-  >"$D/log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null || true; wait $SP 2>/dev/null || true; rm -rf "$D"' EXIT
-for _ in $(seq 100); do [[ -s $D/ready ]] && break; sleep 0.1; done
-EP=$(cat "$D/ready")
-"$B/bench/peers/peer_bench" --system latchkey --endpoint "$EP" --workload probe >/dev/null
+ONE_SERVER_TAG=pair-cost
+# shellcheck source=bench/peers/one_server.sh
+source "$(dirname "$0")/one_server.sh"
 cs() { local t=0 f; for f in /proc/$1/task/*/status; do
   t=$((t + $(awk '/ctxt_switches/{s+=$2} END{print s}' "$f"))); done; echo $t; }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
