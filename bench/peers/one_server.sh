@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by pair_cost.sh and held_memory.sh: starts one single-node Latchkey
 # server from $B (RelWithDebInfo build dir) with its data in a temp dir, stops
 # it and removes the dir on exit, and waits until one lock works. Sets D (the

@@ -15,7 +15,7 @@ B=$1; W=$2; C=$3; S=${4:-3}
 ONE_SERVER_TAG=pair-cost
 # shellcheck source=bench/peers/one_server.sh
 source "$(dirname "$0")/one_server.sh"
-cs() { local t=0 f; for f in /proc/$1/task/*/status; do
+cs() { local t=0 f; for f in /proc/"$1"/task/*/status; do
   t=$((t + $(awk '/ctxt_switches/{s+=$2} END{print s}' "$f"))); done; echo $t; }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 c0=$(cpu $SP); s0=$(cs $SP)
