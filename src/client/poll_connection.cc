@@ -93,10 +93,6 @@ void AddrInfoFree::operator()(addrinfo* a) const {
 Result<AddrInfoList> ResolveTcp(const std::string& host, uint16_t port,
                                 std::chrono::steady_clock::time_point deadline,
                                 GetAddrInfoFn lookup) {
-  if (!lookup)
-    lookup = [](const char* h, const char* p, const addrinfo* hi, addrinfo** r) {
-      return ::getaddrinfo(h, p, hi, r);
-    };
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -64,6 +64,6 @@ struct AddrInfoFree {
 using AddrInfoList = std::unique_ptr<struct addrinfo, AddrInfoFree>;
 Result<AddrInfoList> ResolveTcp(const std::string& host, uint16_t port,
                                 std::chrono::steady_clock::time_point deadline,
-                                GetAddrInfoFn lookup = {});
+                                GetAddrInfoFn lookup = ::getaddrinfo);
 
 }  // namespace latchkey::client_internal

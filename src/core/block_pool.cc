@@ -43,8 +43,7 @@ struct BlockPool::Slab {
   uint32_t live = 0;          // blocks handed out
   uint32_t block = 0;         // block size of the class
   uint32_t cls = 0;
-  bool in_partial = false;  // linked in partial_[cls]
-  Slab* prev = nullptr;
+  Slab* prev = nullptr;  // in partial_[cls] exactly while HasRoom()
   Slab* next = nullptr;
 
   bool HasRoom() const { return free_list != nullptr || bump + block <= kSlabBytes; }
@@ -85,7 +84,6 @@ void BlockPool::PushPartial(Slab* s) {
   s->next = partial_[s->cls];
   if (s->next != nullptr) s->next->prev = s;
   partial_[s->cls] = s;
-  s->in_partial = true;
 }
 
 void BlockPool::Unlink(Slab* s) {
@@ -96,7 +94,6 @@ void BlockPool::Unlink(Slab* s) {
   }
   if (s->next != nullptr) s->next->prev = s->prev;
   s->prev = s->next = nullptr;
-  s->in_partial = false;
 }
 
 void BlockPool::ReleaseSlab(Slab* s) {
@@ -133,11 +130,12 @@ void BlockPool::Free(void* p, size_t size) {
   }
   auto* s = reinterpret_cast<Slab*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t{kSlabBytes} - 1));
   LATCHKEY_CHECK(s->cls == ClassOf(size) && s->live > 0);
+  const bool was_full = !s->HasRoom();  // then it is not in partial_
   *static_cast<void**>(p) = s->free_list;
   s->free_list = p;
   --s->live;
   --blocks_in_use_;
-  if (!s->in_partial) PushPartial(s);
+  if (was_full) PushPartial(s);
   // An empty slab goes back to the kernel unless it is its class's only one
   // with room (kept so that one lock taken and released repeatedly does not
   // map and unmap a slab each time).

@@ -1,7 +1,8 @@
-// A slab allocator for the lock table's per-name blocks
+// A slab allocator for the lock table's per-name blocks and index chunks
 // (docs/design/0019-lock-block-pool.md): blocks of up to kMaxBlock bytes are
-// carved from 64 KiB slabs of one size class (multiples of 8 bytes), mapped
-// straight from the kernel. Two things it buys over malloc:
+// carved from 64 KiB slabs of one size class each (multiples of 8 bytes up
+// to 256, then of 256), mapped straight from the kernel. Two things it buys
+// over malloc:
 // - no 8-byte chunk header and no rounding to 16 (an 86-byte block takes 88
 //   bytes, not a 96-byte chunk);
 // - the blocks of long-lived locks stay out of the malloc heap, so what the

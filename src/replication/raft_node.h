@@ -67,11 +67,12 @@ struct RaftNodeOptions {
   // Idle compaction: once nothing was applied for this long and at least
   // idle_compaction_min_entries entries were applied since the last
   // snapshot, take a snapshot now and keep only idle_compaction_trailing
-  // entries (none on a single voter), then return freed heap to the OS. The log held in memory
-  // between snapshots (up to snapshot_threshold entries) is freed while the
-  // node is idle instead of staying until the next threshold snapshot. The
-  // leader appends a barrier to trigger it; followers that are idle too
-  // snapshot when they apply it. 0 = off.
+  // entries (none when the node is the configuration's only member), then
+  // return freed heap to the OS. The log held in memory between snapshots
+  // (up to snapshot_threshold entries) is freed while the node is idle
+  // instead of staying until the next threshold snapshot. The leader
+  // appends a barrier to trigger it; followers that are idle too snapshot
+  // when they apply it. 0 = off.
   uint32_t idle_compaction_ms = 2000;
   uint32_t idle_compaction_min_entries = 1024;
   uint32_t idle_compaction_trailing = 128;
