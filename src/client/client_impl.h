@@ -125,9 +125,33 @@ struct Client::Impl {
   }
 
   // The reply slot of a blocking call; `ready` lets a driving caller poll it.
+  // Not a std::promise: its set_value costs a futex wake-up system call per
+  // call (pthread_once inside) even when nobody waits; this one makes a
+  // system call only for a caller actually asleep on `cv`.
   struct SyncReply {
-    std::promise<Outcome> prom;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Outcome> outcome;  // guarded by mu
     std::atomic<bool> ready{false};
+
+    void Set(Outcome o) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        outcome = std::move(o);
+        ready.store(true, std::memory_order_release);
+      }
+      cv.notify_all();
+    }
+    // False if the deadline passed first.
+    bool WaitUntil(TimePoint deadline) {
+      std::unique_lock<std::mutex> lk(mu);
+      return cv.wait_until(lk, deadline, [this] { return outcome.has_value(); });
+    }
+    Outcome Take() {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [this] { return outcome.has_value(); });
+      return std::move(*outcome);
+    }
   };
 
   // Blocking call. `deadline` bounds the wait for a reply (nullopt = none).
@@ -136,7 +160,6 @@ struct Client::Impl {
   // connection's io thread.
   Outcome Call(pb::Request req, std::optional<TimePoint> deadline) {
     auto reply = std::make_shared<SyncReply>();
-    auto fut = reply->prom.get_future();
     // Requests that wait in the server are idempotent there, so they are
     // re-sent (same id) after a reconnect or failover instead of failing.
     const bool is_acquire = req.has_acquire() || req.has_acquire_many() ||
@@ -150,12 +173,7 @@ struct Client::Impl {
       std::lock_guard<std::mutex> lk(mu);
       if (Status st = UsableLocked(); !st.ok()) return Outcome{st, {}};
       id = RegisterLocked(
-          &req,
-          [reply](Outcome o) {
-            reply->prom.set_value(std::move(o));
-            reply->ready.store(true, std::memory_order_release);
-          },
-          is_acquire, LossStatus(req));
+          &req, [reply](Outcome o) { reply->Set(std::move(o)); }, is_acquire, LossStatus(req));
       if (state == State::kReady && conn) {
         driven = conn;
         gen = conn_gen;
@@ -167,7 +185,7 @@ struct Client::Impl {
                     deadline.value_or(TimePoint::max()));
       driven.reset();
     }
-    if (deadline && fut.wait_until(*deadline) == std::future_status::timeout) {
+    if (deadline && !reply->WaitUntil(*deadline)) {
       bool erased = false;
       {
         std::lock_guard<std::mutex> lk(mu);
@@ -191,7 +209,7 @@ struct Client::Impl {
       }
       // A reply raced the deadline: `done` has run or is about to.
     }
-    return fut.get();
+    return reply->Take();
   }
 
   // REQUIRES: mu held.

@@ -209,6 +209,8 @@ Status RaftNode::Impl::InitAndStart() {
   uv_check_init(&loop, &check);
   check.data = this;
   uv_check_start(&check, &Impl::OnCheck);
+  uv_idle_init(&loop, &idle);
+  idle.data = this;
   uv_timer_init(&loop, &tick_timer);
   tick_timer.data = this;
   if (tick_handler && tick_period_ms > 0) {
@@ -333,10 +335,24 @@ void RaftNode::Impl::DrainQueue() {
     if (closing) continue;  // dropped after the close request ran
     fn();
   }
+  RunDeferred();
+}
+
+void RaftNode::Impl::RunDeferred() {
+  while (!deferred.empty() && !closing) {
+    std::vector<std::function<void()>> now;
+    now.swap(deferred);
+    for (std::function<void()>& fn : now) {
+      if (!closing) fn();
+    }
+  }
+  deferred.clear();  // what remains after a close request is dropped
+  if (handles_inited) uv_idle_stop(&idle);
 }
 
 void RaftNode::Impl::OnCheck(uv_check_t* handle) {
   Impl* self = static_cast<Impl*>(handle->data);
+  self->RunDeferred();
   self->MaybeFinishStart();
   self->MaybeDeliverDeferredSnapshot();
   self->MaybeFinishClose();
@@ -446,6 +462,8 @@ void RaftNode::Impl::OnRaftClosed(struct raft* r) {
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&self->async), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->check), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->idle), nullptr);
+    self->deferred.clear();
     uv_close(reinterpret_cast<uv_handle_t*>(&self->tick_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->compaction_timer), nullptr);
   }
@@ -550,6 +568,16 @@ void RaftNode::Post(std::function<void()> fn) {
   if (!d.accepting_posts) return;  // fn is destroyed by the caller's frame
   d.queue.push_back(std::move(fn));
   if (d.async_ready) uv_async_send(&d.async);
+}
+
+void RaftNode::Defer(std::function<void()> fn) {
+  Impl& d = *impl_;
+  LATCHKEY_CHECK(d.OnLoopThread());
+  if (d.closing) return;  // fn is destroyed by the caller's frame
+  d.deferred.push_back(std::move(fn));
+  // Before the handles exist (replay in raft_start), the first loop
+  // iteration's check runs it.
+  if (d.handles_inited) uv_idle_start(&d.idle, &Impl::OnIdle);  // no-op when active
 }
 
 RaftInfo RaftNode::Info() const {

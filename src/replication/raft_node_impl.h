@@ -101,6 +101,7 @@ struct RaftNode::Impl {
   struct raft raft {};
   uv_async_t async{};
   uv_check_t check{};
+  uv_idle_t idle{};  // active while deferred work waits: the loop must not block
   uv_timer_t tick_timer{};
   uv_timer_t compaction_timer{};
   bool loop_inited = false;
@@ -116,7 +117,8 @@ struct RaftNode::Impl {
   uint64_t start_target_index = 0;
   std::chrono::steady_clock::time_point start_deadline;
   std::chrono::steady_clock::time_point close_deadline;
-  std::map<uint64_t, ApplyRequest*> pending;  // by log index
+  std::map<uint64_t, ApplyRequest*> pending;    // by log index
+  std::vector<std::function<void()>> deferred;  // RaftNode::Defer(), in order
   // Idle compaction (RaftNodeOptions::idle_compaction_ms), on compaction_timer.
   uint64_t idle_seen_applied = 0;  // last_applied when the timer last saw progress
   std::chrono::steady_clock::time_point idle_since{};
@@ -169,6 +171,10 @@ struct RaftNode::Impl {
   static void OnAsync(uv_async_t* handle) { static_cast<Impl*>(handle->data)->DrainQueue(); }
 
   void DrainQueue();
+
+  // Runs what Defer() queued, including work queued meanwhile.
+  void RunDeferred();
+  static void OnIdle(uv_idle_t* handle) { static_cast<Impl*>(handle->data)->RunDeferred(); }
 
   // ---------------------------------------------------------------------
   // Leadership polling and tick.

@@ -539,6 +539,42 @@ TEST_F(RaftNodeTest, PostRunsInFifoOrderFromManyThreads) {
   }
 }
 
+// Defer() runs after the closures being run now and before later Posts, in
+// FIFO order, including work deferred by deferred work; from a tick handler
+// (outside any Post) it runs too.
+TEST_F(RaftNodeTest, DeferRunsOnceTheWorkInHandIsDone) {
+  TestHooks hooks;
+  std::atomic<int> ticks_deferred{0};
+  RaftNode* raw = nullptr;
+  auto node = StartNode(Options(), &hooks, [&](RaftNode& n) {
+    raw = &n;
+    n.SetTickHandler(5, [&] {
+      if (ticks_deferred.load() == 0) raw->Defer([&] { ticks_deferred.store(1); });
+    });
+  });
+  ASSERT_NE(node, nullptr);
+
+  std::vector<std::string> seen;  // loop thread only
+  RunOnLoop(*node, [&] {
+    node->Post([&] { seen.push_back("later post"); });
+    node->Defer([&] {
+      seen.push_back("deferred 1");
+      node->Defer([&] { seen.push_back("deferred by deferred"); });
+    });
+    node->Defer([&] { seen.push_back("deferred 2"); });
+    seen.push_back("post");
+  });
+  RunOnLoop(*node, [] {});  // the later post has run
+  EXPECT_EQ(seen, (std::vector<std::string>{"post", "deferred 1", "deferred 2",
+                                            "deferred by deferred", "later post"}));
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ticks_deferred.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    RunOnLoop(*node, [] {});
+  }
+  EXPECT_EQ(ticks_deferred.load(), 1) << "work deferred by a tick handler never ran";
+}
+
 // Regression test for a libraft 0.15 crash: raft_close with two or more leader
 // appends still queued for disk segfaulted in refsDecr (appendLeaderCb ->
 // removeSuffix). Stop() now lets queued appends reach the disk first.

@@ -17,7 +17,7 @@ void Proposer::Add(log::v1::Command cmd, Done done) {
   }
   if (!flush_scheduled_) {
     flush_scheduled_ = true;
-    raft_->Post([this] {
+    raft_->Defer([this] {
       flush_scheduled_ = false;
       Flush();
     });

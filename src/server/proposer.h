@@ -30,7 +30,8 @@ class Proposer {
 
   Proposer(replication::RaftNode* raft, const Clock* clock, uint64_t nonce, size_t max_batch);
 
-  // Queues a command; the batch is proposed at the next loop iteration.
+  // Queues a command; the batch is proposed once the loop thread has handled
+  // the requests in hand (RaftNode::Defer), so one entry carries them all.
   void Add(log::v1::Command cmd, Done done);
   // Proposes everything queued now.
   void Flush();
