@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,6 +49,11 @@ int PollTimeout(Clock::time_point deadline, milliseconds cap) {
   const auto left = std::chrono::ceil<milliseconds>(deadline - now);
   return static_cast<int>(std::min(left, cap).count());
 }
+
+// SO_RCVTIMEO of every socket: a driver blocked in recv() notices a kick
+// (driver_kicked_) at least this often.
+constexpr timeval kDriverRecvTimeout{0, 100'000};
+static_assert(std::chrono::microseconds(kDriverRecvTimeout.tv_usec) == kDriverRecheck);
 
 void Kick(int efd) {
   const uint64_t one = 1;
@@ -141,7 +147,20 @@ Result<AddrInfoList> ResolveTcp(const std::string& host, uint16_t port,
 
 namespace {
 
-// A connected non-blocking socket, or the failure.
+// Puts a connected socket in blocking mode with a receive timeout: a driver
+// then waits for its reply in recv() alone (one system call instead of
+// poll() + recv()). Every other send and recv passes MSG_DONTWAIT.
+Status MakeDriverBlocking(int fd, const std::string& endpoint) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &kDriverRecvTimeout, sizeof kDriverRecvTimeout) !=
+          0) {
+    return Unavailable("cannot set up the socket to " + endpoint + ": " + Errno(errno));
+  }
+  return Status();
+}
+
+// A connected socket (blocking, with a receive timeout), or the failure.
 Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
   Result<transport::Endpoint> ep = transport::ParseEndpoint(endpoint);
   if (!ep.ok()) return ep.status();
@@ -157,6 +176,7 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
     if (fd < 0) return Unavailable("socket: " + Errno(errno));
     Status st =
         ConnectFd(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, deadline, endpoint);
+    if (st.ok()) st = MakeDriverBlocking(fd, endpoint);
     if (!st.ok()) {
       ::close(fd);
       return st;
@@ -174,6 +194,7 @@ Result<int> OpenSocket(const std::string& endpoint, milliseconds timeout) {
       continue;
     }
     last = ConnectFd(fd, a->ai_addr, a->ai_addrlen, deadline, endpoint);
+    if (last.ok()) last = MakeDriverBlocking(fd, endpoint);
     if (last.ok()) {
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -249,10 +270,12 @@ class PollConnection final : public Connection {
         continue;
       }
       reader_busy_ = true;
+      driver_reading_ = true;
       lk.unlock();
       ReadAsDriver(done, inline_frame, deadline);
       lk.lock();
       reader_busy_ = false;
+      driver_reading_ = false;
       if (drivers_ > 1) driver_cv_.notify_all();
       if (closing_) WakeIoLocked();  // it waits for the token to finish
     }
@@ -274,20 +297,33 @@ class PollConnection final : public Connection {
       WakeIoLocked();
     };
     while (!done()) {
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {driver_kick_, POLLIN, 0}};
-      const int r = ::poll(fds, 2, PollTimeout(deadline, kDriverRecheck));
-      if (r < 0 && errno != EINTR) return;
-      if (r == 0 && Clock::now() >= deadline) return;
-      if (fds[1].revents != 0) {
+      if (driver_kicked_.exchange(false, std::memory_order_acq_rel)) {
         Drain(driver_kick_);
         return;  // Drive re-checks closing_ and done()
       }
-      if (fds[0].revents != 0) {
+      if (deadline - Clock::now() >= kDriverRecheck) {
+        // Blocks until data, the receive timeout (kDriverRecheck), or a
+        // shutdown(SHUT_RD) from Close() or a failure (WakeAllLocked).
+        const ssize_t n = ::recv(fd_, buf_.data(), buf_.size(), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        if (!Consume(n, errno, deliver)) return;
+        if (static_cast<size_t>(n) == buf_.size() && !ReadAvailable(deliver)) return;
+      } else {
+        pollfd fds[2] = {{fd_, POLLIN, 0}, {driver_kick_, POLLIN, 0}};
+        const int r = ::poll(fds, 2, PollTimeout(deadline, kDriverRecheck));
+        if (r < 0 && errno != EINTR) return;
+        if (r == 0 && Clock::now() >= deadline) return;
+        if (fds[1].revents != 0) {
+          driver_kicked_.store(false, std::memory_order_release);
+          Drain(driver_kick_);
+          return;
+        }
+        if (fds[0].revents == 0) continue;
         if (!ReadAvailable(deliver)) return;
-        std::lock_guard<std::mutex> lk(mu_);
-        if (closing_) return;
-        if (drivers_ > 1) return;  // a frame may have been another driver's
       }
+      std::lock_guard<std::mutex> lk(mu_);
+      if (closing_) return;
+      if (drivers_ > 1) return;  // a frame may have been another driver's
     }
   }
 
@@ -297,31 +333,37 @@ class PollConnection final : public Connection {
   bool ReadAvailable(const Fn& deliver) {
     for (;;) {
       const ssize_t n = ::recv(fd_, buf_.data(), buf_.size(), MSG_DONTWAIT);
-      if (n > 0) {
-        decoder_.Feed(buf_.data(), static_cast<size_t>(n));
-        for (;;) {
-          std::string_view payload;
-          Result<bool> next = decoder_.Next(&payload);
-          if (!next.ok()) {
-            LK_LOG_WARN("connection to %s: %s", peer_.c_str(), next.status().ToString().c_str());
-            Fail(next.status());
-            return false;
-          }
-          if (!*next) break;
-          if (local_close_.load(std::memory_order_acquire)) return false;
-          deliver(payload);
-        }
-        if (static_cast<size_t>(n) < buf_.size()) return true;
-        continue;
-      }
-      if (n == 0) {
-        Fail(Unavailable("connection closed by peer " + peer_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (!Consume(n, errno, deliver)) return false;
+      if (static_cast<size_t>(n) < buf_.size()) return true;
+    }
+  }
+
+  // Handles one recv() result n (with its errno): feeds and delivers the
+  // frames of n > 0 bytes. Returns false once the stream failed or ended
+  // (the reason is recorded) or the connection is being closed here.
+  template <typename Fn>
+  bool Consume(ssize_t n, int error, const Fn& deliver) {
+    if (n == 0 || n < 0) {
+      // A local Close() shuts the read side to wake a blocked driver.
+      if (local_close_.load(std::memory_order_acquire)) return false;
+      Fail(n == 0 ? Unavailable("connection closed by peer " + peer_)
+                  : Unavailable("connection to " + peer_ + " failed: " + Errno(error)));
+      return false;
+    }
+    decoder_.Feed(buf_.data(), static_cast<size_t>(n));
+    for (;;) {
+      std::string_view payload;
+      Result<bool> next = decoder_.Next(&payload);
+      if (!next.ok()) {
+        LK_LOG_WARN("connection to %s: %s", peer_.c_str(), next.status().ToString().c_str());
+        Fail(next.status());
         return false;
       }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      Fail(Unavailable("connection to " + peer_ + " failed: " + Errno(errno)));
-      return false;
+      if (!*next) return true;
+      if (local_close_.load(std::memory_order_acquire)) return false;
+      deliver(payload);
     }
   }
 
@@ -339,7 +381,7 @@ class PollConnection final : public Connection {
         lk.lock();
         // A deferred frame (a push, an expiry) may have completed a driver's
         // call without anything arriving on its socket.
-        if (reader_busy_) Kick(driver_kick_);
+        if (reader_busy_) KickDriver();
         driver_cv_.notify_all();
         continue;
       }
@@ -441,9 +483,19 @@ class PollConnection final : public Connection {
     if (io_parked_) io_cv_.notify_one();
   }
 
+  // Wakes the driver holding the read token: at once out of poll(), and out
+  // of a blocking recv() within the receive timeout.
+  void KickDriver() {
+    driver_kicked_.store(true, std::memory_order_release);
+    Kick(driver_kick_);
+  }
+
   void WakeAllLocked() {
     WakeIoLocked();
-    Kick(driver_kick_);
+    KickDriver();
+    // A driver blocked in recv() wakes now rather than at its timeout. The
+    // fd stays open until the read token is free (IoLoop).
+    if (driver_reading_ && !fd_closed_) ::shutdown(fd_, SHUT_RD);
     driver_cv_.notify_all();
   }
 
@@ -459,15 +511,17 @@ class PollConnection final : public Connection {
   std::vector<char> buf_;
 
   std::mutex mu_;
-  std::condition_variable io_cv_;      // the parked io thread
-  std::condition_variable driver_cv_;  // drivers waiting for the token
-  std::string out_;                    // framed bytes not yet written
-  std::vector<std::string> deferred_;  // frames for the io thread's on_frame
-  int drivers_ = 0;                    // callers inside Drive()
-  bool reader_busy_ = false;           // someone holds the read token
-  bool io_polling_ = false;            // the io thread is in (or entering) poll()
-  bool io_polling_read_ = false;       // ... with the read token
-  bool io_parked_ = false;             // the io thread waits on io_cv_
+  std::condition_variable io_cv_;           // the parked io thread
+  std::condition_variable driver_cv_;       // drivers waiting for the token
+  std::string out_;                         // framed bytes not yet written
+  std::vector<std::string> deferred_;       // frames for the io thread's on_frame
+  int drivers_ = 0;                         // callers inside Drive()
+  bool reader_busy_ = false;                // someone holds the read token
+  bool driver_reading_ = false;             // ... and it is a caller in Drive()
+  std::atomic<bool> driver_kicked_{false};  // KickDriver() since the driver last looked
+  bool io_polling_ = false;                 // the io thread is in (or entering) poll()
+  bool io_polling_read_ = false;            // ... with the read token
+  bool io_parked_ = false;                  // the io thread waits on io_cv_
   Clock::time_point last_driver_left_{};
   int park_scale_ = 1;  // the parked io thread's check interval, in handbacks
   bool closing_ = false;
