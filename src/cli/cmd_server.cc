@@ -58,6 +58,7 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--snapshot-trailing", opts->snapshot_trailing)->group("");
   // For A/B runs of the scheduling policy (docs/benchmarks.md).
   cmd->add_option("--io-sched-batch", opts->io_sched_batch)->group("");
+  cmd->add_option("--direct-writes", opts->direct_writes)->group("");
   cmd->add_option("--idle-compaction-ms", opts->idle_compaction_ms,
                   "Once no write arrived for this long, snapshot and shorten the log, and "
                   "return the memory it held (0 = off)")

@@ -72,6 +72,9 @@ struct ServerOptions {
   int io_threads = 1;
   // Client io threads under SCHED_BATCH (transport::ListenerOptions).
   bool io_sched_batch = true;
+  // Replies written by the thread that produces them when no write is in
+  // flight (transport::ListenerOptions::direct_writes).
+  bool direct_writes = false;
 
   // Object store (docs/design/0008-object-store.md).
   // TTL used by set_timeout(_after_request) with the server default.

@@ -85,6 +85,7 @@ Status Server::Start() {
   lo.max_connections = options_.max_connections;
   lo.io_threads = options_.io_threads;
   lo.io_sched_batch = options_.io_sched_batch;
+  lo.direct_writes = options_.direct_writes;
   lo.reject_payload = RejectConnectionPayload();
   auto listener = transport::Listener::Start(lo, this);
   if (!listener.ok()) {
