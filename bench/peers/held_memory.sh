@@ -14,7 +14,7 @@ B=$1; L=${2:-10000}; S=${3:-4}
 ONE_SERVER_TAG=held-memory
 # shellcheck source=bench/peers/one_server.sh
 source "$(dirname "$0")/one_server.sh"
-"$B/bench/peers/peer_bench" --system latchkey --endpoint "$EP" --workload w3 --clients 8 \
+"$B/bench/peers/peer_bench" --system "$SYSTEM" --endpoint "$EP" --workload w3 --clients 8 \
   --locks "$L" --settle-seconds "$S" --server-pid "$SP" --jsonl "$D/r.jsonl" >/dev/null
 python3 - "$D/r.jsonl" <<'PY'
 import json, sys
