@@ -270,12 +270,10 @@ class PollConnection final : public Connection {
         continue;
       }
       reader_busy_ = true;
-      driver_reading_ = true;
       lk.unlock();
       ReadAsDriver(done, inline_frame, deadline);
       lk.lock();
       reader_busy_ = false;
-      driver_reading_ = false;
       if (drivers_ > 1) driver_cv_.notify_all();
       if (closing_) WakeIoLocked();  // it waits for the token to finish
     }
@@ -493,9 +491,10 @@ class PollConnection final : public Connection {
   void WakeAllLocked() {
     WakeIoLocked();
     KickDriver();
-    // A driver blocked in recv() wakes now rather than at its timeout. The
-    // fd stays open until the read token is free (IoLoop).
-    if (driver_reading_ && !fd_closed_) ::shutdown(fd_, SHUT_RD);
+    // A driver blocked in recv() wakes now rather than at its timeout (the
+    // token is a driver's when the io thread is not reading with it). The fd
+    // stays open until the read token is free (IoLoop).
+    if (reader_busy_ && !io_polling_read_ && !fd_closed_) ::shutdown(fd_, SHUT_RD);
     driver_cv_.notify_all();
   }
 
@@ -517,7 +516,6 @@ class PollConnection final : public Connection {
   std::vector<std::string> deferred_;       // frames for the io thread's on_frame
   int drivers_ = 0;                         // callers inside Drive()
   bool reader_busy_ = false;                // someone holds the read token
-  bool driver_reading_ = false;             // ... and it is a caller in Drive()
   std::atomic<bool> driver_kicked_{false};  // KickDriver() since the driver last looked
   bool io_polling_ = false;                 // the io thread is in (or entering) poll()
   bool io_polling_read_ = false;            // ... with the read token
