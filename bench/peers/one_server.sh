@@ -22,14 +22,13 @@ case ${PEER:-latchkey} in
     [[ $PEER == redis-aof ]] && aof=(--appendonly yes --appendfsync always)
     redis-server --port "$port" --bind 127.0.0.1 --dir "$D" --daemonize no \
       --logfile "$D/log" "${aof[@]}" &
-    echo "127.0.0.1:$port" >"$D/ready.next"
+    EP=127.0.0.1:$port
     ;;
   *) echo "PEER must be latchkey, redis or redis-aof" >&2; exit 64 ;;
 esac
 SP=$!
 trap 'kill $SP 2>/dev/null || true; wait $SP 2>/dev/null || true; rm -rf "$D"' EXIT
 if [[ $SYSTEM == redis ]]; then
-  EP=$(cat "$D/ready.next")
   for _ in $(seq 100); do
     "$B/bench/peers/peer_bench" --system redis --endpoint "$EP" --workload probe >/dev/null 2>&1 && break
     sleep 0.1

@@ -343,7 +343,7 @@ class PollConnection final : public Connection {
   // (the reason is recorded) or the connection is being closed here.
   template <typename Fn>
   bool Consume(ssize_t n, int error, const Fn& deliver) {
-    if (n == 0 || n < 0) {
+    if (n <= 0) {
       // A local Close() shuts the read side to wake a blocked driver.
       if (local_close_.load(std::memory_order_acquire)) return false;
       Fail(n == 0 ? Unavailable("connection closed by peer " + peer_)
