@@ -128,6 +128,8 @@ void Server::OnOpen(const std::shared_ptr<transport::Connection>& conn) {
 
 void Server::OnClose(const std::shared_ptr<transport::Connection>& conn) {
   const uint64_t id = conn->id();
+  FlushInbox(
+      /*end_of_pass=*/false);  // the connection's last requests reach the loop before its close
   raft_->Post([this, id] { HandleClose(id); });
 }
 
@@ -151,8 +153,21 @@ void Server::OnFrame(const std::shared_ptr<transport::Connection>& conn, std::st
     return;
   }
   auto req = std::make_shared<Request>(std::move(*frame.mutable_request()));
-  const uint64_t id = conn->id();
-  raft_->Post([this, id, req] { HandleRequest(id, req); });
+  switch (inbox_.Add({conn->id(), std::move(req)})) {
+    case RequestInbox::Next::kNothing: break;
+    case RequestInbox::Next::kFlushNow: FlushInbox(/*end_of_pass=*/false); break;
+    case RequestInbox::Next::kFlushLater:
+      conn->Defer([this] { FlushInbox(/*end_of_pass=*/true); });
+      break;
+  }
+}
+
+void Server::FlushInbox(bool end_of_pass) {
+  std::vector<RequestInbox::Item> batch = inbox_.Take(end_of_pass);
+  if (batch.empty()) return;
+  raft_->Post([this, batch = std::move(batch)] {
+    for (const auto& [id, req] : batch) HandleRequest(id, req);
+  });
 }
 
 // ---- loop thread -------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include "server/lease_tracker.h"
 #include "server/options.h"
 #include "server/proposer.h"
+#include "server/request_inbox.h"
 #include "server/server_objects.h"
 #include "server/server_watch.h"
 #include "transport/listener.h"
@@ -103,6 +104,9 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // The reply for a completed wait.
   void FillWaitReply(const core::Event& e, const PendingAcquire& p, v1::Response* resp) const;
   uint64_t WaitDeadline(bool try_only, uint64_t wait_timeout_ms) const;
+
+  // io threads: posts what the inbox holds to the loop thread, in one Post.
+  void FlushInbox(bool end_of_pass);
 
   // Loop thread.
   void HandleOpen(ConnPtr conn);
@@ -254,6 +258,8 @@ class Server final : public transport::ConnectionHandler, public replication::St
   std::unique_ptr<Proposer> proposer_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
+
+  RequestInbox inbox_;  // requests from the io threads, on their way to the loop
 
   // ---- Loop thread only ----
   core::StateMachine sm_;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,6 +35,11 @@ class Connection {
   // by a short linger). Thread-safe, idempotent.
   virtual void Close() = 0;
   virtual bool closed() const = 0;
+  // Runs fn on an io thread once the callbacks already queued there have run
+  // (for a handler that gathers the frames of one pass over the ready
+  // connections and hands them on together). Thread-safe. fn is dropped
+  // without running if the listener stops first.
+  virtual void Defer(std::function<void()> fn) = 0;
 };
 
 class ConnectionHandler {

@@ -465,6 +465,50 @@ TEST(ListenerTest, CloseFlushesQueuedFramesFirst) {
   EXPECT_EQ(h.frames, 1u);
 }
 
+// Defer runs after the callbacks already queued on the io thread: the frames
+// of one read are all delivered before it. A thread outside the listener may
+// defer too.
+TEST(ListenerTest, DeferRunsAfterTheFramesInHand) {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  std::shared_ptr<Connection> conn;
+  RecordingHandler h;
+  h.on_frame = [&](const std::shared_ptr<Connection>& c, std::string_view p) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.emplace_back(p);
+    conn = c;
+    if (seen.size() == 1) {
+      c->Defer([&] {
+        std::lock_guard<std::mutex> l2(mu);
+        seen.emplace_back("deferred");
+      });
+    }
+  };
+  auto l = MustStart(TcpOptions(), &h);
+  ASSERT_NE(l, nullptr);
+  auto raw = RawClient::Tcp(l->port());
+  ASSERT_NE(raw, nullptr);
+  std::string bytes;
+  for (const char* p : {"a", "b", "c"}) AppendFrame(p, &bytes);
+  ASSERT_TRUE(raw->WriteAll(bytes));  // one small send: one read on loopback
+  auto count = [&] {
+    std::lock_guard<std::mutex> lk(mu);
+    return seen.size();
+  };
+  ASSERT_TRUE(PollUntil([&] { return count() == 4; }));
+  std::shared_ptr<Connection> c;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "deferred"}));
+    c = conn;
+  }
+  c->Defer([&] {
+    std::lock_guard<std::mutex> lk(mu);
+    seen.emplace_back("from outside");
+  });
+  ASSERT_TRUE(PollUntil([&] { return count() == 5; }));
+}
+
 // Send writes directly from the caller when no write is in flight and leaves
 // the rest to the io thread; frames bigger than the socket buffers force
 // partial direct writes. Every frame must arrive intact and in per-thread

@@ -93,6 +93,10 @@ void StreamConn::Close() {
   asio::post(strand_, [self = shared_from_this()] { self->BeginClose(/*drain=*/true); });
 }
 
+void StreamConn::Defer(std::function<void()> fn) {
+  asio::post(*io_, std::move(fn));
+}
+
 void StreamConn::CloseForShutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -78,6 +78,7 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
   std::string peer() const override { return peer_; }
   void Send(std::string_view payload) override;
   void Close() override;
+  void Defer(std::function<void()> fn) override;
   // True once Close/Abort was requested or the stream failed: further Sends
   // are dropped.
   bool closed() const override { return closing_.load(std::memory_order_acquire); }
