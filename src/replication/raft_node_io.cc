@@ -23,6 +23,20 @@
 // It also gives a leadership transfer's TimeoutNow a send request of its own
 // (raft_transfer_send.h): libraft 0.15 frees the transfer, which holds the
 // request it passes, while the io may still complete it.
+//
+// And it refuses a send to no address. libraft 0.15's follower answers an
+// AppendEntries once the entries are on disk (appendFollowerCb ->
+// sendAppendEntriesResult, disassembled from the Debian libraft.a) to
+// follower_state.current_leader without checking that a leader is known. If,
+// while the write was in flight, a RequestVote of a higher term made the node
+// a follower of a term whose leader it has not heard from, that is {id 0,
+// address NULL}, and the uv io (UvSend), which finds no connection for id 0,
+// copies the address with strlen(NULL): SIGSEGV on the loop thread. This was
+// the unexplained crash of nemesis seed 7305 (5 nodes; docs/testing.md): a
+// node restarted 3 s earlier, catching up with appends in flight, died when
+// another node won an election. Refused, the send fails the way a send to an
+// unreachable peer does: libraft frees the request, and the leader of the new
+// term learns the follower's log from its next AppendEntries result.
 
 #include <memory>
 #include <string>
@@ -64,6 +78,15 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
 int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req,
                            const struct raft_message* msg, raft_io_send_cb cb) {
   Impl* self = FromIo(io);
+  if (msg->server_address == nullptr) {
+    LK_LOG_INFO(
+        "raft node %llu: dropped a message of type %d to node %llu, whose address is "
+        "not known (no leader known yet in term %llu)",
+        static_cast<unsigned long long>(self->options.node_id), msg->type,
+        static_cast<unsigned long long>(msg->server_id),
+        static_cast<unsigned long long>(self->raft.current_term));
+    return RAFT_NOCONNECTION;
+  }
   if (msg->type == RAFT_IO_TIMEOUT_NOW && self->raft.transfer != nullptr &&
       req == &self->raft.transfer->send) {
     // The request lives inside the transfer, which libraft may end (and we

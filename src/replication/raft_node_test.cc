@@ -2,6 +2,7 @@
 // 127.0.0.1, a temp data dir), single voter.
 #include "replication/raft_node.h"
 
+// An adapter test: the last cases reach into RaftNode::Impl (raft.h).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -20,6 +21,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "replication/raft_node_impl.h"
 
 namespace latchkey::replication {
 namespace {
@@ -822,6 +825,65 @@ TEST_F(RaftNodeTest, StartFailsWhenPortInUse) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find(o.raft_address), std::string::npos) << st.ToString();
   EXPECT_EQ(TestOutput::live.load(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// libraft 0.15 sends an AppendEntries result to {id 0, address NULL} when its
+// write completes in a term whose leader it does not know yet, and its uv io
+// dies in strlen(NULL) (raft_node_io.cc). The adapter refuses such a send.
+
+}  // namespace
+
+struct RaftNodeTestAccess {
+  static auto& Impl(RaftNode& node) { return *node.impl_; }
+};
+
+namespace {
+
+struct raft_message ResultToUnknownLeader() {
+  struct raft_message msg {};
+  msg.type = RAFT_IO_APPEND_ENTRIES_RESULT;
+  msg.server_id = 0;
+  msg.server_address = nullptr;
+  msg.append_entries_result.term = 2;
+  msg.append_entries_result.last_log_index = 7;
+  return msg;
+}
+
+TEST(LibraftUvTest, SendToNoAddressCrashesTheUvIo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir dir;
+  EXPECT_DEATH(
+      {
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct raft_uv_transport transport {};
+        raft_uv_tcp_init(&transport, &loop);
+        struct raft_io io {};
+        raft_uv_init(&io, &loop, dir.path.c_str(), &transport);
+        io.init(&io, 1, "127.0.0.1:9");
+        struct raft_message msg = ResultToUnknownLeader();
+        struct raft_io_send req {};
+        io.send(&io, &req, &msg, nullptr);
+      },
+      "");
+}
+
+TEST_F(RaftNodeTest, SendToNoAddressFailsInsteadOfCrashing) {
+  TestHooks hooks;
+  auto node = StartNode(Options(), &hooks);
+  ASSERT_NE(node, nullptr);
+  std::promise<int> sent;
+  node->Post([&] {
+    auto& d = RaftNodeTestAccess::Impl(*node);
+    struct raft_message msg = ResultToUnknownLeader();
+    struct raft_io_send req {};
+    sent.set_value(d.io.send(&d.io, &req, &msg, [](struct raft_io_send*, int) {}));
+  });
+  EXPECT_EQ(sent.get_future().get(), RAFT_NOCONNECTION);
+  // The node still works.
+  ProposeLog log;
+  ProposeAll(*node, log, 0, 3);
 }
 
 }  // namespace
