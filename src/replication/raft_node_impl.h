@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "replication/raft_config_rollback.h"
 #include "replication/raft_node.h"
 #include "replication/raft_reply_guard.h"
 #include "replication/raft_transfer_send.h"
@@ -136,6 +137,9 @@ struct RaftNode::Impl {
   AppendReplyGuard reply_guard;
   // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
   TransferSendGuard transfer_sends;
+  // A copy of the committed configuration, for the rollbacks libraft 0.15
+  // cannot do itself (raft_config_rollback.h).
+  ConfigRollbackGuard config_rollback;
   // An InstallSnapshot held back while a snapshot was being taken or
   // installed (IoRecv); owns the message's configuration and data.
   struct DeferredSnapshot {
@@ -255,6 +259,8 @@ struct RaftNode::Impl {
 
   static void IoRecv(struct raft_io* io, struct raft_message* msg);
 
+  // Before libraft handles an AppendEntries (raft_config_rollback.h).
+  void GuardConfigRollback(const struct raft_message& msg);
   static int IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
                     raft_io_send_cb cb);
 

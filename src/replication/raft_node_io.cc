@@ -24,6 +24,10 @@
 // (raft_transfer_send.h): libraft 0.15 frees the transfer, which holds the
 // request it passes, while the io may still complete it.
 //
+// Before an AppendEntries, it rolls back an uncommitted configuration itself
+// when libraft would need a committed configuration entry that a snapshot
+// has dropped from its in-memory log (raft_config_rollback.h).
+//
 // And it refuses a send to no address. libraft 0.15's follower answers an
 // AppendEntries once the entries are on disk (appendFollowerCb ->
 // sendAppendEntriesResult, disassembled from the Debian libraft.a) to
@@ -70,9 +74,40 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
     self->DeferSnapshot(msg);
     return;
   }
+  if (msg->type == RAFT_IO_APPEND_ENTRIES) self->GuardConfigRollback(*msg);
   self->reply_guard.BeginRecv(*msg);
   self->raft_recv(io, msg);
   self->reply_guard.EndRecv();
+  self->config_rollback.Observe(self->raft);
+}
+
+void RaftNode::Impl::GuardConfigRollback(const struct raft_message& msg) {
+  config_rollback.Observe(raft);  // a disk write's callback may have committed a change
+  const raft_index committed = raft.configuration_index;
+  const raft_index uncommitted = raft.configuration_uncommitted_index;
+  switch (config_rollback.BeforeAppendEntries(&raft, msg.append_entries)) {
+    case ConfigRollbackGuard::Outcome::kNotNeeded: return;
+    case ConfigRollbackGuard::Outcome::kRolledBack:
+      LK_LOG_INFO(
+          "raft node %llu: AppendEntries from node %llu replaces the uncommitted configuration "
+          "at index %llu; rolled back to the committed one (index %llu, no longer in the "
+          "in-memory log) from the adapter's copy",
+          static_cast<unsigned long long>(options.node_id),
+          static_cast<unsigned long long>(msg.server_id),
+          static_cast<unsigned long long>(uncommitted), static_cast<unsigned long long>(committed));
+      return;
+    case ConfigRollbackGuard::Outcome::kNoCopy:
+      LK_LOG_ERROR(
+          "raft node %llu: AppendEntries from node %llu rolls back the uncommitted configuration "
+          "at index %llu to the committed one at index %llu, which is no longer in the in-memory "
+          "log and of which the adapter kept no copy (it has index %llu); libraft 0.15 may crash "
+          "here (raft_config_rollback.h)",
+          static_cast<unsigned long long>(options.node_id),
+          static_cast<unsigned long long>(msg.server_id),
+          static_cast<unsigned long long>(uncommitted), static_cast<unsigned long long>(committed),
+          static_cast<unsigned long long>(config_rollback.committed_index()));
+      return;
+  }
 }
 
 int RaftNode::Impl::IoSend(struct raft_io* io, struct raft_io_send* req,

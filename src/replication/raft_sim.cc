@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "replication/entry_envelope.h"
 #include "replication/raft_buffers.h"
+#include "replication/raft_config_rollback.h"
 #include "replication/raft_reply_guard.h"
 
 extern "C" {
@@ -66,6 +67,9 @@ struct IoShim {
               raft_io_send_cb) = nullptr;
   raft_io_recv_cb recv = nullptr;
   AppendReplyGuard reply_guard;
+  // Rollbacks libraft 0.15 cannot do itself (raft_config_rollback.h), as in
+  // raft_node_io.cc.
+  ConfigRollbackGuard config_rollback;
   uint64_t next_seq = 1;
   std::set<uint64_t> in_flight;                          // append sequence numbers
   std::deque<std::pair<uint64_t, raft_index>> deferred;  // (appends before it, index)
@@ -144,9 +148,15 @@ int ShimTruncate(struct raft_io* io, raft_index index) {
 
 void ShimRecv(struct raft_io* io, struct raft_message* msg) {
   IoShim* shim = Shims().at(io);
+  auto* r = static_cast<struct raft*>(io->data);
+  shim->config_rollback.Observe(*r);
+  if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+    shim->config_rollback.BeforeAppendEntries(r, msg->append_entries);
+  }
   shim->reply_guard.BeginRecv(*msg);
   shim->recv(io, msg);
   shim->reply_guard.EndRecv();
+  shim->config_rollback.Observe(*r);
 }
 
 int ShimStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {

@@ -1,0 +1,171 @@
+// ConfigRollbackGuard (raft_config_rollback.h) on a hand-built libraft state:
+// when libraft 0.15 would roll back an uncommitted configuration, and what
+// the guard does when the committed entry is gone from the in-memory log.
+// An adapter test: it includes raft.h through the guard's header.
+#include "replication/raft_config_rollback.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+namespace latchkey::replication {
+namespace {
+
+// A follower at term 3: snapshot up to index 10 (term 1), entries 8..14 in
+// memory (terms 1 1 1 2 2 3 3), committed up to 12. Its configuration came
+// from index 5 (committed, dropped by the snapshot's compaction) and an
+// uncommitted change at index 13.
+struct FollowerState {
+  std::vector<struct raft_entry> entries;
+  struct raft r;
+  ConfigRollbackGuard guard;
+
+  FollowerState() {
+    std::memset(&r, 0, sizeof r);
+    for (raft_term t : {1, 1, 1, 2, 2, 3, 3}) {
+      struct raft_entry e {};
+      e.term = t;
+      entries.push_back(e);
+    }
+    entries.push_back({});  // a free slot: the buffer is not full
+    r.log.entries = entries.data();
+    r.log.size = entries.size();
+    r.log.front = 0;
+    r.log.back = entries.size() - 1;
+    r.log.offset = 7;
+    r.log.snapshot.last_index = 10;
+    r.log.snapshot.last_term = 1;
+    r.current_term = 3;
+    r.commit_index = 12;
+    raft_configuration_init(&r.configuration);
+    // The committed configuration {1, 2, 3}, seen by the guard.
+    Set({1, 2, 3});
+    r.configuration_index = 5;
+    r.configuration_uncommitted_index = 0;
+    guard.Observe(r);
+    // Then a change to {1, 2, 3, 4} arrives, uncommitted, at index 13.
+    Set({1, 2, 3, 4});
+    r.configuration_uncommitted_index = 13;
+    guard.Observe(r);  // keeps the committed copy
+  }
+  ~FollowerState() { raft_configuration_close(&r.configuration); }
+
+  void Set(std::vector<raft_id> ids) {
+    raft_configuration_close(&r.configuration);
+    raft_configuration_init(&r.configuration);
+    for (raft_id id : ids) {
+      const std::string address = "127.0.0.1:" + std::to_string(7000 + id);
+      ASSERT_EQ(raft_configuration_add(&r.configuration, id, address.c_str(), RAFT_VOTER), 0);
+    }
+  }
+  std::vector<raft_id> Ids() const {
+    std::vector<raft_id> out;
+    for (unsigned i = 0; i < r.configuration.n; ++i) out.push_back(r.configuration.servers[i].id);
+    return out;
+  }
+};
+
+// AppendEntries at `term` after (prev, prev_term) with entries of `terms`.
+struct Append {
+  std::vector<struct raft_entry> entries;
+  struct raft_append_entries args {};
+  Append(raft_term term, raft_index prev, raft_term prev_term, std::vector<raft_term> terms) {
+    for (raft_term t : terms) {
+      struct raft_entry e {};
+      e.term = t;
+      entries.push_back(e);
+    }
+    args.term = term;
+    args.prev_log_index = prev;
+    args.prev_log_term = prev_term;
+    args.entries = entries.empty() ? nullptr : entries.data();
+    args.n_entries = static_cast<unsigned>(entries.size());
+  }
+};
+
+TEST(ConfigRollbackTest, ReadsTermsAsLibraftDoes) {
+  FollowerState f;
+  EXPECT_EQ(LogTermOf(f.r.log, 7), 0u);   // compacted
+  EXPECT_EQ(LogTermOf(f.r.log, 8), 1u);   // trailing entry
+  EXPECT_EQ(LogTermOf(f.r.log, 10), 1u);  // the snapshot's last
+  EXPECT_EQ(LogTermOf(f.r.log, 13), 3u);
+  EXPECT_EQ(LogTermOf(f.r.log, 14), 3u);
+  EXPECT_EQ(LogTermOf(f.r.log, 15), 0u);  // past the end
+  EXPECT_FALSE(LogHasEntry(f.r.log, 5));
+  EXPECT_TRUE(LogHasEntry(f.r.log, 8));
+}
+
+TEST(ConfigRollbackTest, OnlyAConflictAtOrBeforeTheUncommittedEntryRollsBack) {
+  FollowerState f;
+  // A new leader (term 4) whose entry 13 is of term 4: truncates 13.. .
+  EXPECT_TRUE(WouldRollBackConfiguration(f.r, Append(4, 12, 2, {4}).args));
+  // Conflict at 14, after the uncommitted change: it stays.
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 13, 3, {4}).args));
+  // Matching entries, then new ones: nothing truncated.
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 12, 2, {3, 3, 4}).args));
+  // Stale term: rejected before anything.
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(2, 12, 2, {2}).args));
+  // Previous entry of another term, or missing: rejected.
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 12, 1, {4}).args));
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 20, 4, {4}).args));
+  // A conflict at or below the commit index makes libraft shut down instead.
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 11, 2, {4, 4}).args));
+  // Nothing uncommitted: nothing to roll back.
+  f.r.configuration_uncommitted_index = 0;
+  EXPECT_FALSE(WouldRollBackConfiguration(f.r, Append(4, 12, 2, {4}).args));
+}
+
+TEST(ConfigRollbackTest, RollsBackFromItsCopyWhenTheEntryIsGone) {
+  FollowerState f;
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 13, 3, {4}).args),
+            ConfigRollbackGuard::Outcome::kNotNeeded);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));
+
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 12, 2, {4}).args),
+            ConfigRollbackGuard::Outcome::kRolledBack);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3}));
+  EXPECT_STREQ(f.r.configuration.servers[2].address, "127.0.0.1:7003");
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 0u);
+  EXPECT_EQ(f.r.configuration_index, 5u);
+}
+
+TEST(ConfigRollbackTest, LeavesItToLibraftWhileTheEntryIsInMemory) {
+  FollowerState f;
+  f.r.configuration_index = 9;  // committed entry still in memory: libraft decodes it
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 12, 2, {4}).args),
+            ConfigRollbackGuard::Outcome::kNotNeeded);
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 13u);
+}
+
+TEST(ConfigRollbackTest, SaysSoWhenItsCopyIsOfAnotherIndex) {
+  FollowerState f;
+  f.r.configuration_index = 6;  // committed while the copy was not refreshed
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 12, 2, {4}).args),
+            ConfigRollbackGuard::Outcome::kNoCopy);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));  // untouched
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 13u);
+}
+
+TEST(ConfigRollbackTest, ObserveKeepsTheLatestCommittedConfiguration) {
+  FollowerState f;
+  // The change commits: libraft clears the uncommitted index.
+  f.r.configuration_index = 13;
+  f.r.configuration_uncommitted_index = 0;
+  f.guard.Observe(f.r);
+  EXPECT_EQ(f.guard.committed_index(), 13u);
+  // A later uncommitted change rolled back: back to {1, 2, 3, 4}.
+  f.Set({1, 2, 4});
+  f.r.configuration_uncommitted_index = 14;
+  f.r.log.offset = 13;  // compacted past 13 as well (entries 14.. only)
+  f.r.log.front = 6;
+  f.r.log.snapshot.last_index = 13;
+  f.r.log.snapshot.last_term = 3;
+  f.r.commit_index = 13;
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 13, 3, {4}).args),
+            ConfigRollbackGuard::Outcome::kRolledBack);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));
+}
+
+}  // namespace
+}  // namespace latchkey::replication
