@@ -361,7 +361,7 @@ void Server::HandleEvents(const std::vector<core::Event>& events) {
         v1::Response resp;
         resp.set_id(it->second.request_id);
         FillWaitReply(e, it->second, &resp);
-        if (it->second.conn_id != 0) GrantReply(it->second.conn_id, resp);
+        if (it->second.conn_id != 0) Reply(it->second.conn_id, resp);
         pending_.erase(it);
         break;
       }
@@ -504,14 +504,10 @@ void Server::FailAllPending(const Status& status) {
 
 // ---- Output ------------------------------------------------------------------
 
-void Server::SendTo(transport::Connection& conn, const v1::ServerFrame& frame, bool now) {
+void Server::SendTo(transport::Connection& conn, const v1::ServerFrame& frame) {
   std::string bytes;
   frame.SerializeToString(&bytes);
-  if (now) {
-    conn.SendNow(bytes);
-  } else {
-    conn.Send(bytes);
-  }
+  conn.Send(bytes);
 }
 
 void Server::Reply(uint64_t conn_id, v1::Response& resp) {
@@ -520,17 +516,6 @@ void Server::Reply(uint64_t conn_id, v1::Response& resp) {
   v1::ServerFrame frame;
   frame.mutable_response()->Swap(&resp);
   SendTo(*it->second.conn, frame);
-}
-
-// A waiter's grant is the next step of a handoff (the new holder works, then
-// releases): written from the loop thread at once rather than through a
-// woken io thread.
-void Server::GrantReply(uint64_t conn_id, v1::Response& resp) {
-  auto it = conns_.find(conn_id);
-  if (it == conns_.end()) return;
-  v1::ServerFrame frame;
-  frame.mutable_response()->Swap(&resp);
-  SendTo(*it->second.conn, frame, /*now=*/true);
 }
 
 void Server::ReplyError(uint64_t conn_id, uint64_t request_id, const Status& status) {

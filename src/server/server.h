@@ -236,7 +236,6 @@ class Server final : public transport::ConnectionHandler, public replication::St
   void FailAllPending(const Status& status);
 
   void Reply(uint64_t conn_id, v1::Response& resp);
-  void GrantReply(uint64_t conn_id, v1::Response& resp);  // written by the loop thread at once
   void ReplyError(uint64_t conn_id, uint64_t request_id, const Status& status);
   void Push(uint64_t conn_id, const v1::Push& push);
   // Cached locks: pushes a BlockingCallback to the holder's connection
@@ -249,7 +248,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // An AcquireMany reply: token, value and value token of every part.
   void FillAcquireManyReply(uint64_t session_id, const std::string& owner,
                             const std::vector<std::string>& names, v1::AcquireManyReply* out) const;
-  static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame, bool now = false);
+  static void SendTo(transport::Connection& conn, const v1::ServerFrame& frame);
 
   ServerOptions options_;
   const Clock* clock_;

@@ -31,11 +31,6 @@ class Connection {
   // closed the payload is dropped. If queued-but-unwritten bytes exceed the
   // configured limit, the connection is closed (slow consumer).
   virtual void Send(std::string_view payload) = 0;
-  // Like Send, but when no write is in flight the bytes are written at once
-  // from the calling thread (a non-blocking send), for a frame on a
-  // latency-critical path: the caller pays the system call instead of
-  // waking an io thread.
-  virtual void SendNow(std::string_view payload) { Send(payload); }
   // Closes after the bytes already queued are written (best effort, bounded
   // by a short linger). Thread-safe, idempotent.
   virtual void Close() = 0;

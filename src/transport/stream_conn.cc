@@ -37,14 +37,14 @@ void StreamConn::Start() {
   });
 }
 
-void StreamConn::Queue(std::string_view payload, bool direct) {
+void StreamConn::Send(std::string_view payload) {
   bool start = false;
   size_t queued = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (close_requested_) return;
     AppendFrame(payload, &pending_);
-    if (direct && !write_in_flight_ && TryWriteLocked()) return;
+    if (options_.direct_writes && !write_in_flight_ && TryWriteLocked()) return;
     queued = pending_.size() + inflight_bytes_;
     if (queued <= options_.max_pending_write_bytes && !write_in_flight_) {
       write_in_flight_ = true;

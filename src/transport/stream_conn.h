@@ -76,8 +76,7 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
 
   uint64_t id() const override { return id_; }
   std::string peer() const override { return peer_; }
-  void Send(std::string_view payload) override { Queue(payload, options_.direct_writes); }
-  void SendNow(std::string_view payload) override { Queue(payload, /*direct=*/true); }
+  void Send(std::string_view payload) override;
   void Close() override;
   void Defer(std::function<void()> fn) override;
   // True once Close/Abort was requested or the stream failed: further Sends
@@ -96,7 +95,6 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
   Status close_reason() const;
 
  private:
-  void Queue(std::string_view payload, bool direct);
   void StartRead();
   void OnRead(const asio::error_code& ec, size_t n);
   bool TryWriteLocked();  // REQUIRES: mu_ held, no write in flight
