@@ -69,7 +69,8 @@ inline raft_term LogTermOf(const struct raft_log& log, raft_index index) {
 // first entry whose term differs from ours truncates the log there, which
 // rolls back an uncommitted configuration at or after it, unless it is at or
 // below the commit index, where libraft shuts down instead).
-inline bool WouldRollBackConfiguration(const struct raft& r, const struct raft_append_entries& args) {
+inline bool WouldRollBackConfiguration(const struct raft& r,
+                                       const struct raft_append_entries& args) {
   if (r.configuration_uncommitted_index == 0) return false;
   if (args.term < r.current_term) return false;
   if (r.snapshot.put.data != nullptr && args.n_entries > 0) return false;

@@ -27,6 +27,18 @@ void SinglePass(RequestInbox& inbox, uint64_t id, bool* probed) {
   EXPECT_EQ(inbox.Take(/*end_of_pass=*/*probed).size(), 1u);
 }
 
+// Gets the inbox into batching: single requests until the probe, which
+// finds a second one in the same pass.
+void BatchThroughAProbe(RequestInbox& inbox) {
+  bool probed = false;
+  while (!probed) {
+    const Next next = inbox.Add(Req(1, 1));
+    probed = next == Next::kFlushLater;
+    if (probed) inbox.Add(Req(2, 1));
+    inbox.Take(probed);
+  }
+}
+
 TEST(RequestInboxTest, StartsFlushingAtOnceAndKeepsOrder) {
   RequestInbox inbox;
   EXPECT_EQ(inbox.Add(Req(1, 1)), Next::kFlushNow);
@@ -65,14 +77,7 @@ TEST(RequestInboxTest, ProbesThenBatchesWhileAPassBringsSeveralRequests) {
 
 TEST(RequestInboxTest, StopsDeferringAfterPassesOfOneRequest) {
   RequestInbox inbox;
-  // Get into batching through a probe that carried two requests.
-  bool probed = false;
-  while (!probed) {
-    const Next next = inbox.Add(Req(1, 1));
-    probed = next == Next::kFlushLater;
-    if (probed) inbox.Add(Req(2, 1));
-    inbox.Take(probed);
-  }
+  BatchThroughAProbe(inbox);
   ASSERT_TRUE(inbox.batching());
   for (int i = 0; i < RequestInbox::kSinglesToStop; ++i) {
     EXPECT_TRUE(inbox.batching());
@@ -86,13 +91,7 @@ TEST(RequestInboxTest, StopsDeferringAfterPassesOfOneRequest) {
 
 TEST(RequestInboxTest, OtherFlushesDoNotCountAsPasses) {
   RequestInbox inbox;
-  bool probed = false;
-  while (!probed) {
-    const Next next = inbox.Add(Req(1, 1));
-    probed = next == Next::kFlushLater;
-    if (probed) inbox.Add(Req(2, 1));
-    inbox.Take(probed);
-  }
+  BatchThroughAProbe(inbox);
   ASSERT_TRUE(inbox.batching());
   // A flush before a connection closes takes one request; still batching.
   for (int i = 0; i < 2 * RequestInbox::kSinglesToStop; ++i) {
