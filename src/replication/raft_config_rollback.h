@@ -102,9 +102,9 @@ class ConfigRollbackGuard {
   ConfigRollbackGuard(const ConfigRollbackGuard&) = delete;
   ConfigRollbackGuard& operator=(const ConfigRollbackGuard&) = delete;
 
-  // Call whenever libraft may have changed its configuration (after start,
-  // after each received message, once per loop iteration): keeps a copy of
-  // the committed configuration. Cheap when nothing changed.
+  // Keeps a copy of the committed configuration: libraft's current one while
+  // nothing is uncommitted. Cheap when nothing changed. BeforeAppendEntries
+  // calls it first; configurations reach a follower only in AppendEntries.
   void Observe(const struct raft& r) {
     if (r.configuration_uncommitted_index != 0 || r.configuration_index == 0) return;
     if (r.configuration_index == committed_index_) return;
@@ -115,8 +115,9 @@ class ConfigRollbackGuard {
     committed_index_ = r.configuration_index;
   }
 
-  // Call before libraft handles an AppendEntries.
+  // Call before libraft handles each AppendEntries.
   Outcome BeforeAppendEntries(struct raft* r, const struct raft_append_entries& args) {
+    Observe(*r);
     if (LogHasEntry(r->log, r->configuration_index)) return Outcome::kNotNeeded;
     if (!WouldRollBackConfiguration(*r, args)) return Outcome::kNotNeeded;
     if (committed_index_ != r->configuration_index) return Outcome::kNoCopy;

@@ -202,7 +202,6 @@ Status RaftNode::Impl::InitAndStart() {
     return Status(rv == RAFT_IOERR ? Code::kUnavailable : Code::kFailedPrecondition, msg);
   }
   raft_running = true;
-  config_rollback.Observe(raft);
 
   rv = uv_async_init(&loop, &async, &Impl::OnAsync);
   LATCHKEY_CHECK(rv == 0);
@@ -353,7 +352,6 @@ void RaftNode::Impl::RunDeferred() {
 
 void RaftNode::Impl::OnCheck(uv_check_t* handle) {
   Impl* self = static_cast<Impl*>(handle->data);
-  if (self->raft_running) self->config_rollback.Observe(self->raft);
   self->RunDeferred();
   self->MaybeFinishStart();
   self->MaybeDeliverDeferredSnapshot();

@@ -194,7 +194,7 @@ class RaftNode {
 
  private:
   struct Impl;
-  friend struct RaftNodeTestAccess;  // adapter tests (raft_send_guard_test.cc)
+  friend struct RaftNodeTestAccess;  // adapter tests (raft_node_test.cc)
   explicit RaftNode(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -78,11 +78,9 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
   self->reply_guard.BeginRecv(*msg);
   self->raft_recv(io, msg);
   self->reply_guard.EndRecv();
-  self->config_rollback.Observe(self->raft);
 }
 
 void RaftNode::Impl::GuardConfigRollback(const struct raft_message& msg) {
-  config_rollback.Observe(raft);  // a disk write's callback may have committed a change
   const raft_index committed = raft.configuration_index;
   const raft_index uncommitted = raft.configuration_uncommitted_index;
   switch (config_rollback.BeforeAppendEntries(&raft, msg.append_entries)) {

@@ -148,15 +148,13 @@ int ShimTruncate(struct raft_io* io, raft_index index) {
 
 void ShimRecv(struct raft_io* io, struct raft_message* msg) {
   IoShim* shim = Shims().at(io);
-  auto* r = static_cast<struct raft*>(io->data);
-  shim->config_rollback.Observe(*r);
   if (msg->type == RAFT_IO_APPEND_ENTRIES) {
-    shim->config_rollback.BeforeAppendEntries(r, msg->append_entries);
+    shim->config_rollback.BeforeAppendEntries(static_cast<struct raft*>(io->data),
+                                              msg->append_entries);
   }
   shim->reply_guard.BeginRecv(*msg);
   shim->recv(io, msg);
   shim->reply_guard.EndRecv();
-  shim->config_rollback.Observe(*r);
 }
 
 int ShimStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
