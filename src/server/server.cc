@@ -128,8 +128,8 @@ void Server::OnOpen(const std::shared_ptr<transport::Connection>& conn) {
 
 void Server::OnClose(const std::shared_ptr<transport::Connection>& conn) {
   const uint64_t id = conn->id();
-  FlushInbox(
-      /*end_of_pass=*/false);  // the connection's last requests reach the loop before its close
+  // The connection's last requests reach the loop before its close.
+  FlushInbox(/*end_of_pass=*/false);
   raft_->Post([this, id] { HandleClose(id); });
 }
 

@@ -1,9 +1,14 @@
 // Replicated cluster end to end: 3 real `latchkey server` processes on
 // 127.0.0.1 (ports picked free), the client library and the CLI.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
+#include <stop_token>
 #include <thread>
 
 #include "latchkey/client.h"
@@ -120,10 +125,11 @@ TEST(ClusterIntegrationTest, GrowFromOneToFiveAndShrinkBackUnderLoad) {
   // Load: acquire+release pairs on another session while membership changes.
   auto load = ConnectTo(cluster.client_address(1), "load");
   ASSERT_NE(load, nullptr);
-  std::atomic<bool> stop{false};
   std::atomic<uint64_t> pairs{0}, load_errors{0};
-  std::thread loader([&] {
-    while (!stop) {
+  // A jthread: a failed ASSERT below returns with the loader stopped and
+  // joined instead of terminating the test binary.
+  std::jthread loader([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
       auto g = load->Acquire("grow.load");
       Status r = g.ok() ? load->Release("grow.load") : g.status();
       if (r.ok()) {
@@ -162,7 +168,7 @@ TEST(ClusterIntegrationTest, GrowFromOneToFiveAndShrinkBackUnderLoad) {
   EXPECT_EQ(members->size(), 1u);
   const uint64_t pairs_before = pairs;
   EXPECT_TRUE(WaitFor([&] { return pairs > pairs_before + 5; }));  // one voter commits alone
-  stop = true;
+  loader.request_stop();
   loader.join();
   EXPECT_EQ(load_errors.load(), 0u);
   EXPECT_GT(pairs.load(), 0u);
@@ -225,6 +231,34 @@ TEST(ClusterIntegrationTest, MemberPromoteMakesAStrandedSpareAVoter) {
                                 &out),
             64)
       << out;
+}
+
+// Another process listening on a joiner's picked port (as a parallel test
+// can, between the pick and the start) moves the joiner to fresh ports.
+TEST(ClusterIntegrationTest, JoinerWhosePortWasTakenStartsOnFreshPorts) {
+  ClusterProcess cluster(1, {}, /*spares=*/1);
+  ASSERT_TRUE(cluster.Start());
+  const std::string picked = cluster.client_address(2);
+  const int port = std::stoi(picked.substr(picked.rfind(':') + 1));
+  int squatter = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(squatter, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ASSERT_EQ(bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(squatter, 1), 0);
+  const bool started = cluster.StartJoiner(2);
+  close(squatter);
+  ASSERT_TRUE(started);
+  EXPECT_NE(cluster.client_address(2), picked);
+  ASSERT_EQ(cluster.WaitForLeader(15s, {1}), 1u);  // the joiner knows no leader yet
+  auto c = ConnectTo(cluster.client_address(1), "admin");
+  ASSERT_NE(c, nullptr);
+  Status st = c->AddMember(2, cluster.raft_address(2), cluster.client_address(2));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(c->Acquire("moved.lock").ok());
+  EXPECT_TRUE(cluster.WaitForEqualDigests());
 }
 
 }  // namespace

@@ -169,7 +169,21 @@ bool ClusterProcess::Start() {
 }
 
 bool ClusterProcess::StartJoiner(uint64_t id) {
-  return node(id).Start(client_ports_.at(id - 1));
+  // A joiner's ports reach the cluster only through AddMember, after this
+  // returns, so a port taken meanwhile by another test is replaced by a fresh
+  // one (twice at most) instead of failing the test.
+  const size_t slot = id - 1;
+  for (int attempt = 0;; ++attempt) {
+    ServerProcess& n = node(id);
+    if (n.Start(client_ports_.at(slot))) return true;
+    if (n.running() || attempt == 2) return false;
+    std::fprintf(stderr, "cluster: joiner %llu exited while starting; retrying on fresh ports\n",
+                 static_cast<unsigned long long>(id));
+    std::filesystem::remove_all(n.data_dir());
+    client_ports_[slot] = PickFreePort();
+    raft_ports_[slot] = PickFreePort();
+    n.set_raft_port(raft_ports_[slot]);
+  }
 }
 
 std::string ClusterProcess::Endpoints() {

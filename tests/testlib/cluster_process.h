@@ -36,7 +36,9 @@ class ClusterProcess {
 
   // Starts every voter and waits until each serves.
   bool Start();
-  // Starts slot `id` (> voters) with an empty data dir and --join.
+  // Starts slot `id` (> voters) with an empty data dir and --join. If the
+  // node exits while starting (a port taken meanwhile), it is started again
+  // on fresh ports: read raft_address/client_address after this returns.
   bool StartJoiner(uint64_t id);
 
   int size() const { return static_cast<int>(nodes_.size()); }
