@@ -89,6 +89,17 @@ inline bool WouldRollBackConfiguration(const struct raft& r,
   return false;
 }
 
+// libraft 0.15's takeSnapshot stores its current configuration, which may
+// be uncommitted, under the committed one's index (more of canonical/raft#354).
+// A node restarted from such a snapshot would keep a configuration that the
+// cluster may since have rolled back. The FSM's snapshot callbacks (the
+// node's and the simulation's) refuse with RAFT_BUSY while this holds;
+// libraft then tries again after a later apply, by which time the change has
+// committed or been rolled back.
+inline bool SnapshotWouldStoreUncommittedConfiguration(const struct raft& r) {
+  return r.configuration_uncommitted_index != 0;
+}
+
 class ConfigRollbackGuard {
  public:
   enum class Outcome {

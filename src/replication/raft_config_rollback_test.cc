@@ -7,7 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
+
+extern "C" {
+#include <raft/fixture.h>
+}
 
 namespace latchkey::replication {
 namespace {
@@ -165,6 +170,143 @@ TEST(ConfigRollbackTest, ObserveKeepsTheLatestCommittedConfiguration) {
   EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 13, 3, {4}).args),
             ConfigRollbackGuard::Outcome::kRolledBack);
   EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));
+}
+
+// libraft's own fixture, 3 voters, where follower 1 applies entries while a
+// configuration change it holds is not committed yet: the snapshot libraft
+// 0.15 takes then would store the uncommitted configuration (4 servers)
+// under the committed one's index; with the check it is postponed until the
+// change commits.
+class SnapshotFsm {
+ public:
+  SnapshotFsm() {
+    fsm_.version = 1;
+    fsm_.data = this;
+    fsm_.apply = [](struct raft_fsm*, const struct raft_buffer*, void** result) {
+      *result = nullptr;
+      return 0;
+    };
+    fsm_.snapshot = &SnapshotFsm::Snapshot;
+    fsm_.restore = [](struct raft_fsm*, struct raft_buffer* buf) {
+      raft_free(buf->base);
+      return 0;
+    };
+  }
+  struct raft_fsm* fsm() {
+    return &fsm_;
+  }
+
+  struct raft* r = nullptr;
+  bool check = false;
+  int refused = 0;
+  int taken = 0;
+  unsigned stored_servers = 0;  // servers in the last snapshot's configuration
+  raft_index stored_config_index = 0;
+
+ private:
+  static int Snapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs) {
+    auto* self = static_cast<SnapshotFsm*>(fsm->data);
+    if (self->check && SnapshotWouldStoreUncommittedConfiguration(*self->r)) {
+      ++self->refused;
+      return RAFT_BUSY;
+    }
+    ++self->taken;
+    // libraft filled these in before calling us.
+    self->stored_servers = self->r->snapshot.pending.configuration.n;
+    self->stored_config_index = self->r->snapshot.pending.configuration_index;
+    *bufs = static_cast<struct raft_buffer*>(raft_malloc(sizeof(struct raft_buffer)));
+    (*bufs)[0].len = 8;
+    (*bufs)[0].base = raft_malloc(8);
+    std::memset((*bufs)[0].base, 0, 8);
+    *n_bufs = 1;
+    return 0;
+  }
+  struct raft_fsm fsm_ {};
+};
+
+bool LeaderCommitted(struct raft_fixture* f, void* index) {
+  return raft_fixture_get(f, 0)->commit_index >= *static_cast<raft_index*>(index);
+}
+
+struct FixtureRun {
+  struct raft_fixture f {};
+  SnapshotFsm fsms[3];
+  std::vector<std::unique_ptr<struct raft_apply>> applies;
+  struct raft_change change {};
+
+  explicit FixtureRun(bool check) {
+    EXPECT_EQ(raft_fixture_initialize(&f), 0);
+    for (SnapshotFsm& s : fsms) EXPECT_EQ(raft_fixture_grow(&f, s.fsm()), 0);
+    for (unsigned i = 0; i < 3; ++i) {
+      fsms[i].r = raft_fixture_get(&f, i);
+      fsms[i].check = check;
+      raft_set_snapshot_threshold(fsms[i].r, 1000);
+    }
+    struct raft_configuration conf;
+    EXPECT_EQ(raft_fixture_configuration(&f, 3, &conf), 0);
+    EXPECT_EQ(raft_fixture_bootstrap(&f, &conf), 0);
+    raft_configuration_close(&conf);
+    EXPECT_EQ(raft_fixture_start(&f), 0);
+    raft_fixture_elect(&f, 0);
+  }
+  ~FixtureRun() { raft_fixture_close(&f); }
+
+  raft_index Apply() {
+    struct raft* leader = raft_fixture_get(&f, 0);
+    struct raft_buffer buf;
+    buf.len = 8;
+    buf.base = raft_malloc(8);
+    std::memset(buf.base, 0, 8);
+    applies.push_back(std::make_unique<struct raft_apply>());
+    EXPECT_EQ(raft_apply(leader, applies.back().get(), &buf, 1, nullptr), 0);
+    return raft_last_index(leader);
+  }
+
+  // Follower 1 holds an uncommitted change to 4 servers (nobody's reply
+  // reaches the leader any more) and applies the entry before it. Returns
+  // the change's index.
+  raft_index UncommittedChangeOnFollower1() {
+    struct raft* leader = raft_fixture_get(&f, 0);
+    const raft_index before = Apply();
+    // The leader commits `before`; the followers learn it with the change.
+    EXPECT_TRUE(
+        raft_fixture_step_until(&f, &LeaderCommitted, const_cast<raft_index*>(&before), 5000));
+    raft_fixture_saturate(&f, 1, 0);
+    raft_fixture_saturate(&f, 2, 0);
+    raft_set_snapshot_threshold(fsms[1].r, 1);
+    EXPECT_EQ(raft_add(leader, &change, 4, "4", nullptr), 0);
+    const raft_index change_index = raft_last_index(leader);
+    EXPECT_TRUE(raft_fixture_step_until_applied(&f, 1, before, 5000));
+    EXPECT_EQ(fsms[1].r->configuration_uncommitted_index, change_index);
+    EXPECT_EQ(fsms[1].r->configuration.n, 4u);
+    return change_index;
+  }
+};
+
+TEST(SnapshotConfigurationTest, Libraft015StoresAnUncommittedConfiguration) {
+  FixtureRun run(/*check=*/false);
+  run.UncommittedChangeOnFollower1();
+  // What the check prevents: 4 servers stored under the bootstrap's index.
+  ASSERT_EQ(run.fsms[1].taken, 1);
+  EXPECT_EQ(run.fsms[1].stored_servers, 4u);
+  EXPECT_EQ(run.fsms[1].stored_config_index, 1u);
+}
+
+TEST(SnapshotConfigurationTest, SnapshotWaitsUntilTheChangeCommits) {
+  FixtureRun run(/*check=*/true);
+  const raft_index change = run.UncommittedChangeOnFollower1();
+  EXPECT_GE(run.fsms[1].refused, 1);
+  EXPECT_EQ(run.fsms[1].taken, 0);
+  // The replies get through again: the change commits, the next apply
+  // takes the snapshot with the committed 4-server configuration.
+  raft_fixture_desaturate(&run.f, 1, 0);
+  raft_fixture_desaturate(&run.f, 2, 0);
+  const raft_index next = run.Apply();
+  ASSERT_TRUE(raft_fixture_step_until_applied(&run.f, 1, next, 5000));
+  EXPECT_EQ(run.fsms[1].r->configuration_uncommitted_index, 0u);
+  ASSERT_GE(run.fsms[1].taken, 1);
+  EXPECT_EQ(run.fsms[1].stored_servers, 4u);
+  EXPECT_EQ(run.fsms[1].stored_config_index, change);
 }
 
 }  // namespace

@@ -122,6 +122,14 @@ int RaftNode::Impl::FsmApply(struct raft_fsm* fsm, const struct raft_buffer* buf
 int RaftNode::Impl::FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[],
                                 unsigned* n_bufs) {
   Impl* self = static_cast<Impl*>(fsm->data);
+  if (SnapshotWouldStoreUncommittedConfiguration(self->raft)) {
+    LK_LOG_DEBUG(
+        "raft node %llu: snapshot postponed: the configuration at index %llu is not "
+        "committed yet",
+        static_cast<unsigned long long>(self->options.node_id),
+        static_cast<unsigned long long>(self->raft.configuration_uncommitted_index));
+    return RAFT_BUSY;  // libraft tries again after a later apply
+  }
   self->snapshot_running = true;
   self->last_snapshot_applied = raft_last_applied(&self->raft);
   Result<std::string> snap = self->hooks->TakeSnapshot();

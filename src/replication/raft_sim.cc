@@ -214,6 +214,9 @@ struct SimCluster::Impl {
 
   static int FsmSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], unsigned* n_bufs) {
     auto* ctx = static_cast<FsmContext*>(fsm->data);
+    if (SnapshotWouldStoreUncommittedConfiguration(*ctx->impl->Raft(ctx->server))) {
+      return RAFT_BUSY;  // as the node does (raft_config_rollback.h)
+    }
     Result<std::string> snap = ctx->impl->hooks[ctx->server]->TakeSnapshot();
     if (!snap.ok()) return RAFT_IOERR;
     const std::string& data = *snap;
