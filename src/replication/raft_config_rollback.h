@@ -140,6 +140,17 @@ class ConfigRollbackGuard {
     return Outcome::kRolledBack;
   }
 
+  // Makes `conf`, committed at `index`, the kept copy: the loaded
+  // snapshot's configuration (see MarkLoadedConfigurationUncommitted).
+  bool Seed(const struct raft_configuration& conf, raft_index index) {
+    struct raft_configuration copy;
+    if (!Copy(conf, &copy)) return false;
+    raft_configuration_close(&committed_);
+    committed_ = copy;
+    committed_index_ = index;
+    return true;
+  }
+
   raft_index committed_index() const { return committed_index_; }
 
  private:
@@ -158,5 +169,42 @@ class ConfigRollbackGuard {
   struct raft_configuration committed_;
   raft_index committed_index_ = 0;
 };
+
+// libraft 0.15's raft_start takes the last configuration entry of the
+// loaded log as committed (configuration_index, nothing uncommitted), though
+// only what the snapshot covers is known to be. If that entry was not
+// committed and a new leader's entries replace it, libraft truncates it
+// without rolling the configuration back, and a later rollback would decode
+// whichever entry then has that index. Call right after raft_start, with a
+// guard seeded with the loaded snapshot's configuration (libraft no longer
+// has it): when the current configuration comes from a log entry above the
+// commit index, it is marked uncommitted, and the configuration before it
+// becomes the committed one: an earlier configuration entry in memory
+// (libraft decodes it if it rolls back), else the snapshot's (the guard's
+// copy serves the rollback).
+// Harmless if the entry was committed after all: libraft marks it committed
+// again once its commit index passes it, and a committed entry is never
+// truncated. Returns whether it changed anything.
+inline bool MarkLoadedConfigurationUncommitted(struct raft* r, const ConfigRollbackGuard& guard) {
+  const raft_index last = r->configuration_index;
+  if (r->configuration_uncommitted_index != 0 || last == 0 || last <= r->commit_index) return false;
+  if (!LogHasEntry(r->log, last)) return false;
+  raft_index previous = 0;
+  for (raft_index i = last - 1; i > 0 && LogHasEntry(r->log, i); --i) {
+    const size_t slot = (r->log.front + static_cast<size_t>(i - 1 - r->log.offset)) % r->log.size;
+    if (r->log.entries[slot].type == RAFT_CHANGE) {
+      previous = i;
+      break;
+    }
+  }
+  if (previous == 0) {
+    // No earlier configuration known (a bootstrap entry is committed anyway).
+    if (guard.committed_index() == 0 || guard.committed_index() >= last) return false;
+    previous = guard.committed_index();
+  }
+  r->configuration_uncommitted_index = last;
+  r->configuration_index = previous;
+  return true;
+}
 
 }  // namespace latchkey::replication

@@ -172,6 +172,52 @@ TEST(ConfigRollbackTest, ObserveKeepsTheLatestCommittedConfiguration) {
   EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));
 }
 
+// As libraft 0.15 starts a follower whose last loaded entry (13) is the
+// change to {1, 2, 3, 4}: taken as committed although the commit index is
+// the snapshot's (10). Marked uncommitted, a new leader's entry 13 rolls it
+// back to the snapshot's configuration (the guard's seeded copy).
+TEST(ConfigRollbackTest, LoadedConfigurationAboveTheCommitIndexIsUncommitted) {
+  FollowerState f;  // its guard holds {1, 2, 3} at 5, as seeded from the snapshot
+  f.r.configuration_index = 13;
+  f.r.configuration_uncommitted_index = 0;
+  f.r.commit_index = 10;
+  f.entries[13 - 8].type = RAFT_CHANGE;
+  ASSERT_TRUE(MarkLoadedConfigurationUncommitted(&f.r, f.guard));
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 13u);
+  EXPECT_EQ(f.r.configuration_index, 5u);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3, 4}));           // still the current one
+  EXPECT_FALSE(MarkLoadedConfigurationUncommitted(&f.r, f.guard));  // once only
+  EXPECT_EQ(f.guard.BeforeAppendEntries(&f.r, Append(4, 12, 2, {4}).args),
+            ConfigRollbackGuard::Outcome::kRolledBack);
+  EXPECT_EQ(f.Ids(), (std::vector<raft_id>{1, 2, 3}));
+}
+
+TEST(ConfigRollbackTest, LoadedConfigurationPrefersAnEarlierEntryInMemory) {
+  FollowerState f;
+  f.r.configuration_index = 13;
+  f.r.configuration_uncommitted_index = 0;
+  f.r.commit_index = 10;
+  f.entries[13 - 8].type = RAFT_CHANGE;
+  f.entries[9 - 8].type = RAFT_CHANGE;
+  ASSERT_TRUE(MarkLoadedConfigurationUncommitted(&f.r, f.guard));
+  EXPECT_EQ(f.r.configuration_index, 9u);  // libraft decodes it if it rolls back
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 13u);
+}
+
+TEST(ConfigRollbackTest, LoadedConfigurationAtOrBelowTheCommitIndexIsLeftAlone) {
+  FollowerState f;
+  f.r.configuration_uncommitted_index = 0;
+  f.entries[12 - 8].type = RAFT_CHANGE;
+  f.r.configuration_index = 12;  // commit index 12
+  EXPECT_FALSE(MarkLoadedConfigurationUncommitted(&f.r, f.guard));
+  ConfigRollbackGuard empty;  // no snapshot, no earlier entry: nothing to fall back to
+  f.r.configuration_index = 13;
+  f.entries[13 - 8].type = RAFT_CHANGE;
+  f.entries[12 - 8].type = RAFT_COMMAND;
+  EXPECT_FALSE(MarkLoadedConfigurationUncommitted(&f.r, empty));
+  EXPECT_EQ(f.r.configuration_uncommitted_index, 0u);
+}
+
 // libraft's own fixture, 3 voters, where follower 1 applies entries while a
 // configuration change it holds is not committed yet: the snapshot libraft
 // 0.15 takes then would store the uncommitted configuration (4 servers)
@@ -307,6 +353,57 @@ TEST(SnapshotConfigurationTest, SnapshotWaitsUntilTheChangeCommits) {
   ASSERT_GE(run.fsms[1].taken, 1);
   EXPECT_EQ(run.fsms[1].stored_servers, 4u);
   EXPECT_EQ(run.fsms[1].stored_config_index, change);
+}
+
+// libraft 0.15 itself at startup: a log of the bootstrap configuration (3
+// servers, index 1) and a change to 4 servers (index 2) loads with the change
+// taken as committed and a commit index of 1. Marked uncommitted, libraft
+// commits it as usual once the leader's next entry commits.
+TEST(SnapshotConfigurationTest, StartupTakesTheLastConfigurationAsCommitted) {
+  struct raft_fixture f {};
+  SnapshotFsm fsms[3];
+  ASSERT_EQ(raft_fixture_initialize(&f), 0);
+  for (SnapshotFsm& s : fsms) ASSERT_EQ(raft_fixture_grow(&f, s.fsm()), 0);
+  struct raft_configuration conf;
+  ASSERT_EQ(raft_fixture_configuration(&f, 3, &conf), 0);
+  ASSERT_EQ(raft_fixture_bootstrap(&f, &conf), 0);
+  ASSERT_EQ(raft_configuration_add(&conf, 4, "4", RAFT_SPARE), 0);
+  for (unsigned i = 0; i < 3; ++i) {
+    struct raft_entry change {};  // the server's io owns its buffer from here
+    change.type = RAFT_CHANGE;
+    change.term = 1;
+    ASSERT_EQ(raft_configuration_encode(&conf, &change.buf), 0);
+    raft_fixture_add_entry(&f, i, &change);
+  }
+  raft_configuration_close(&conf);
+  ASSERT_EQ(raft_fixture_start(&f), 0);
+  ConfigRollbackGuard guards[3];
+  for (unsigned i = 0; i < 3; ++i) {
+    struct raft* r = raft_fixture_get(&f, i);
+    EXPECT_EQ(r->configuration_index, 2u);  // libraft 0.15: "committed"
+    EXPECT_EQ(r->configuration_uncommitted_index, 0u);
+    EXPECT_EQ(r->commit_index, 1u);  // the bootstrap entry only
+    EXPECT_EQ(r->configuration.n, 4u);
+    ASSERT_TRUE(MarkLoadedConfigurationUncommitted(r, guards[i]));
+    EXPECT_EQ(r->configuration_index, 1u);
+    EXPECT_EQ(r->configuration_uncommitted_index, 2u);
+  }
+  raft_fixture_elect(&f, 0);
+  struct raft_buffer buf;
+  buf.len = 8;
+  buf.base = raft_malloc(8);
+  std::memset(buf.base, 0, 8);
+  struct raft_apply req {};
+  ASSERT_EQ(raft_apply(raft_fixture_get(&f, 0), &req, &buf, 1, nullptr), 0);
+  ASSERT_TRUE(
+      raft_fixture_step_until_applied(&f, 3, raft_last_index(raft_fixture_get(&f, 0)), 5000));
+  for (unsigned i = 0; i < 3; ++i) {
+    struct raft* r = raft_fixture_get(&f, i);
+    EXPECT_EQ(r->configuration_index, 2u) << i;
+    EXPECT_EQ(r->configuration_uncommitted_index, 0u) << i;
+    EXPECT_EQ(r->configuration.n, 4u) << i;
+  }
+  raft_fixture_close(&f);
 }
 
 }  // namespace

@@ -189,6 +189,8 @@ Status RaftNode::Impl::InitAndStart() {
   io.start = &Impl::IoStart;
   io_send = io.send;
   io.send = &Impl::IoSend;
+  io_load = io.load;
+  io.load = &Impl::IoLoad;
 
   // A joining node must not bootstrap: a second configuration with itself
   // as the only voter would elect it on its own and fork the cluster.
@@ -202,6 +204,16 @@ Status RaftNode::Impl::InitAndStart() {
     return Status(rv == RAFT_IOERR ? Code::kUnavailable : Code::kFailedPrecondition, msg);
   }
   raft_running = true;
+  if (MarkLoadedConfigurationUncommitted(&raft, config_rollback)) {
+    LK_LOG_INFO(
+        "raft node %llu: the loaded configuration at index %llu is above the commit index "
+        "%llu; treated as uncommitted until it commits (the committed one is at index "
+        "%llu)",
+        static_cast<unsigned long long>(options.node_id),
+        static_cast<unsigned long long>(raft.configuration_uncommitted_index),
+        static_cast<unsigned long long>(raft.commit_index),
+        static_cast<unsigned long long>(raft.configuration_index));
+  }
 
   rv = uv_async_init(&loop, &async, &Impl::OnAsync);
   LATCHKEY_CHECK(rv == 0);

@@ -134,6 +134,8 @@ struct RaftNode::Impl {
   raft_io_recv_cb raft_recv = nullptr;
   int (*io_send)(struct raft_io*, struct raft_io_send*, const struct raft_message*,
                  raft_io_send_cb) = nullptr;
+  int (*io_load)(struct raft_io*, raft_term*, raft_id*, struct raft_snapshot**, raft_index*,
+                 struct raft_entry*[], size_t*) = nullptr;
   AppendReplyGuard reply_guard;
   // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
   TransferSendGuard transfer_sends;
@@ -263,6 +265,11 @@ struct RaftNode::Impl {
   void GuardConfigRollback(const struct raft_message& msg);
   static int IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
                     raft_io_send_cb cb);
+  // libraft's load, then the loaded snapshot's configuration seeds the
+  // rollback guard (MarkLoadedConfigurationUncommitted runs after raft_start).
+  static int IoLoad(struct raft_io* io, raft_term* term, raft_id* voted_for,
+                    struct raft_snapshot** snapshot, raft_index* start_index,
+                    struct raft_entry* entries[], size_t* n_entries);
 
   static void FreeInstallSnapshot(struct raft_message* msg);
 

@@ -57,6 +57,17 @@ RaftNode::Impl* RaftNode::Impl::FromIo(struct raft_io* io) {
   return self;
 }
 
+int RaftNode::Impl::IoLoad(struct raft_io* io, raft_term* term, raft_id* voted_for,
+                           struct raft_snapshot** snapshot, raft_index* start_index,
+                           struct raft_entry* entries[], size_t* n_entries) {
+  Impl* self = FromIo(io);
+  const int rv = self->io_load(io, term, voted_for, snapshot, start_index, entries, n_entries);
+  if (rv == 0 && *snapshot != nullptr && (*snapshot)->configuration_index != 0) {
+    self->config_rollback.Seed((*snapshot)->configuration, (*snapshot)->configuration_index);
+  }
+  return rv;
+}
+
 int RaftNode::Impl::IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,
                             raft_io_recv_cb recv) {
   Impl* self = FromIo(io);
