@@ -1,6 +1,10 @@
 // The `latchkey` CLI against a real server.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -173,11 +177,21 @@ TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
 
 TEST_F(CliTest, UnreachableServerIsReportedClearly) {
   std::string out;
-  int port = testing::PickFreePort();
+  // A port bound but not listening: refused, and no parallel test can take it.
+  int held = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
   EXPECT_EQ(
       RunCommand({LatchkeyBinary(), "status", "-e", "127.0.0.1:" + std::to_string(port)}, &out),
       69);
   EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
+  close(held);
 }
 
 TEST_F(CliTest, HelpReadsWell) {
