@@ -293,6 +293,8 @@ class Client {
   uint64_t requests_sent() const;
   // True once the session is lost or closed (a lock-free session_status()).
   bool session_gone() const;
+  // The endpoint list this client was created with (ClientOptions::endpoint).
+  const std::string& endpoint() const;
   // AcquireMany returning every part's grant (token, mode, value block and
   // value token), in the order of `parts`.
   Result<std::vector<Grant>> AcquireManyGrants(

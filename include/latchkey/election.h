@@ -12,9 +12,13 @@
 //   out: a crashed or partitioned leader is replaced after session_ttl), or
 //   Close. Proclaim rewrites the value without a new term.
 // - Leader() reads the holder and value (linearizable by default).
-// - Observe() polls Leader() and calls back on every change it sees, in term
-//   order (never an older term after a newer one). Changes faster than the
-//   poll interval are coalesced: an observer may skip a short-lived term.
+// - Observe() follows the election lock with a LockWatch (pushed by the
+//   first reachable node of the client's endpoint list after every entry it
+//   applies) and calls back on every change, in term order: no term is
+//   skipped however short. A follower's events come after the leader's, as
+//   with an etcd watch. Against a server without lock watches, or when no
+//   node can be reached for observe_reconnect_for, it polls Leader()
+//   instead, and changes faster than observe_interval are coalesced.
 //
 // Thread-safety: every method may be called from any thread. The Client
 // must outlive the Election, and the Election its observers and Leadership
@@ -41,9 +45,13 @@ struct ElectionOptions {
   // The candidate inside the session ("" = the session itself). Two
   // Elections of one Client on the same name need different owners.
   std::string owner{};
-  // How often an observer reads the leader.
+  // How soon an observer notices Stop(), and how often it reads the leader
+  // when it has to poll.
   std::chrono::milliseconds observe_interval{100};
+  // Reads while polling (the pushed states are the watched node's).
   ReadConsistency observe_consistency = ReadConsistency::kLinearizable;
+  // How long a pushed observer keeps reconnecting before it polls instead.
+  std::chrono::milliseconds observe_reconnect_for{30'000};
 };
 
 struct LeaderInfo {
@@ -153,6 +161,7 @@ class Election {
   ElectionObserver Observe(std::function<void(const LeaderEvent&)> on_change);
 
  private:
+  Result<LeaderInfo> LeaderFromLock(const LockInfo& l) const;
   Client& client_;
   const std::string name_;
   const std::string lock_;

@@ -79,6 +79,49 @@ class Watch {
   uint64_t reconnects_ = 0;
 };
 
+struct LockWatchOptions {
+  // Comma-separated endpoints; any node serves lock watches.
+  std::string endpoint = "127.0.0.1:7411";
+  std::string name{};  // the lock
+  std::chrono::milliseconds connect_timeout{5'000};
+  // How long Next keeps trying to reconnect before it reports UNAVAILABLE.
+  std::chrono::milliseconds reconnect_for{30'000};
+};
+
+// One lock's state as it changes: Next() returns the state when the watch
+// starts, then the state after every change the watched node applies
+// (holders, their modes and fencing tokens, the value block, waiters), in
+// apply order. Each is the whole state, as GetLock reports it (`held` false
+// and no holders when the lock is free). After a lost connection Next
+// reconnects and returns the state at that time: changes made meanwhile are
+// coalesced into it. A follower's states come a little later than the
+// leader's, in the same order. Thread-safety: as Watch.
+class LockWatch {
+ public:
+  // Errors: INVALID_ARGUMENT (lock name), RESOURCE_EXHAUSTED (100 lock
+  // watches per connection, 1000 per node), UNAVAILABLE.
+  static Result<std::unique_ptr<LockWatch>> Open(LockWatchOptions options);
+  ~LockWatch();
+
+  // The next state. TIMEOUT if the lock did not change within `timeout`
+  // (the watch stays usable); UNAVAILABLE if no node could be reached for
+  // reconnect_for.
+  Result<LockInfo> Next(std::chrono::milliseconds timeout);
+  // Test hook: drop the connection as a network fault would.
+  void DropConnectionForTesting();
+  // Reconnects so far (diagnostics, tests).
+  uint64_t reconnects() const { return reconnects_; }
+
+  struct Impl;
+
+ private:
+  explicit LockWatch(LockWatchOptions options);
+  Status Subscribe();
+  LockWatchOptions options_;
+  std::unique_ptr<Impl> impl_;
+  uint64_t reconnects_ = 0;
+};
+
 // A local copy of every object under a prefix, kept up to date: an initial
 // Find at one revision R, then a Watch from R + 1. If the watch falls behind
 // compaction (a long disconnect) it reloads and reports the differences.

@@ -82,6 +82,10 @@ bool Client::session_gone() const {
   return impl_->gone.load(std::memory_order_acquire);
 }
 
+const std::string& Client::endpoint() const {
+  return impl_->options.endpoint;
+}
+
 uint64_t Client::requests_sent() const {
   return impl_->requests_sent.load(std::memory_order_relaxed);
 }

@@ -5,6 +5,8 @@
 #include <optional>
 #include <utility>
 
+#include "latchkey/watch.h"
+
 namespace latchkey {
 
 std::string_view LeaderEventKindName(LeaderEvent::Kind kind) {
@@ -152,18 +154,7 @@ Status Election::Proclaim(std::string_view value) {
 Result<LeaderInfo> Election::Leader(ReadConsistency consistency) {
   Result<LockInfo> l = client_.GetLock(lock_, consistency);
   if (!l.ok()) return l.status();
-  if (!l->held) return NotFound("election '" + name_ + "' has no leader");
-  LeaderInfo info;
-  info.election = name_;
-  info.value = l->value;
-  info.term = l->holder.fencing_token;
-  info.session_id = l->holder.session_id;
-  info.owner = l->holder.owner;
-  info.client_name = l->holder.client_name;
-  info.elected_at_ms = l->holder.granted_at_ms;
-  info.value_revision = l->value_token;
-  info.server_time_ms = l->server_time_ms;
-  return info;
+  return LeaderFromLock(*l);
 }
 
 Status Election::Check() const {
@@ -196,47 +187,100 @@ Status Election::Verify() {
                 "no longer the leader of '" + name_ + "' (term " + std::to_string(t) + " ended)");
 }
 
+namespace {
+
+// Turns successive leader reads into events: elected on a newer term,
+// proclaimed on a newer value in the same term, vacant when the lock is
+// free after a leader; never back to an older term (a stale read).
+class LeaderEventFilter {
+ public:
+  explicit LeaderEventFilter(std::string election) : election_(std::move(election)) {}
+
+  std::optional<LeaderEvent> Feed(const Result<LeaderInfo>& l) {
+    std::optional<LeaderEvent> ev;
+    if (l.ok()) {
+      if (first_ || l->term > last_term_) {
+        ev = LeaderEvent{LeaderEvent::Kind::kElected, *l};
+      } else if (had_leader_ && l->term == last_term_ && l->value_revision > last_value_rev_) {
+        ev = LeaderEvent{LeaderEvent::Kind::kProclaimed, *l};
+      }  // else an older state (a stale serializable read): never go back
+      if (ev) {
+        had_leader_ = true;
+        last_term_ = l->term;
+        last_value_rev_ = l->value_revision;
+      }
+    } else if (l.status().code() == Code::kNotFound && (first_ || had_leader_)) {
+      LeaderEvent vacant;
+      vacant.kind = LeaderEvent::Kind::kVacant;
+      vacant.leader.election = election_;
+      ev = std::move(vacant);
+      had_leader_ = false;
+    }
+    if (ev) first_ = false;
+    return ev;
+  }
+
+ private:
+  const std::string election_;
+  bool first_ = true;
+  bool had_leader_ = false;
+  uint64_t last_term_ = 0;
+  uint64_t last_value_rev_ = 0;
+};
+
+}  // namespace
+
+Result<LeaderInfo> Election::LeaderFromLock(const LockInfo& l) const {
+  if (!l.held) return NotFound("election '" + name_ + "' has no leader");
+  LeaderInfo info;
+  info.election = name_;
+  info.value = l.value;
+  info.term = l.holder.fencing_token;
+  info.session_id = l.holder.session_id;
+  info.owner = l.holder.owner;
+  info.client_name = l.holder.client_name;
+  info.elected_at_ms = l.holder.granted_at_ms;
+  info.value_revision = l.value_token;
+  info.server_time_ms = l.server_time_ms;
+  return info;
+}
+
 ElectionObserver Election::Observe(std::function<void(const LeaderEvent&)> on_change) {
   ElectionObserver obs;
   obs.state_ = std::make_shared<ElectionObserver::State>();
   auto state = obs.state_;
   obs.thread_ = std::thread([this, state, on_change = std::move(on_change)] {
-    bool first = true;
-    bool had_leader = false;
-    uint64_t last_term = 0, last_value_rev = 0;
-    for (;;) {
-      {
-        std::lock_guard<std::mutex> g(state->mu);
-        if (state->stop) return;
-      }
-      Result<LeaderInfo> l = Leader(options_.observe_consistency);
-      std::optional<LeaderEvent> ev;
-      if (l.ok()) {
-        if (first || l->term > last_term) {
-          ev = LeaderEvent{LeaderEvent::Kind::kElected, *l};
-        } else if (had_leader && l->term == last_term && l->value_revision > last_value_rev) {
-          ev = LeaderEvent{LeaderEvent::Kind::kProclaimed, *l};
-        }  // else an older state (a stale serializable read): never go back
-        if (ev) {
-          had_leader = true;
-          last_term = l->term;
-          last_value_rev = l->value_revision;
+    LeaderEventFilter filter(name_);
+    auto deliver = [&](const Result<LeaderInfo>& l) {
+      if (std::optional<LeaderEvent> ev = filter.Feed(l)) on_change(*ev);
+    };
+    auto stopped = [&] {
+      std::lock_guard<std::mutex> g(state->mu);
+      return state->stop;
+    };
+    // Pushed: the lock's state after every entry the watched node applies,
+    // so no term is skipped. observe_interval bounds how long Stop waits.
+    LockWatchOptions wo;
+    wo.endpoint = client_.endpoint();
+    wo.name = lock_;
+    wo.reconnect_for = options_.observe_reconnect_for;
+    if (auto watch = LockWatch::Open(wo); watch.ok()) {
+      while (!stopped()) {
+        Result<LockInfo> l = (*watch)->Next(options_.observe_interval);
+        if (l.ok()) {
+          deliver(LeaderFromLock(*l));
+        } else if (l.status().code() != Code::kTimeout) {
+          break;  // no node reachable for observe_reconnect_for: poll instead
         }
-      } else if (l.status().code() == Code::kNotFound && (first || had_leader)) {
-        LeaderEvent vacant;
-        vacant.kind = LeaderEvent::Kind::kVacant;
-        vacant.leader.election = name_;
-        ev = std::move(vacant);
-        had_leader = false;
       }
-      if (ev) {
-        first = false;
-        on_change(*ev);
-      }
+    }
+    // Polled (a server without lock watches, or none reachable): changes
+    // faster than observe_interval are coalesced.
+    while (!stopped()) {
+      deliver(Leader(options_.observe_consistency));
       if (client_.session_gone()) return;  // no read can succeed any more
       std::unique_lock<std::mutex> lk(state->mu);
       state->cv.wait_for(lk, options_.observe_interval, [&] { return state->stop; });
-      if (state->stop) return;
     }
   });
   return obs;

@@ -1,5 +1,8 @@
 #include "client/push_stream.h"
 
+#include <algorithm>
+#include <thread>
+
 namespace latchkey::client_internal {
 
 namespace pb = ::latchkey::v1;
@@ -27,6 +30,22 @@ Status StatusFromWire(const pb::Error& e) {
   std::string msg = e.message();
   if (msg.empty()) msg = "server returned " + std::string(CodeName(code));
   return Status(code, std::move(msg));
+}
+
+Status Resubscribe(std::chrono::milliseconds reconnect_for,
+                   const std::function<Status()>& subscribe, uint64_t* attempts) {
+  const auto give_up = Clock::now() + reconnect_for;
+  auto pause = std::chrono::milliseconds(20);
+  while (true) {
+    ++*attempts;
+    Status st = subscribe();
+    if (st.ok() || st.code() == Code::kCompacted || st.code() == Code::kInvalidArgument ||
+        Clock::now() >= give_up) {
+      return st;
+    }
+    std::this_thread::sleep_for(pause);  // backoff between reconnect attempts
+    pause = std::min(pause * 2, std::chrono::milliseconds(1000));
+  }
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,13 @@ namespace latchkey::client_internal {
 
 std::vector<std::string> SplitEndpointList(const std::string& s);
 Status StatusFromWire(const v1::Error& e);
+
+// Calls `subscribe` until it succeeds, fails with an error that retrying
+// cannot fix (COMPACTED, INVALID_ARGUMENT), or `reconnect_for`
+// has passed, backing off from 20 ms to 1 s between attempts; counts the
+// attempts in *attempts. Returns the last status.
+Status Resubscribe(std::chrono::milliseconds reconnect_for,
+                   const std::function<Status()>& subscribe, uint64_t* attempts);
 
 class PushStream {
  public:

@@ -113,22 +113,17 @@ Result<Object> Watch::Next(std::chrono::milliseconds timeout) {
       continue;
     }
     if (push.status().code() == Code::kTimeout) return push.status();
-    // The connection is gone: resume from the last revision seen.
-    const auto give_up = SteadyClock::now() + options_.reconnect_for;
-    Status st;
-    auto pause = std::chrono::milliseconds(20);
-    while (true) {
-      ++reconnects_;
-      // A revision seen whole resumes after it; one that may continue
-      // resumes at it and skips the keys already returned.
-      uint64_t from = options_.from_revision;
-      if (last_revision_ != 0) from = last_revision_ + (ResumeAtLast() ? 0 : 1);
-      st = Subscribe(from);
-      if (st.ok() || st.code() == Code::kCompacted || st.code() == Code::kInvalidArgument) break;
-      if (SteadyClock::now() >= give_up) break;
-      std::this_thread::sleep_for(pause);  // backoff between reconnect attempts
-      pause = std::min(pause * 2, std::chrono::milliseconds(1000));
-    }
+    // The connection is gone: resume from the last revision seen. A
+    // revision seen whole resumes after it; one that may continue resumes
+    // at it and skips the keys already returned.
+    const Status st = client_internal::Resubscribe(
+        options_.reconnect_for,
+        [this] {
+          uint64_t from = options_.from_revision;
+          if (last_revision_ != 0) from = last_revision_ + (ResumeAtLast() ? 0 : 1);
+          return Subscribe(from);
+        },
+        &reconnects_);
     if (!st.ok()) {
       impl_->terminal = st;
       return st;

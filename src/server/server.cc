@@ -264,6 +264,8 @@ const Server::CommandSpec Server::kCommands[] = {
     // Introspection of semaphores, latches, barriers (server_sync_list.cc):
     // linearizable by default (checks leadership itself), serializable on request.
     {Request::kListSync, "ListSync", false, false, true, &Server::OnListSync},
+    // A lock's state pushed on change (server_lock_watch.cc): any node.
+    {Request::kWatchLock, "WatchLock", false, false, true, &Server::OnWatchLock},
     // Records (server_records.cc). Get/Find: linearizable reads.
     {Request::kRecordCreate, "RecordCreate", true, true, false, &Server::OnRecordCreate},
     {Request::kRecordGet, "RecordGet", false, true, true, &Server::OnRecordGet},
@@ -348,6 +350,7 @@ std::unique_ptr<replication::ApplyOutput> Server::Apply(uint64_t index, std::str
   HandleObjectChanges(result.object_changes);
   HandleWatchChanges(result.object_changes);
   HandlePublished(result.published);
+  if (!watch_srv_.lock_watchers.empty()) PushLockChanges();
   return std::make_unique<NoOutput>();
 }
 
@@ -428,6 +431,7 @@ Status Server::Restore(std::string_view data) {
   leases_.Clear();
   for (const auto& [id, s] : sm_.sessions()) sessions_[id] = SessionState{s.ttl_ms, 0};
   ResyncWatches();
+  PushLockChanges();
   return Status::Ok();
 }
 

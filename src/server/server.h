@@ -210,6 +210,12 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Watches, pub/sub and scripts (server_watch.cc, design 0012).
   void OnWatch(ConnState& cs, const Request& req);
   void OnCancelWatch(ConnState& cs, const Request& req);
+  // Lock watches (server_lock_watch.cc): the whole state of one lock, pushed
+  // when it changes.
+  void OnWatchLock(ConnState& cs, const Request& req);
+  // After an applied entry or a restore: pushes every watched lock whose
+  // state changed.
+  void PushLockChanges();
   void OnPublish(ConnState& cs, const Request& req);
   void OnSubscribe(ConnState& cs, const Request& req);
   void OnUnsubscribe(ConnState& cs, const Request& req);

@@ -93,7 +93,16 @@ void Server::OnWatch(ConnState& cs, const Request& req) {
 }
 
 void Server::OnCancelWatch(ConnState& cs, const Request& req) {
-  const Watcher* w = watch_srv_.watchers.Find(req.cancel_watch().watch_id());
+  const uint64_t id = req.cancel_watch().watch_id();
+  if (auto lw = watch_srv_.lock_watchers.find(id);
+      lw != watch_srv_.lock_watchers.end() && lw->second.conn_id == cs.conn->id()) {
+    watch_srv_.lock_watchers.erase(lw);
+    v1::Response resp;
+    resp.set_id(req.id());
+    resp.mutable_cancel_watch();
+    return Reply(cs.conn->id(), resp);
+  }
+  const Watcher* w = watch_srv_.watchers.Find(id);
   if (w == nullptr || w->conn_id != cs.conn->id()) {
     return ReplyError(cs.conn->id(), req.id(), NotFound("no such watch on this connection"));
   }
@@ -258,6 +267,8 @@ void Server::ResyncWatches() {
 void Server::WatchesOnClose(uint64_t conn_id) {
   watch_srv_.watchers.RemoveConnection(conn_id);
   std::erase_if(watch_srv_.subscribers,
+                [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
+  std::erase_if(watch_srv_.lock_watchers,
                 [conn_id](const auto& e) { return e.second.conn_id == conn_id; });
 }
 

@@ -21,6 +21,17 @@ inline constexpr size_t kMaxSubscriptionsPerConnection = 1000;
 // larger object still goes alone; values are <= 512 KiB).
 inline constexpr size_t kWatchPushBytes = 256 * 1024;
 
+// Lock watches (WatchLock): every one is checked after each applied entry,
+// hence the small limits.
+inline constexpr size_t kMaxLockWatchesPerConnection = 100;
+inline constexpr size_t kMaxLockWatches = 1000;
+
+struct LockWatcher {
+  uint64_t conn_id = 0;
+  std::string name;
+  std::string last;  // the state last pushed, serialized without its server time
+};
+
 struct Subscriber {
   uint64_t conn_id = 0;
   std::string namespace_name;
@@ -35,7 +46,8 @@ struct WatchServerState {
   uint64_t NextRevision(const Watcher& w) const {
     return w.next_revision > synced_revision + 1 ? w.next_revision : synced_revision + 1;
   }
-  std::map<uint64_t, Subscriber> subscribers;  // by subscription id
+  std::map<uint64_t, Subscriber> subscribers;     // by subscription id
+  std::map<uint64_t, LockWatcher> lock_watchers;  // by watch id (ids shared with watchers)
 };
 
 }  // namespace latchkey::server

@@ -158,6 +158,44 @@ TEST_F(ElectionTest, ResignHandsOverPromptlyAndProclaimIsObserved) {
   EXPECT_EQ(ea.Check().code(), Code::kFailedPrecondition);
 }
 
+// Ten candidates lead one after another with no pause in between, each for
+// a single round trip: the observer (default options: it would poll every
+// 100 ms without lock watches) reports every term, in order, each followed
+// by the vacancy its resignation leaves.
+TEST_F(ElectionTest, ObserverSeesEveryTermOfARapidSuccession) {
+  auto c = Connect("candidates"), w = Connect("w");
+  Election ew(*w, "rapid");
+  std::mutex mu;
+  std::vector<LeaderEvent> events;
+  ElectionObserver obs = ew.Observe([&](const LeaderEvent& e) {
+    std::lock_guard<std::mutex> g(mu);
+    events.push_back(e);
+  });
+  auto count = [&] {
+    std::lock_guard<std::mutex> g(mu);
+    return events.size();
+  };
+  ASSERT_TRUE(WaitFor([&] { return count() == 1; }, 5s));  // vacant at the start
+  constexpr int kTerms = 10;
+  for (int i = 0; i < kTerms; ++i) {
+    Election e(*c, "rapid", ElectionOptions{.owner = "o" + std::to_string(i)});
+    ASSERT_TRUE(e.Campaign("v" + std::to_string(i)).ok());
+    ASSERT_TRUE(e.Resign().ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return count() == 1 + 2 * kTerms; }, 5s)) << count();
+  std::lock_guard<std::mutex> g(mu);
+  EXPECT_EQ(events[0].kind, LeaderEvent::Kind::kVacant);
+  uint64_t last_term = 0;
+  for (int i = 0; i < kTerms; ++i) {
+    const LeaderEvent& elected = events[static_cast<size_t>(1 + 2 * i)];
+    EXPECT_EQ(elected.kind, LeaderEvent::Kind::kElected) << i;
+    EXPECT_EQ(elected.leader.value, "v" + std::to_string(i));
+    EXPECT_GT(elected.leader.term, last_term);
+    last_term = elected.leader.term;
+    EXPECT_EQ(events[static_cast<size_t>(2 + 2 * i)].kind, LeaderEvent::Kind::kVacant) << i;
+  }
+}
+
 TEST_F(ElectionTest, LeadershipGuardResignsAndSessionLossEndsCampaign) {
   auto a = Connect("a"), b = Connect("b");
   Election ea(*a, "guarded"), eb(*b, "guarded");

@@ -51,6 +51,63 @@ class WatchIntegrationTest : public ::testing::Test {
                         {"--object-retain-revisions", "0", "--object-retain-ms", "0"}};
 };
 
+// A lock watch gets the lock's whole state at once and after every change:
+// grant, value write, a waiter, the hand-over; a dropped connection
+// reconnects and starts again from the state at that time.
+TEST_F(WatchIntegrationTest, LockWatchPushesEveryStateOfTheLock) {
+  auto a = Connect("a"), b = Connect("b");
+  ASSERT_TRUE(a && b);
+  LockWatchOptions o;
+  o.endpoint = server_.endpoint();
+  o.name = "lw.lock";
+  auto w = LockWatch::Open(o);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  auto next = [&] {
+    Result<LockInfo> s = (*w)->Next(5s);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : LockInfo{};
+  };
+  EXPECT_FALSE(next().held);  // the state when the watch started
+  auto g = a->Acquire("lw.lock");
+  ASSERT_TRUE(g.ok());
+  LockInfo s = next();
+  EXPECT_TRUE(s.held);
+  EXPECT_EQ(s.holder.session_id, a->session_id());
+  EXPECT_EQ(s.holder.fencing_token, g->fencing_token);
+  ASSERT_TRUE(a->SetLockValue("lw.lock", "v1").ok());
+  s = next();
+  EXPECT_EQ(s.value, "v1");
+  std::atomic<bool> b_granted{false};
+  std::thread waiter([&] { b_granted = b->Acquire("lw.lock").ok(); });
+  s = next();
+  EXPECT_EQ(s.waiters, 1u);
+  EXPECT_EQ(s.holder.session_id, a->session_id());
+  ASSERT_TRUE(a->Release("lw.lock").ok());
+  s = next();  // released and granted to b in one entry: one state
+  EXPECT_TRUE(s.held);
+  EXPECT_EQ(s.holder.session_id, b->session_id());
+  EXPECT_GT(s.holder.fencing_token, g->fencing_token);
+  EXPECT_EQ(s.waiters, 0u);
+  waiter.join();
+  EXPECT_TRUE(b_granted);
+  EXPECT_EQ((*w)->Next(200ms).status().code(), Code::kTimeout);  // nothing else changed
+
+  (*w)->DropConnectionForTesting();
+  ASSERT_TRUE(b->Release("lw.lock").ok());
+  s = next();  // after the reconnect: the state now
+  EXPECT_FALSE(s.held);
+  EXPECT_GE((*w)->reconnects(), 1u);
+}
+
+TEST_F(WatchIntegrationTest, LockWatchRefusesABadName) {
+  LockWatchOptions o;
+  o.endpoint = server_.endpoint();
+  o.name = "bad name with spaces";
+  auto w = LockWatch::Open(o);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), Code::kInvalidArgument) << w.status().ToString();
+}
+
 // Concurrent writers on several keys; the watch drops its connection twice
 // in the middle. Every write must come out exactly once, in revision order.
 TEST_F(WatchIntegrationTest, GapFreeUnderConcurrentWritersAndReconnects) {
