@@ -45,9 +45,10 @@ class RawConn {
     *f.mutable_request() = req;
     Write(transport::EncodeFrame(f.SerializeAsString()));
   }
-  // Next server frame, or nullopt on close / 5 s without data.
+  // Next server frame, or nullopt on close / 5 s without data. Bytes of
+  // later frames received with it stay in the decoder for the next call.
   std::optional<v1::ServerFrame> Read() {
-    transport::FrameDecoder dec;
+    transport::FrameDecoder& dec = decoder_;
     for (;;) {
       std::string_view payload;
       auto r = dec.Next(&payload);
@@ -81,6 +82,7 @@ class RawConn {
  private:
   int fd_ = -1;
   bool connected_ = false;
+  transport::FrameDecoder decoder_;
 };
 
 v1::Request Hello(uint32_t version = 1) {
@@ -164,6 +166,60 @@ TEST_F(BadInputTest, UnsupportedProtocolVersionIsRefused) {
   RawConn c(server_.port());
   c.Send(Hello(99));
   ExpectErrorThenClose(c, v1::UNSUPPORTED_VERSION);
+}
+
+// Lock watches are compared after every applied entry, so one connection may
+// hold 100: the 101st is refused with RESOURCE_EXHAUSTED (the connection
+// stays usable) until one is cancelled.
+TEST_F(BadInputTest, LockWatchesPerConnectionAreLimited) {
+  RawConn c(server_.port());
+  ASSERT_TRUE(c.connected());
+  c.Send(Hello());
+  ASSERT_TRUE(c.Read().has_value());
+  auto watch = [&](uint64_t id) {
+    v1::Request r;
+    r.set_id(id);
+    r.mutable_watch_lock()->set_name("limit." + std::to_string(id));
+    c.Send(r);
+  };
+  // The reply to `id`; the pushes in between are counted.
+  int pushes = 0;
+  auto reply = [&](uint64_t id) -> std::optional<v1::Response> {
+    for (;;) {
+      auto f = c.Read();
+      if (!f) return std::nullopt;
+      if (f->has_push()) {
+        pushes += f->push().has_lock_changed() ? 1 : 0;
+        continue;
+      }
+      if (f->response().id() == id) return f->response();
+    }
+  };
+  std::vector<uint64_t> watch_ids;
+  for (uint64_t id = 2; id <= 101; ++id) {
+    watch(id);
+    auto r = reply(id);
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->error().code(), v1::OK) << r->error().message();
+    watch_ids.push_back(r->watch_lock().watch_id());
+  }
+  watch(102);
+  auto refused = reply(102);
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->error().code(), v1::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused->error().message().find("lock watches"), std::string::npos);
+  v1::Request cancel;
+  cancel.set_id(103);
+  cancel.mutable_cancel_watch()->set_watch_id(watch_ids.front());
+  c.Send(cancel);
+  auto cancelled = reply(103);
+  ASSERT_TRUE(cancelled.has_value());
+  EXPECT_EQ(cancelled->error().code(), v1::OK);
+  watch(104);
+  auto again = reply(104);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->error().code(), v1::OK) << again->error().message();
+  EXPECT_GE(pushes, 100);  // each watch's first state
 }
 
 TEST_F(BadInputTest, RandomGarbageNeverHurtsTheServer) {

@@ -66,5 +66,42 @@ end)lua")
   EXPECT_TRUE(cluster.WaitForEqualDigests(20s));
 }
 
+// A lock watch on a follower follows the leader's grants in order, one
+// state per change, as the follower applies them.
+TEST(WatchClusterTest, FollowerServesLockWatches) {
+  ClusterProcess cluster(3);
+  ASSERT_TRUE(cluster.Start());
+  const uint64_t leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t follower = leader == 1 ? 2 : 1;
+  ClientOptions co;
+  co.endpoint = cluster.Endpoints();
+  auto cl = Client::Connect(co);
+  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+  LockWatchOptions lo;
+  lo.endpoint = cluster.client_address(follower);
+  lo.name = "fw.lock";
+  auto w = LockWatch::Open(lo);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  auto first = (*w)->Next(10s);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_FALSE(first->held);
+  uint64_t last_token = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto g = (*cl)->Acquire("fw.lock");
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    ASSERT_TRUE((*cl)->Release("fw.lock").ok());
+    auto held = (*w)->Next(10s);
+    ASSERT_TRUE(held.ok()) << held.status().ToString();
+    EXPECT_TRUE(held->held);
+    EXPECT_EQ(held->holder.fencing_token, g->fencing_token);
+    EXPECT_GT(g->fencing_token, last_token);
+    last_token = g->fencing_token;
+    auto freed = (*w)->Next(10s);
+    ASSERT_TRUE(freed.ok()) << freed.status().ToString();
+    EXPECT_FALSE(freed->held);
+  }
+}
+
 }  // namespace
 }  // namespace latchkey
