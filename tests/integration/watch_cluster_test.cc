@@ -16,17 +16,30 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ClusterProcess;
 
-TEST(WatchClusterTest, FollowerServesWatchesAndScriptsAreDeterministic) {
-  ClusterProcess cluster(3);
-  ASSERT_TRUE(cluster.Start());
-  const uint64_t leader = cluster.WaitForLeader();
-  ASSERT_NE(leader, 0u);
-  const uint64_t follower = leader == 1 ? 2 : 1;
-  ClientOptions co;
-  co.endpoint = cluster.Endpoints();
-  auto cl = Client::Connect(co);
-  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
-  Objects o(**cl);
+// A 3-node cluster, a client of it and a follower's id.
+class WatchClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.Start());
+    const uint64_t leader = cluster_.WaitForLeader();
+    ASSERT_NE(leader, 0u);
+    follower_ = leader == 1 ? 2 : 1;
+    ClientOptions co;
+    co.endpoint = cluster_.Endpoints();
+    auto c = Client::Connect(co);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    cl_ = std::move(c).value();
+  }
+  ClusterProcess cluster_{3};
+  uint64_t follower_ = 0;
+  std::unique_ptr<Client> cl_;
+};
+
+TEST_F(WatchClusterTest, FollowerServesWatchesAndScriptsAreDeterministic) {
+  ClusterProcess& cluster = cluster_;
+  const uint64_t follower = follower_;
+  auto& cl = cl_;
+  Objects o(*cl);
 
   WatchOptions wo;
   wo.endpoint = cluster.client_address(follower);
@@ -53,7 +66,7 @@ end)lua")
   for (int i = 0; i < 10; ++i) {
     auto r = o.ExecuteMethod("s/" + std::to_string(i % 3), "mix", {"zz", "a", "mm", "b"});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    ASSERT_TRUE(Publish(**cl, "ns", std::to_string(i)).ok());
+    ASSERT_TRUE(Publish(*cl, "ns", std::to_string(i)).ok());
   }
   for (int i = 0; i < 10; ++i) {
     auto ev = (*w)->Next(10s);
@@ -68,18 +81,10 @@ end)lua")
 
 // A lock watch on a follower follows the leader's grants in order, one
 // state per change, as the follower applies them.
-TEST(WatchClusterTest, FollowerServesLockWatches) {
-  ClusterProcess cluster(3);
-  ASSERT_TRUE(cluster.Start());
-  const uint64_t leader = cluster.WaitForLeader();
-  ASSERT_NE(leader, 0u);
-  const uint64_t follower = leader == 1 ? 2 : 1;
-  ClientOptions co;
-  co.endpoint = cluster.Endpoints();
-  auto cl = Client::Connect(co);
-  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+TEST_F(WatchClusterTest, FollowerServesLockWatches) {
+  auto& cl = cl_;
   LockWatchOptions lo;
-  lo.endpoint = cluster.client_address(follower);
+  lo.endpoint = cluster_.client_address(follower_);
   lo.name = "fw.lock";
   auto w = LockWatch::Open(lo);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
@@ -88,9 +93,9 @@ TEST(WatchClusterTest, FollowerServesLockWatches) {
   EXPECT_FALSE(first->held);
   uint64_t last_token = 0;
   for (int i = 0; i < 5; ++i) {
-    auto g = (*cl)->Acquire("fw.lock");
+    auto g = cl->Acquire("fw.lock");
     ASSERT_TRUE(g.ok()) << g.status().ToString();
-    ASSERT_TRUE((*cl)->Release("fw.lock").ok());
+    ASSERT_TRUE(cl->Release("fw.lock").ok());
     auto held = (*w)->Next(10s);
     ASSERT_TRUE(held.ok()) << held.status().ToString();
     EXPECT_TRUE(held->held);
