@@ -3,7 +3,10 @@
 // lock name (uncontended: workload W1 of docs/benchmarks.md).
 //
 //   lock_bench [--endpoint HOST:PORT[,HOST:PORT...]] [--cluster N] [--seconds N]
-//              [--clients 1,8,32] [--workload uncontended|contended|rw]
+//              [--clients 1,8,32] [--workload uncontended|contended|rw|reads]
+//
+// reads: linearizable GetLock of each client's own lock instead of pairs
+// (the rate is reads/s).
 //
 // Without --endpoint it starts `latchkey server` itself on a temp data dir
 // (--cluster N: N nodes on 127.0.0.1, one Raft group).
@@ -33,9 +36,10 @@ struct Row {
   uint64_t errors;
 };
 
-// Workload: each client its own lock (W1), everyone on one lock (W2), or one
-// lock with 1 writer in 8 taking EX and the rest PR (rw).
-enum class Workload { kUncontended, kContended, kReadWrite };
+// Workload: each client its own lock (W1), everyone on one lock (W2), one
+// lock with 1 writer in 8 taking EX and the rest PR (rw), or linearizable
+// reads (GetLock) of each client's own lock (reads).
+enum class Workload { kUncontended, kContended, kReadWrite, kReads };
 
 Row RunOnce(const std::string& endpoint, int clients, double seconds, Workload workload) {
   std::vector<std::unique_ptr<Client>> cs;
@@ -59,8 +63,9 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds, Workload w
   for (int i = 0; i < clients; ++i) {
     threads.emplace_back([&, i] {
       Client& c = *cs[static_cast<size_t>(i)];
-      const std::string name =
-          workload == Workload::kUncontended ? "bench.w1.c" + std::to_string(i) : "bench.hot";
+      const std::string name = workload == Workload::kUncontended || workload == Workload::kReads
+                                   ? "bench.w1.c" + std::to_string(i)
+                                   : "bench.hot";
       latchkey::AcquireOptions ao;
       if (workload == Workload::kReadWrite && i % 8 != 0) ao.mode = latchkey::LockMode::kPR;
       auto& l = lat[static_cast<size_t>(i)];
@@ -68,6 +73,12 @@ Row RunOnce(const std::string& endpoint, int clients, double seconds, Workload w
       while (!go) std::this_thread::yield();
       while (!stop.load(std::memory_order_relaxed)) {
         auto t0 = steady_clock::now();
+        if (workload == Workload::kReads) {
+          if (!c.GetLock(name).ok()) ++errors;
+          l.push_back(
+              static_cast<uint32_t>(duration_cast<microseconds>(steady_clock::now() - t0).count()));
+          continue;
+        }
         auto g = c.Acquire(name, ao);
         if (g.ok() && ao.mode == latchkey::LockMode::kEX) {
           // Mutual exclusion check on the contended lock.
@@ -121,6 +132,7 @@ int main(int argc, char** argv) {
       std::string w = next();
       workload = w == "contended" ? Workload::kContended
                  : w == "rw"      ? Workload::kReadWrite
+                 : w == "reads"   ? Workload::kReads
                                   : Workload::kUncontended;
     } else if (a == "--clients") {
       counts.clear();
@@ -129,7 +141,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: lock_bench [--endpoint HOST:PORT[,...]] [--cluster N] [--seconds N] "
-                   "[--clients 1,8,32] [--workload uncontended|contended|rw]\n");
+                   "[--clients 1,8,32] [--workload uncontended|contended|rw|reads]\n");
       return 64;
     }
   }
@@ -154,6 +166,7 @@ int main(int argc, char** argv) {
   }
   const char* what = workload == Workload::kContended   ? "W2 one contended EX lock (FIFO handoffs)"
                      : workload == Workload::kReadWrite ? "one lock, 1 in 8 clients EX, the rest PR"
+                     : workload == Workload::kReads     ? "linearizable GetLock (rate = reads/s)"
                                                         : "W1 uncontended acquire+release";
   std::printf("%s, durable, %s, %s, %.0fs per row\n\n", what,
               cluster_size > 1 ? (std::to_string(cluster_size) + " nodes").c_str() : "1 node",

@@ -164,6 +164,14 @@ class RaftNode {
   // leader after the read arrived. Errors: NOT_LEADER, MAYBE_APPLIED when
   // leadership was lost meanwhile, UNAVAILABLE when shutting down.
   void Barrier(DoneCallback cb);
+  // LOOP THREAD ONLY. cb(OK) once a read of this node's applied state is
+  // linearizable. On a leader that is the only voter of its configuration
+  // and has applied everything committed: at once (every acknowledged write
+  // is applied, and no other node can lead). Otherwise after a Barrier,
+  // shared by every read that arrives while one proposed for reads is still
+  // pending (its commit comes after their arrival, and every write
+  // acknowledged before them precedes it in the log). Errors as Barrier.
+  void ReadBarrier(DoneCallback cb);
 
   // LOOP THREAD ONLY. Membership (leader only; one change at a time: a second
   // change while one is in flight fails with FAILED_PRECONDITION).

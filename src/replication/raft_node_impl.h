@@ -228,6 +228,12 @@ struct RaftNode::Impl {
   bool CheckRunning(const DoneCallback& cb);
 
   void Barrier(DoneCallback cb);
+  void ReadBarrier(DoneCallback cb);
+  // A leader that is the only voter of its (latest) configuration.
+  bool SoleVoterLeader() const;
+  // Reads waiting for the read barrier in flight (ReadBarrier).
+  std::vector<DoneCallback> read_barrier_waiters;
+  bool read_barrier_in_flight = false;
 
   static void OnChanged(struct raft_change* raw, int status);
 

@@ -142,6 +142,36 @@ void RaftNode::Barrier(DoneCallback cb) {
   impl_->Barrier(std::move(cb));
 }
 
+void RaftNode::ReadBarrier(DoneCallback cb) {
+  impl_->ReadBarrier(std::move(cb));
+}
+
+bool RaftNode::Impl::SoleVoterLeader() const {
+  if (raft.state != RAFT_LEADER || VoterCount() != 1) return false;
+  for (unsigned i = 0; i < raft.configuration.n; ++i) {
+    const struct raft_server& s = raft.configuration.servers[i];
+    if (s.role == RAFT_VOTER) return s.id == raft.id;
+  }
+  return false;
+}
+
+void RaftNode::Impl::ReadBarrier(DoneCallback cb) {
+  if (!CheckRunning(cb)) return;
+  if (SoleVoterLeader() && raft_last_applied(&raft) == raft.commit_index) {
+    cb(Status::Ok());
+    return;
+  }
+  read_barrier_waiters.push_back(std::move(cb));
+  if (read_barrier_in_flight) return;
+  read_barrier_in_flight = true;
+  Barrier([this](Status st) {
+    read_barrier_in_flight = false;
+    std::vector<DoneCallback> waiters = std::move(read_barrier_waiters);
+    read_barrier_waiters.clear();
+    for (DoneCallback& w : waiters) w(st);
+  });
+}
+
 void RaftNode::AddMember(uint64_t id, const std::string& address, DoneCallback cb) {
   Impl& d = *impl_;
   if (id == 0 || address.empty()) {

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -788,6 +789,47 @@ TEST_F(RaftNodeTest, BarrierAndMembershipChanges) {
   EXPECT_EQ(RunOnLoop(*node, [&] { return node->Members(); }).size(), 1u);
   joiner->Stop();
   node->Stop();
+}
+
+// A lone voter serves a linearizable read at once, without a log entry; in
+// a 3-voter group reads that arrive together share one barrier entry.
+TEST_F(RaftNodeTest, ReadBarrierIsFreeAloneAndSharedInAGroup) {
+  TestHooks hooks;
+  auto node = StartNode(Options(), &hooks);
+  ASSERT_NE(node, nullptr);
+  ProposeLog log;
+  node->Post([&] { node->Propose(Payload(1), log.Callback(1)); });
+  ASSERT_TRUE(log.WaitFor(1));
+  const auto [before, ran_inline, after] = RunOnLoop(*node, [&] {
+    const uint64_t b = node->Info().commit_index;
+    bool ran = false;
+    node->ReadBarrier([&](Status st) { ran = st.ok(); });
+    return std::make_tuple(b, ran, node->Info().commit_index);
+  });
+  EXPECT_TRUE(ran_inline);
+  EXPECT_EQ(after, before);  // no barrier entry
+  node->Stop();
+
+  VoterGroup group(3);
+  Result<int> elected = group.Start(/*election_timeout_ms=*/150, /*heartbeat_timeout_ms=*/15);
+  ASSERT_TRUE(elected.ok()) << elected.status().ToString();
+  RaftNode& leader = *group.nodes[*elected];
+  ASSERT_TRUE(RunDone(leader, [&](DoneCallback cb) { leader.Barrier(std::move(cb)); }).ok());
+  const uint64_t last_before = RunOnLoop(leader, [&] { return leader.Info().commit_index; });
+  auto results = std::make_shared<std::vector<Status>>();
+  auto done = std::make_shared<std::promise<void>>();
+  leader.Post([&leader, results, done] {
+    for (int i = 0; i < 3; ++i) {
+      leader.ReadBarrier([results, done](Status st) {
+        results->push_back(std::move(st));
+        if (results->size() == 3) done->set_value();
+      });
+    }
+  });
+  ASSERT_EQ(done->get_future().wait_for(kDeadline), std::future_status::ready);
+  for (const Status& st : *results) EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(RunOnLoop(leader, [&] { return leader.Info().commit_index; }), last_before + 1);
+  for (auto& n : group.nodes) n->Stop();
 }
 
 TEST_F(RaftNodeTest, StartFailsOnMissingDataDir) {

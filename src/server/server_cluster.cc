@@ -90,9 +90,10 @@ void Server::OnGetLockRead(ConnState& cs, const Request& req) {
   // Read barrier: the barrier entry commits only while this node is still
   // the leader of its term, and it is applied after every entry committed
   // before the read arrived, so the state read in the callback reflects every
-  // write acknowledged before the read (Raft thesis section 6.4).
+  // write acknowledged before the read (Raft thesis section 6.4). A lone
+  // voter needs none, and concurrent reads share one (RaftNode::ReadBarrier).
   auto copy = std::make_shared<Request>(req);
-  raft_->Barrier([this, conn_id, copy](Status st) {
+  raft_->ReadBarrier([this, conn_id, copy](Status st) {
     auto it = conns_.find(conn_id);
     if (it == conns_.end()) return;
     if (st.code() == Code::kNotLeader) return ReplyNotLeader(conn_id, copy->id(), "GetLock");

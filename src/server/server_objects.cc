@@ -126,7 +126,7 @@ void Server::AfterReadBarrier(ConnState& cs, const Request& req,
   auto copy = std::make_shared<Request>(req);
   // As for GetLock (0005): the barrier applies after every entry committed
   // before the read arrived and commits only while this node leads.
-  raft_->Barrier([this, conn_id, copy, read](Status st) {
+  raft_->ReadBarrier([this, conn_id, copy, read](Status st) {
     auto it = conns_.find(conn_id);
     if (it == conns_.end()) return;
     if (st.code() == Code::kNotLeader) return ReplyNotLeader(conn_id, copy->id(), "a read");
