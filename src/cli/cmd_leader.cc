@@ -106,7 +106,9 @@ Subcommand AddLeaderCommand(CLI::App& app) {
       "leader",
       "Show who leads election NAME (see 'latchkey elect'): session, client, term (fencing "
       "token) and value. With --watch, print every change (elected, proclaimed, vacant) in "
-      "term order until Ctrl-C; changes faster than --interval may be coalesced.");
+      "term order until Ctrl-C, as the server pushes them: no term is missed, however short "
+      "(against a server too old for lock watches it polls every --interval, and faster "
+      "changes may be coalesced).");
   auto f = std::make_shared<LeaderFlags>();
   cmd->add_option("name", f->name, "Election name")->required();
   cmd->add_flag("--watch", f->watch, "Keep printing leadership changes");
@@ -116,7 +118,8 @@ Subcommand AddLeaderCommand(CLI::App& app) {
                 "null}");
   cmd->add_flag("--stale", f->stale,
                 "Read from the node connected to without a read barrier (may lag)");
-  cmd->add_option("--interval", f->interval, "How often --watch reads the leader")
+  cmd->add_option("--interval", f->interval,
+                  "How often --watch reads the leader when the server cannot push changes")
       ->capture_default_str();
   AddClientFlags(cmd, &f->client);
   return {cmd, [f]() { return RunLeader(*f); }};
