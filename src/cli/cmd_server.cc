@@ -88,6 +88,9 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--max-locks", opts->max_locks,
                   "Held plus waiting locks on the server (~470 bytes each)")
       ->capture_default_str();
+  cmd->add_option("--metrics-listen", opts->metrics_listen,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; "
+                  "bind it to a trusted network only)");
   cmd->add_option("--ready-file", *ready_file,
                   "Write the listen address to this file once serving (for scripts)");
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")

@@ -75,6 +75,9 @@ struct ServerOptions {
   // Replies written by the thread that produces them when no write is in
   // flight (transport::ListenerOptions::direct_writes).
   bool direct_writes = false;
+  // Prometheus-style metrics over HTTP (`GET /metrics` on this address,
+  // port 0 = pick one); "" = off. Bind it to a trusted network only.
+  std::string metrics_listen;
 
   // Object store (docs/design/0008-object-store.md).
   // TTL used by set_timeout(_after_request) with the server default.

@@ -93,6 +93,16 @@ Status Server::Start() {
     return listener.status();
   }
   listener_ = std::move(listener.value());
+  request_counts_.assign(CommandCount(), 0);
+  if (!options_.metrics_listen.empty()) {
+    auto metrics = MetricsHttp::Start(options_.metrics_listen, [this] { return FetchMetrics(); });
+    if (!metrics.ok()) {
+      listener_->Stop();
+      raft_->Stop();
+      return metrics.status();
+    }
+    metrics_ = std::move(metrics.value());
+  }
   raft_->Post([this, addr = listener_->address()] {
     if (!client_endpoints_.count(options_.node_id)) client_endpoints_[options_.node_id] = addr;
   });
@@ -102,6 +112,7 @@ Status Server::Start() {
 
 void Server::Stop() {
   if (stopped_.exchange(true)) return;
+  metrics_.reset();                  // its thread waits on the loop: stop it first
   if (listener_) listener_->Stop();  // no new requests; OnClose for each conn
   if (raft_) {
     std::promise<void> done;
@@ -118,6 +129,10 @@ void Server::Stop() {
 
 std::string Server::listen_address() const {
   return listener_ ? listener_->address() : "";
+}
+
+std::string Server::metrics_address() const {
+  return metrics_ ? metrics_->address() : "";
 }
 
 // ---- io threads ------------------------------------------------------------
@@ -276,9 +291,18 @@ const Server::CommandSpec Server::kCommands[] = {
     {Request::kRecordFind, "RecordFind", false, true, true, &Server::OnRecordFind},
 };
 
+size_t Server::CommandCount() {
+  return std::size(kCommands);
+}
+
+const char* Server::CommandName(size_t i) {
+  return kCommands[i].name;
+}
+
 void Server::Dispatch(ConnState& cs, const Request& req) {
   for (const CommandSpec& spec : kCommands) {
     if (spec.kind != req.body_case()) continue;
+    ++request_counts_[static_cast<size_t>(&spec - kCommands)];
     if (spec.needs_leader && !is_leader_) {
       ReplyNotLeader(cs.conn->id(), req.id(), spec.name);
       return;

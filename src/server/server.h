@@ -22,15 +22,18 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "common/clock.h"
 #include "core/state_machine.h"
 #include "latchkey.pb.h"
 #include "replication/raft_node.h"
 #include "server/lease_tracker.h"
+#include "server/metrics_http.h"
 #include "server/options.h"
 #include "server/proposer.h"
 #include "server/request_inbox.h"
@@ -53,6 +56,8 @@ class Server final : public transport::ConnectionHandler, public replication::St
 
   // The address clients connect to (real port when listen had port 0).
   std::string listen_address() const;
+  // The metrics endpoint's address ("" when --metrics-listen is off).
+  std::string metrics_address() const;
 
   // ConnectionHandler (io threads).
   void OnOpen(const std::shared_ptr<transport::Connection>& conn) override;
@@ -115,6 +120,12 @@ class Server final : public transport::ConnectionHandler, public replication::St
   struct CommandSpec;
   static const CommandSpec kCommands[];
   void Dispatch(ConnState& cs, const Request& req);
+  // Metrics (server_metrics.cc): the page rendered on the loop thread, and
+  // fetched from the metrics thread (nullopt if the loop did not answer).
+  std::string RenderMetrics() const;
+  std::optional<std::string> FetchMetrics();
+  static size_t CommandCount();
+  static const char* CommandName(size_t i);
   void OnHello(ConnState& cs, const Request& req);
   void OnOpenSession(ConnState& cs, const Request& req);
   void OnAttachSession(ConnState& cs, const Request& req);
@@ -261,6 +272,9 @@ class Server final : public transport::ConnectionHandler, public replication::St
   uint64_t started_mono_ms_ = 0;
   std::unique_ptr<replication::RaftNode> raft_;
   std::unique_ptr<transport::Listener> listener_;
+  std::unique_ptr<MetricsHttp> metrics_;  // --metrics-listen (server_metrics.cc)
+  // Requests dispatched, by kCommands entry (loop thread).
+  std::vector<uint64_t> request_counts_;
   std::unique_ptr<Proposer> proposer_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};

@@ -231,6 +231,7 @@ void Server::OnGetStatus(ConnState& cs, const Request& req) {
   out->set_core_applied_index(sm_.applied_index());
   out->set_leader_id(info.leader_id);
   out->set_leader_endpoint(LeaderEndpoint());
+  out->set_metrics_address(metrics_address());
   Reply(cs.conn->id(), resp);
 }
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "latchkey/client.h"
+#include "testlib/cluster_process.h"
 #include "testlib/server_process.h"
 
 namespace latchkey {
@@ -46,6 +47,62 @@ class CliTest : public ::testing::Test {
   TempDir dir_;
   ServerProcess server_{dir_.File("data")};
 };
+
+// GET over a fresh connection; the whole answer ("" if unreachable).
+std::string HttpGet(const std::string& address, const std::string& path) {
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
+    ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+      out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The value of an unlabelled metric line "NAME VALUE", -1 if absent.
+long long MetricValue(const std::string& page, const std::string& name) {
+  const size_t at = page.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(page.substr(at + name.size() + 2));
+}
+
+// --metrics-listen serves Prometheus text at /metrics; GetStatus names the
+// address (port 0 picks one); the numbers follow what clients do.
+TEST(ServerFlagsTest, MetricsEndpointReportsWhatClientsDo) {
+  TempDir dir;
+  ServerProcess server(dir.File("data"), {"--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(server.Start());
+  auto st = testing::QueryStatus(server.endpoint());
+  ASSERT_TRUE(st.has_value());
+  const std::string addr = st->metrics_address();
+  ASSERT_FALSE(addr.empty());
+  std::string page = HttpGet(addr, "/metrics");
+  ASSERT_EQ(page.rfind("HTTP/1.1 200 OK", 0), 0u) << page;
+  EXPECT_NE(page.find("# TYPE latchkey_locks_held gauge"), std::string::npos);
+  EXPECT_EQ(MetricValue(page, "latchkey_locks_held"), 0);
+  EXPECT_EQ(MetricValue(page, "latchkey_raft_is_leader"), 1);
+  ClientOptions o;
+  o.endpoint = server.endpoint();
+  auto c = Client::Connect(o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->Acquire("metrics.a").ok());
+  ASSERT_TRUE((*c)->Acquire("metrics.b").ok());
+  page = HttpGet(addr, "/metrics");
+  EXPECT_EQ(MetricValue(page, "latchkey_locks_held"), 2);
+  EXPECT_EQ(MetricValue(page, "latchkey_sessions"), 1);
+  EXPECT_GE(MetricValue(page, "latchkey_connections"), 1);
+  EXPECT_NE(page.find("latchkey_requests_total{type=\"Acquire\"} 2\n"), std::string::npos) << page;
+  EXPECT_EQ(HttpGet(addr, "/").rfind("HTTP/1.1 404", 0), 0u);
+}
 
 // scripts/run-server.sh passes --listen and --data-dir and then the user's
 // arguments: a repeated flag takes the last value instead of failing.
@@ -192,6 +249,12 @@ TEST_F(CliTest, UnreachableServerIsReportedClearly) {
       69);
   EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
   close(held);
+}
+
+TEST_F(CliTest, MetricsAreOffUnlessAsked) {
+  auto st = testing::QueryStatus(server_.endpoint());
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->metrics_address().empty());
 }
 
 TEST_F(CliTest, HelpReadsWell) {
