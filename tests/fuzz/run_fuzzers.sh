@@ -53,6 +53,8 @@ link() {  # name sources...
 ALL_SRCS=("$SRC/tests/fuzz/frame_decoder_fuzz.cc" "$SRC/tests/fuzz/names_fuzz.cc"
           "$SRC/tests/fuzz/log_entry_fuzz.cc" "$SRC/tests/fuzz/snapshot_fuzz.cc"
           "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc"
+          "$SRC/tests/fuzz/http_request_fuzz.cc" "$SRC/src/server/metrics_http.cc"
+          "$SRC/src/transport/endpoint.cc" "$SRC/src/common/log.cc"
           "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}")
 JOBS=$(nproc)
 pids=()
@@ -69,9 +71,11 @@ link log_entry_fuzz "$SRC/tests/fuzz/log_entry_fuzz.cc" "${CORE[@]}" "${COMMON[@
 link snapshot_fuzz "$SRC/tests/fuzz/snapshot_fuzz.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}"
 link request_fuzz "$SRC/tests/fuzz/request_fuzz.cc" "$SRC/tests/sim/sim_checkers.cc" \
   "$SRC/src/transport/frame.cc" "${CORE[@]}" "${COMMON[@]}" "${PROTO_SRCS[@]}"
+link http_request_fuzz "$SRC/tests/fuzz/http_request_fuzz.cc" "$SRC/src/server/metrics_http.cc" \
+  "$SRC/src/transport/endpoint.cc" "$SRC/src/common/log.cc" "${COMMON[@]}"
 
 status=0
-for t in frame_decoder_fuzz names_fuzz log_entry_fuzz snapshot_fuzz request_fuzz; do
+for t in frame_decoder_fuzz names_fuzz log_entry_fuzz snapshot_fuzz request_fuzz http_request_fuzz; do
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
   if [ -d "$SRC/tests/fuzz/corpus/$t" ]; then cp -n "$SRC/tests/fuzz/corpus/$t"/* "$corpus/" 2>/dev/null || true; fi
