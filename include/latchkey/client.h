@@ -53,6 +53,9 @@ struct ClientOptions {
   // connect and on every reconnect.
   std::string endpoint = "127.0.0.1:7411";
   std::string client_name{};  // shown to other users in introspection
+  // The server's --auth-token-file token, if it has one (UNAUTHENTICATED
+  // otherwise). Sent in the clear: trusted networks only.
+  std::string auth_token{};
   std::chrono::milliseconds session_ttl{10'000};
   std::chrono::milliseconds connect_timeout{5'000};
   // Runs once when the session is lost for good. Must not block.
@@ -295,6 +298,8 @@ class Client {
   bool session_gone() const;
   // The endpoint list this client was created with (ClientOptions::endpoint).
   const std::string& endpoint() const;
+  // ClientOptions::auth_token, for the streams this client's helpers open.
+  const std::string& auth_token() const;
   // AcquireMany returning every part's grant (token, mode, value block and
   // value token), in the order of `parts`.
   Result<std::vector<Grant>> AcquireManyGrants(

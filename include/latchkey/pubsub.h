@@ -27,6 +27,7 @@ struct Message {
 
 struct SubscribeOptions {
   std::string endpoint = "127.0.0.1:7411";  // comma-separated; any node serves it
+  std::string auth_token{};                 // as ClientOptions::auth_token
   std::string namespace_name{};
   std::chrono::milliseconds connect_timeout{5'000};
 };

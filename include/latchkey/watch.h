@@ -35,7 +35,8 @@ namespace latchkey {
 struct WatchOptions {
   // Comma-separated endpoints; any node serves watches.
   std::string endpoint = "127.0.0.1:7411";
-  std::string key{};  // the key, or the prefix when prefix is set ("" = all keys)
+  std::string auth_token{};  // as ClientOptions::auth_token
+  std::string key{};         // the key, or the prefix when prefix is set ("" = all keys)
   bool prefix = false;
   uint64_t from_revision = 0;  // 0 = only changes after the watch starts
   std::chrono::milliseconds connect_timeout{5'000};
@@ -82,7 +83,8 @@ class Watch {
 struct LockWatchOptions {
   // Comma-separated endpoints; any node serves lock watches.
   std::string endpoint = "127.0.0.1:7411";
-  std::string name{};  // the lock
+  std::string auth_token{};  // as ClientOptions::auth_token
+  std::string name{};        // the lock
   std::chrono::milliseconds connect_timeout{5'000};
   // How long Next keeps trying to reconnect before it reports UNAVAILABLE.
   std::chrono::milliseconds reconnect_for{30'000};

@@ -84,15 +84,14 @@ int RunElect(ElectFlags f) {
 
   ClientOptions co;
   co.endpoint = f.client.endpoint;
+  co.auth_token = f.client.AuthToken();
   co.client_name = "latchkey-elect " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
   co.on_session_lost =
       StopCommandOnSessionLost(sh, "latchkey elect", "no longer the leader of '" + f.name + "'");
   auto connected = Client::Connect(co);
   if (!connected.ok()) {
-    std::fprintf(stderr, "latchkey elect: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 connected.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey elect", f.client.endpoint.c_str(), connected.status());
   }
   std::unique_ptr<Client> client = std::move(connected.value());
   Election election(*client, f.name);

@@ -58,12 +58,11 @@ int RunLeader(const LeaderFlags& f) {
   if (f.watch) pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey leader";
   auto client = Client::Connect(o);
   if (!client.ok()) {
-    std::fprintf(stderr, "latchkey leader: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 client.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey leader", f.client.endpoint.c_str(), client.status());
   }
   ElectionOptions eo;
   eo.observe_interval = std::chrono::milliseconds(*interval);

@@ -153,15 +153,14 @@ int RunLock(LockFlags f) {
   const bool chatty = !f.quiet && isatty(STDERR_FILENO);
   ClientOptions co;
   co.endpoint = f.client.endpoint;
+  co.auth_token = f.client.AuthToken();
   co.client_name = "latchkey-lock " + UserAtHostPid();
   co.session_ttl = std::chrono::milliseconds(*session_ttl);
   co.on_session_lost =
       StopCommandOnSessionLost(sh, "latchkey lock", "'" + f.name + "' is no longer held");
   auto connected = Client::Connect(co);
   if (!connected.ok()) {
-    std::fprintf(stderr, "latchkey lock: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 connected.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey lock", f.client.endpoint.c_str(), connected.status());
   }
   std::unique_ptr<Client> client = std::move(connected.value());
 

@@ -99,12 +99,11 @@ void PrintTable(const std::vector<LockInfo>& locks) {
 int RunLocks(const LocksFlags& f) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey locks";
   auto client = Client::Connect(o);
   if (!client.ok()) {
-    std::fprintf(stderr, "latchkey locks: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 client.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey locks", f.client.endpoint.c_str(), client.status());
   }
   auto locks = (*client)->ListLocks(f.prefix, f.limit);
   if (!locks.ok()) {

@@ -57,12 +57,12 @@ Subcommand AddMemberCommand(CLI::App& app) {
   return {cmd, [flags, list, add, promote, remove, transfer]() -> int {
             ClientOptions o;
             o.endpoint = flags->client.endpoint;
+            o.auth_token = flags->client.AuthToken();
             o.client_name = "latchkey member";
             auto client = Client::Connect(o);
             if (!client.ok()) {
-              std::fprintf(stderr, "latchkey member: cannot reach %s: %s\n",
-                           flags->client.endpoint.c_str(), client.status().ToString().c_str());
-              return kExitUnavailable;
+              return ReportConnectFailure("latchkey member", flags->client.endpoint.c_str(),
+                                          client.status());
             }
             Client& c = **client;
             if (list->parsed()) {

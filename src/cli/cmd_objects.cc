@@ -104,6 +104,7 @@ int Fail(const char* cmd, const Status& st) {
 Result<std::unique_ptr<Client>> Connect(const ObjFlags& f, const char* name) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = std::string("latchkey ") + name;
   auto ttl = ParseDurationMs(f.client.session_ttl);
   if (!ttl.ok()) return ttl.status();

@@ -142,6 +142,7 @@ int Run(const std::string& name, const RecFlags& f) {
   const char* cmd = label.c_str();
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey record " + name;
   auto ttl = ParseDurationMs(f.client.session_ttl);
   if (!ttl.ok()) return Fail(cmd, ttl.status());

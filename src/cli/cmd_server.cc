@@ -91,6 +91,12 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--metrics-listen", opts->metrics_listen,
                   "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; "
                   "bind it to a trusted network only)");
+  auto token_file = std::make_shared<std::string>();
+  cmd->add_option("--auth-token-file", *token_file,
+                  "Require every client to send the token this file holds (chmod 600 it; "
+                  "clients pass the same file). Tokens travel unencrypted: trusted networks "
+                  "only. The Raft port between nodes is not covered")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--ready-file", *ready_file,
                   "Write the listen address to this file once serving (for scripts)");
   cmd->add_option("--log-level", *log_level, "debug, info, warn or error")
@@ -112,7 +118,7 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--test-only-bug", opts->test_only_bug)
       ->check(CLI::IsMember({"skip-watch-event", "stale-object-read"}))
       ->group("");
-  return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt]() -> int {
+  return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt, token_file]() -> int {
             SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
                         : *log_level == "warn"  ? LogLevel::kWarn
                         : *log_level == "error" ? LogLevel::kError
@@ -145,6 +151,14 @@ Subcommand AddServerCommand(CLI::App& app) {
                 return kExitUsage;
               }
               LK_LOG_WARN("PLANTED BUG %s is active (tests only)", opts->test_only_bug.c_str());
+            }
+            if (!token_file->empty()) {
+              Result<std::string> token = ReadAuthTokenFile(*token_file);
+              if (!token.ok()) {
+                std::fprintf(stderr, "latchkey server: %s\n", token.status().message().c_str());
+                return kExitUsage;
+              }
+              opts->auth_token = std::move(token).value();
             }
             server::Server srv(*opts);
             Status st = srv.Start();

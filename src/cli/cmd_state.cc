@@ -100,6 +100,7 @@ std::string Text(const KeyView& v) {
 std::unique_ptr<Client> ConnectOrReport(const StateFlags& f) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey state";
   auto client = Client::Connect(o);
   if (!client.ok()) {

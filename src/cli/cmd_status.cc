@@ -14,12 +14,12 @@ Subcommand AddStatusCommand(CLI::App& app) {
   return {cmd, [flags]() -> int {
             ClientOptions o;
             o.endpoint = flags->endpoint;
+            o.auth_token = flags->AuthToken();
             o.client_name = "latchkey status";
             auto client = Client::Connect(o);
             if (!client.ok()) {
-              std::fprintf(stderr, "latchkey status: cannot reach %s: %s\n",
-                           flags->endpoint.c_str(), client.status().ToString().c_str());
-              return kExitUnavailable;
+              return ReportConnectFailure("latchkey status", flags->endpoint.c_str(),
+                                          client.status());
             }
             auto st = (*client)->GetStatus();
             if (!st.ok()) {

@@ -128,12 +128,11 @@ void PrintTable(const SyncListing& l) {
 int RunSyncList(const SyncFlags& f) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey sync";
   auto client = Client::Connect(o);
   if (!client.ok()) {
-    std::fprintf(stderr, "latchkey sync list: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 client.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey sync list", f.client.endpoint.c_str(), client.status());
   }
   ListSyncOptions lo;
   lo.prefix = f.prefix;

@@ -92,12 +92,11 @@ void PrintJson(const std::vector<WaitEdgeInfo>& edges, const Context& ctx) {
 int RunWaits(const WaitsFlags& f) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = "latchkey waits";
   auto client = Client::Connect(o);
   if (!client.ok()) {
-    std::fprintf(stderr, "latchkey waits: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 client.status().ToString().c_str());
-    return kExitUnavailable;
+    return ReportConnectFailure("latchkey waits", f.client.endpoint.c_str(), client.status());
   }
   auto edges = (*client)->GetWaitGraph();
   if (!edges.ok()) {

@@ -49,6 +49,7 @@ int Fail(const char* cmd, const Status& st) {
 Result<std::unique_ptr<Client>> Connect(const WatchFlags& f, const char* name) {
   ClientOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.client_name = std::string("latchkey ") + name;
   auto ttl = ParseDurationMs(f.client.session_ttl);
   if (!ttl.ok()) return ttl.status();
@@ -70,6 +71,7 @@ std::string EventJson(const Object& o) {
 int RunWatch(const WatchFlags& f) {
   WatchOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.prefix = f.prefix_given;
   o.key = f.prefix_given ? f.prefix : f.key;
   o.from_revision = f.from;
@@ -121,6 +123,7 @@ int RunPublish(const WatchFlags& f) {
 int RunSubscribe(const WatchFlags& f) {
   SubscribeOptions o;
   o.endpoint = f.client.endpoint;
+  o.auth_token = f.client.AuthToken();
   o.namespace_name = f.name;
   auto sub = Subscription::Open(o);
   if (!sub.ok()) return Fail("subscribe", sub.status());

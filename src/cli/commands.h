@@ -4,16 +4,20 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 #include <vector>
+
+#include "common/status.h"
 
 namespace latchkey::cli {
 
 // Exit codes (sysexits-style) shared by the client subcommands.
-inline constexpr int kExitUsage = 64;        // bad arguments
-inline constexpr int kExitUnavailable = 69;  // server unreachable / not ready
-inline constexpr int kExitSoftware = 70;     // internal error
-inline constexpr int kExitBusy = 75;         // lock busy or wait timed out
-inline constexpr int kExitSessionLost = 76;  // session lost while holding
+inline constexpr int kExitUsage = 64;         // bad arguments
+inline constexpr int kExitUnavailable = 69;   // server unreachable / not ready
+inline constexpr int kExitSoftware = 70;      // internal error
+inline constexpr int kExitBusy = 75;          // lock busy or wait timed out
+inline constexpr int kExitSessionLost = 76;   // session lost while holding
+inline constexpr int kExitNoPermission = 77;  // the server refused the auth token
 
 struct Subcommand {
   CLI::App* app;
@@ -43,7 +47,18 @@ std::vector<Subcommand> AddRecordCommands(CLI::App& app);
 struct ClientFlags {
   std::string endpoint = "127.0.0.1:7411";
   std::string session_ttl = "10s";
+  std::string auth_token_file;  // --auth-token-file / LATCHKEY_AUTH_TOKEN_FILE
+  // The token in auth_token_file ("" without one, or if it cannot be read:
+  // the server then answers UNAUTHENTICATED).
+  std::string AuthToken() const;
 };
+// The token a file holds: its bytes without trailing whitespace (1..4096
+// bytes). Warns on stderr when others than the owner may read the file.
+Result<std::string> ReadAuthTokenFile(const std::string& path);
+// Prints why `command` could not connect to `endpoint` and returns the exit
+// code: kExitNoPermission when the server refused the auth token,
+// kExitUnavailable otherwise.
+int ReportConnectFailure(const char* command, const std::string& endpoint, const Status& st);
 void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
 
 }  // namespace latchkey::cli

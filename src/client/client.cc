@@ -86,6 +86,10 @@ const std::string& Client::endpoint() const {
   return impl_->options.endpoint;
 }
 
+const std::string& Client::auth_token() const {
+  return impl_->options.auth_token;
+}
+
 uint64_t Client::requests_sent() const {
   return impl_->requests_sent.load(std::memory_order_relaxed);
 }

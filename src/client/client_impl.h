@@ -468,6 +468,7 @@ struct Client::Impl {
     pb::Request hello;
     hello.mutable_hello()->set_protocol_version(kProtocolVersion);
     hello.mutable_hello()->set_client_name(options.client_name);
+    hello.mutable_hello()->set_auth_token(options.auth_token);
     Outcome o = CallOn(c.get(), gen, std::move(hello), deadline);
     if (!o.status.ok()) return fail(o.status);
     if (o.response.has_hello() && o.response.hello().protocol_version() != kProtocolVersion) {

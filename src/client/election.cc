@@ -262,6 +262,7 @@ ElectionObserver Election::Observe(std::function<void(const LeaderEvent&)> on_ch
     // so no term is skipped. observe_interval bounds how long Stop waits.
     LockWatchOptions wo;
     wo.endpoint = client_.endpoint();
+    wo.auth_token = client_.auth_token();
     wo.name = lock_;
     wo.reconnect_for = options_.observe_reconnect_for;
     if (auto watch = LockWatch::Open(wo); watch.ok()) {

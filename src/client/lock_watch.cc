@@ -26,7 +26,8 @@ Status LockWatch::Subscribe() {
   pb::Request req;
   req.mutable_watch_lock()->set_name(options_.name);
   pb::Response reply;
-  auto s = PushStream::Open(options_.endpoint, options_.connect_timeout, req, &reply);
+  auto s = PushStream::Open(options_.endpoint, options_.auth_token, options_.connect_timeout, req,
+                            &reply);
   if (!s.ok()) return s.status();
   std::lock_guard lk(impl_->mu);
   impl_->stream = std::move(s).value();

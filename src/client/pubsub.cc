@@ -35,7 +35,8 @@ Result<std::unique_ptr<Subscription>> Subscription::Open(SubscribeOptions option
   pb::Request req;
   req.mutable_subscribe()->set_namespace_name(options.namespace_name);
   pb::Response reply;
-  auto s = PushStream::Open(options.endpoint, options.connect_timeout, req, &reply);
+  auto s =
+      PushStream::Open(options.endpoint, options.auth_token, options.connect_timeout, req, &reply);
   if (!s.ok()) return s.status();
   std::unique_ptr<Subscription> sub(new Subscription());
   sub->impl_->stream = std::move(s).value();
@@ -74,6 +75,7 @@ Status SynchronizedObject::Start() {
   if (thread_.joinable()) return Status(Code::kFailedPrecondition, "already started");
   SubscribeOptions o;
   o.endpoint = endpoint_;
+  o.auth_token = client_.auth_token();
   o.namespace_name = namespace_;
   auto sub = Subscription::Open(o);
   if (!sub.ok()) return sub.status();
@@ -109,6 +111,7 @@ void SynchronizedObject::Run() {
     // Lost: subscribe again (retrying until stopped), then resynchronize.
     SubscribeOptions o;
     o.endpoint = endpoint_;
+    o.auth_token = client_.auth_token();
     o.namespace_name = namespace_;
     while (!stopping_) {
       auto sub = Subscription::Open(o);

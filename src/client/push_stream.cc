@@ -26,7 +26,7 @@ std::vector<std::string> SplitEndpointList(const std::string& s) {
 Status StatusFromWire(const pb::Error& e) {
   const int c = static_cast<int>(e.code());
   if (c == 0) return Status::Ok();
-  const Code code = (c > 0 && c <= kMaxCode) ? static_cast<Code>(c) : Code::kInternal;
+  const Code code = IsKnownCode(static_cast<uint32_t>(c)) ? static_cast<Code>(c) : Code::kInternal;
   std::string msg = e.message();
   if (msg.empty()) msg = "server returned " + std::string(CodeName(code));
   return Status(code, std::move(msg));
@@ -40,7 +40,7 @@ Status Resubscribe(std::chrono::milliseconds reconnect_for,
     ++*attempts;
     Status st = subscribe();
     if (st.ok() || st.code() == Code::kCompacted || st.code() == Code::kInvalidArgument ||
-        Clock::now() >= give_up) {
+        st.code() == Code::kUnauthenticated || Clock::now() >= give_up) {
       return st;
     }
     std::this_thread::sleep_for(pause);  // backoff between reconnect attempts
@@ -96,6 +96,7 @@ Result<std::unique_ptr<Connection>> Dial(const std::string& ep, std::chrono::mil
 }  // namespace
 
 Result<std::unique_ptr<PushStream>> PushStream::Open(const std::string& endpoints,
+                                                     const std::string& auth_token,
                                                      std::chrono::milliseconds timeout,
                                                      const pb::Request& request,
                                                      pb::Response* reply) {
@@ -115,9 +116,11 @@ Result<std::unique_ptr<PushStream>> PushStream::Open(const std::string& endpoint
     hello.mutable_request()->set_id(1);
     hello.mutable_request()->mutable_hello()->set_protocol_version(1);
     hello.mutable_request()->mutable_hello()->set_client_name("latchkey-stream");
+    hello.mutable_request()->mutable_hello()->set_auth_token(auth_token);
     ps->conn_->Send(hello.SerializeAsString());
     auto h = AwaitResponse(*st, 1, deadline);
     if (!h.ok()) {
+      if (h.status().code() == Code::kUnauthenticated) return h.status();  // same on every node
       last = h.status();
       continue;
     }

@@ -25,7 +25,7 @@ std::vector<std::string> SplitEndpointList(const std::string& s);
 Status StatusFromWire(const v1::Error& e);
 
 // Calls `subscribe` until it succeeds, fails with an error that retrying
-// cannot fix (COMPACTED, INVALID_ARGUMENT), or `reconnect_for`
+// cannot fix (COMPACTED, INVALID_ARGUMENT, UNAUTHENTICATED), or `reconnect_for`
 // has passed, backing off from 20 ms to 1 s between attempts; counts the
 // attempts in *attempts. Returns the last status.
 Status Resubscribe(std::chrono::milliseconds reconnect_for,
@@ -37,6 +37,7 @@ class PushStream {
   // says Hello, sends `request` and waits for its reply (an error reply is
   // returned as its status).
   static Result<std::unique_ptr<PushStream>> Open(const std::string& endpoints,
+                                                  const std::string& auth_token,
                                                   std::chrono::milliseconds timeout,
                                                   const v1::Request& request, v1::Response* reply);
   ~PushStream();

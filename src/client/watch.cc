@@ -46,7 +46,8 @@ Status Watch::Subscribe(uint64_t from) {
   req.mutable_watch()->set_prefix(options_.prefix);
   req.mutable_watch()->set_from_revision(from);
   pb::Response reply;
-  auto s = PushStream::Open(options_.endpoint, options_.connect_timeout, req, &reply);
+  auto s = PushStream::Open(options_.endpoint, options_.auth_token, options_.connect_timeout, req,
+                            &reply);
   if (!s.ok()) return s.status();
   if (start_revision_ == 0) start_revision_ = reply.watch().revision();
   std::lock_guard lk(impl_->mu);
@@ -259,6 +260,7 @@ Result<std::unique_ptr<ObjectMirror>> ObjectMirror::Start(Client& client, WatchO
   impl->client = &client;
   impl->options = std::move(watch);
   impl->options.prefix = true;
+  if (impl->options.auth_token.empty()) impl->options.auth_token = client.auth_token();
   impl->on_change = std::move(on_change);
   LATCHKEY_RETURN_IF_ERROR(impl->Reload(false));
   Impl* raw = impl.get();

@@ -27,6 +27,7 @@ std::string_view CodeName(Code code) {
     case Code::kDeadlock: return "DEADLOCK";
     case Code::kCompacted: return "COMPACTED";
     case Code::kRecordChanged: return "RECORD_CHANGED";
+    case Code::kUnauthenticated: return "UNAUTHENTICATED";
     case Code::kValueTooLarge: return "VALUE_TOO_LARGE";
   }
   return "UNKNOWN";

@@ -35,12 +35,13 @@ enum class Code : uint8_t {
   kAlreadyExists = 16,
   kFailedPrecondition = 17,
   kDeadlock = 18,
-  kCompacted = 20,      // the revision asked for was compacted away
-  kRecordChanged = 21,  // lock-if-unchanged: the record was written since
-  kValueTooLarge = 40,  // a lock value block over the limit
+  kCompacted = 20,        // the revision asked for was compacted away
+  kRecordChanged = 21,    // lock-if-unchanged: the record was written since
+  kUnauthenticated = 22,  // the server wants an auth token this client lacks
+  kValueTooLarge = 40,    // a lock value block over the limit
 };
 
-inline constexpr uint8_t kMaxCode = 21;
+inline constexpr uint8_t kMaxCode = 22;
 
 std::string_view CodeName(Code code);
 // True for every value of Code (the wire carries numbers; unknown ones map

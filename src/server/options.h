@@ -78,6 +78,9 @@ struct ServerOptions {
   // Prometheus-style metrics over HTTP (`GET /metrics` on this address,
   // port 0 = pick one); "" = off. Bind it to a trusted network only.
   std::string metrics_listen;
+  // Shared secret every client must send in Hello (`--auth-token-file`);
+  // "" = none. Compared in constant time; travels in the clear (no TLS).
+  std::string auth_token;
 
   // Object store (docs/design/0008-object-store.md).
   // TTL used by set_timeout(_after_request) with the server default.

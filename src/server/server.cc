@@ -320,6 +320,22 @@ void Server::Dispatch(ConnState& cs, const Request& req) {
   cs.conn->Close();
 }
 
+namespace {
+
+// Equal tokens, in time that depends on the lengths only.
+bool TokensEqual(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
 void Server::OnHello(ConnState& cs, const Request& req) {
   if (req.hello().protocol_version() != 1) {
     ReplyError(
@@ -327,6 +343,21 @@ void Server::OnHello(ConnState& cs, const Request& req) {
         Status(Code::kUnsupportedVersion, "client speaks protocol version " +
                                               std::to_string(req.hello().protocol_version()) +
                                               "; this server speaks version 1"));
+    cs.conn->Close();
+    return;
+  }
+  if (!options_.auth_token.empty() && !TokensEqual(req.hello().auth_token(), options_.auth_token)) {
+    LK_LOG_WARN("connection %llu from %s: refused, %s auth token",
+                static_cast<unsigned long long>(cs.conn->id()), cs.conn->peer().c_str(),
+                req.hello().auth_token().empty() ? "no" : "wrong");
+    ReplyError(cs.conn->id(), req.id(),
+               Status(Code::kUnauthenticated,
+                      req.hello().auth_token().empty()
+                          ? "this server requires an auth token: pass --auth-token-file FILE "
+                            "(or LATCHKEY_AUTH_TOKEN_FILE) to the CLI, ClientOptions::auth_token "
+                            "to the library"
+                          : "wrong auth token: check the token file the client uses against "
+                            "the server's --auth-token-file"));
     cs.conn->Close();
     return;
   }

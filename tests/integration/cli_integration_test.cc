@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "latchkey/client.h"
+#include "latchkey/watch.h"
 #include "testlib/cluster_process.h"
 #include "testlib/server_process.h"
 
@@ -102,6 +104,60 @@ TEST(ServerFlagsTest, MetricsEndpointReportsWhatClientsDo) {
   EXPECT_GE(MetricValue(page, "latchkey_connections"), 1);
   EXPECT_NE(page.find("latchkey_requests_total{type=\"Acquire\"} 2\n"), std::string::npos) << page;
   EXPECT_EQ(HttpGet(addr, "/").rfind("HTTP/1.1 404", 0), 0u);
+}
+
+// --auth-token-file: a client must send the same token in Hello, through
+// the library, the streams and the CLI; without it, or with another one, it
+// gets UNAUTHENTICATED and an error that says what to pass.
+TEST(ServerFlagsTest, AuthTokenIsRequiredWhenConfigured) {
+  TempDir dir;
+  const std::string token_file = dir.File("token");
+  {
+    std::ofstream f(token_file);
+    f << "s3cret-token\n";  // the trailing newline is not part of the token
+  }
+  ASSERT_EQ(chmod(token_file.c_str(), 0600), 0);
+  ServerProcess server(dir.File("data"), {"--auth-token-file", token_file});
+  ASSERT_TRUE(server.Start());
+  auto connect = [&](const std::string& token) {
+    ClientOptions o;
+    o.endpoint = server.endpoint();
+    o.auth_token = token;
+    o.connect_timeout = 2s;
+    return Client::Connect(o);
+  };
+  auto none = connect("");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Code::kUnauthenticated) << none.status().ToString();
+  EXPECT_NE(none.status().message().find("--auth-token-file"), std::string::npos);
+  auto wrong = connect("s3cret-tokeN");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), Code::kUnauthenticated);
+  auto right = connect("s3cret-token");
+  ASSERT_TRUE(right.ok()) << right.status().ToString();
+  ASSERT_TRUE((*right)->Acquire("auth.lock").ok());
+
+  LockWatchOptions lo;
+  lo.endpoint = server.endpoint();
+  lo.name = "auth.lock";
+  EXPECT_EQ(LockWatch::Open(lo).status().code(), Code::kUnauthenticated);
+  lo.auth_token = "s3cret-token";
+  auto w = LockWatch::Open(lo);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  auto state = (*w)->Next(5s);
+  ASSERT_TRUE(state.ok());
+  EXPECT_TRUE(state->held);
+
+  std::string out;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "locks", "auth", "-e", server.endpoint(),
+                        "--auth-token-file", token_file},
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("auth.lock"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "locks", "-e", server.endpoint()}, &out), 77);
+  EXPECT_NE(out.find("refused the connection"), std::string::npos) << out;
+  EXPECT_NE(out.find("--auth-token-file"), std::string::npos) << out;
 }
 
 // scripts/run-server.sh passes --listen and --data-dir and then the user's
