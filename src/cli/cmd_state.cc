@@ -104,8 +104,7 @@ std::unique_ptr<Client> ConnectOrReport(const StateFlags& f) {
   o.client_name = "latchkey state";
   auto client = Client::Connect(o);
   if (!client.ok()) {
-    std::fprintf(stderr, "latchkey state: cannot reach %s: %s\n", f.client.endpoint.c_str(),
-                 client.status().ToString().c_str());
+    ReportConnectFailure("latchkey state", f.client.endpoint, client.status());
     return nullptr;
   }
   return std::move(client.value());

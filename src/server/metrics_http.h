@@ -1,8 +1,9 @@
 // MetricsHttp: a minimal HTTP/1.1 endpoint for Prometheus-style scrapes
 // (`latchkey server --metrics-listen ADDR`). Serves `GET /metrics` with the
 // text exposition format (0.0.4) that `render` returns, 404 for any other
-// path, 405 for any other method, 400 for a malformed or oversized request;
-// one request per connection, then close.
+// path, 405 for any other method, 400 for a malformed request, 431 for a
+// request head over kMaxRequestBytes and 408 for one slower than
+// kRequestTimeout; one request per connection, then close.
 //
 // Threading: one thread of its own accepts and answers connections one at a
 // time; each connection gets at most kRequestTimeout to send its request, so
@@ -12,12 +13,12 @@
 // kMaxRequestBytes.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "common/status.h"
@@ -54,7 +55,8 @@ class MetricsHttp {
 };
 
 // The response to one HTTP request head (everything up to the blank line),
-// for `body` as the /metrics page. Pure: the unit tests call it directly.
+// with what `render` returns as the /metrics page. The unit tests and the
+// fuzz target call it directly.
 std::string MetricsHttpResponse(std::string_view head, const MetricsHttp::Render& render);
 
 }  // namespace latchkey::server

@@ -2,12 +2,9 @@
 // over a real socket (port 0), including a request head that never ends.
 #include "server/metrics_http.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "testlib/server_process.h"
 
 namespace latchkey::server {
 namespace {
@@ -40,31 +37,8 @@ TEST(MetricsHttpTest, ServesOnlyGetMetrics) {
             0u);
 }
 
-// Sends `request` to `address` and returns everything the server answered
-// before closing.
 std::string Exchange(const std::string& address, const std::string& request) {
-  const int port = std::stoi(address.substr(address.rfind(':') + 1));
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    return "";
-  }
-  if (!request.empty()) ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string out;
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 10'000) <= 0) break;
-    char buf[4096];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  return testing::ExchangeOnLoopback(std::stoi(address.substr(address.rfind(':') + 1)), request);
 }
 
 TEST(MetricsHttpTest, AnswersOverASocketAndBoundsBadClients) {

@@ -29,9 +29,8 @@ void Server::OnWatchLock(ConnState& cs, const Request& req) {
   const std::string& name = req.watch_lock().name();
   const uint64_t conn_id = cs.conn->id();
   if (Status s = core::ValidateLockName(name); !s.ok()) return ReplyError(conn_id, req.id(), s);
-  size_t mine = 0;
-  for (const auto& [id, w] : watch_srv_.lock_watchers) mine += w.conn_id == conn_id ? 1 : 0;
-  if (watch_srv_.lock_watchers.size() >= kMaxLockWatches || mine >= kMaxLockWatchesPerConnection) {
+  if (watch_srv_.lock_watchers.size() >= kMaxLockWatches ||
+      CountFor(conn_id, watch_srv_.lock_watchers) >= kMaxLockWatchesPerConnection) {
     return ReplyError(
         conn_id, req.id(),
         Status(Code::kResourceExhausted, "too many lock watches (at most " +

@@ -31,12 +31,6 @@ void FillEvent(const core::ObjView& v, v1::Object* out) {
   out->set_reserved_by(v.reserved_by);
 }
 
-size_t CountFor(uint64_t conn_id, const auto& m) {
-  size_t n = 0;
-  for (const auto& [id, x] : m) n += x.conn_id == conn_id ? 1 : 0;
-  return n;
-}
-
 }  // namespace
 
 void Server::PushWatchEvents(uint64_t watch_id, uint64_t conn_id,

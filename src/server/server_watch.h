@@ -37,6 +37,13 @@ struct Subscriber {
   std::string namespace_name;
 };
 
+// Entries of `m` (id -> something with a conn_id) that belong to conn_id.
+size_t CountFor(uint64_t conn_id, const auto& m) {
+  size_t n = 0;
+  for (const auto& [id, x] : m) n += x.conn_id == conn_id ? 1 : 0;
+  return n;
+}
+
 struct WatchServerState {
   uint64_t next_id = 1;
   WatchIndex watchers;  // by watch id, indexed by key

@@ -52,22 +52,8 @@ class CliTest : public ::testing::Test {
 
 // GET over a fresh connection; the whole answer ("" if unreachable).
 std::string HttpGet(const std::string& address, const std::string& path) {
-  const int port = std::stoi(address.substr(address.rfind(':') + 1));
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
-    ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
-      out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  return testing::ExchangeOnLoopback(std::stoi(address.substr(address.rfind(':') + 1)),
+                                     "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n");
 }
 
 // The value of an unlabelled metric line "NAME VALUE", -1 if absent.

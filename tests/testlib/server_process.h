@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace latchkey::testing {
@@ -31,6 +32,11 @@ class TempDir {
 
 // Returns a port that was free a moment ago on 127.0.0.1.
 int PickFreePort();
+
+// Connects to 127.0.0.1:port, sends `request` and returns all the peer
+// answered until it closed (or sent nothing for 10 s); "" if the connect
+// failed. For plain-text endpoints such as the metrics page.
+std::string ExchangeOnLoopback(int port, std::string_view request);
 
 // Polls cond every 5 ms until it holds or the deadline passes.
 bool WaitFor(const std::function<bool()>& cond,
