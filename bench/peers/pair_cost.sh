@@ -13,6 +13,8 @@
 # Server CPU comes from /proc/PID/stat, its context switches from the sum
 # over /proc/PID/task/*/status; the generator's from /usr/bin/time. System
 # calls: `perf stat -e raw_syscalls:sys_enter` on both (-1 without perf).
+# Latchkey rows add the server's log appends per pair and their mean time
+# from hand-over to the disk to completion (`latchkey status`, "log writes").
 set -euo pipefail
 B=$1; W=$2; C=$3; S=${4:-3}
 ONE_SERVER_TAG=pair-cost
@@ -27,13 +29,18 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -o /dev/nul
   PERF=$!
   count=(perf stat -x "," -e raw_syscalls:sys_enter -o "$D/generator.perf" --)
 fi
+# Latchkey: the server's log appends and their summed time (latchkey status).
+appends() { [[ $SYSTEM == latchkey ]] || { echo "0 0"; return; }
+  "$B/src/cli/latchkey" status -e "$EP" | awk '/^log writes/{n=$3; m=$6} END{print n+0, n*m}'; }
+a0=$(appends)
 c0=$(cpu $SP); s0=$(cs $SP)
 /usr/bin/time -f "%U %S %w %c" -o "$D/time" "${count[@]}" "$B/bench/peers/peer_bench" \
   --system "$SYSTEM" --endpoint "$EP" --workload "$W" --clients "$C" --seconds "$S" \
   --jsonl "$D/r.jsonl" >/dev/null
 c1=$(cpu $SP); s1=$(cs $SP)
+a1=$(appends)
 if [[ ${#count[@]} -gt 0 ]]; then kill -INT "$PERF"; wait "$PERF" || true; fi
-python3 - "$D/r.jsonl" "$D/time" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$D" <<'PY'
+python3 - "$D/r.jsonl" "$D/time" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$D" $a0 $a1 <<'PY'
 import json, os, sys
 row = [json.loads(l) for l in open(sys.argv[1])][-1]
 bu, bs, bw, bc = (float(x) for x in open(sys.argv[2]).read().split()[:4])
@@ -47,10 +54,14 @@ def syscalls(name):
         if "raw_syscalls:sys_enter" in line:
             return float(line.split(",")[0]) / ops
     return -1
+n0, t0, n1, t1 = (float(x) for x in sys.argv[9:13])
+appends = ''
+if n1 > n0:
+    appends = f' | log appends/pair={(n1 - n0) / ops:.2f} mean append={(t1 - t0) / (n1 - n0):.0f}us'
 print(f'{row["system"]} {row["workload"]} C={row["clients"]} pairs/s={row["ops_per_s"]:.0f} '
       f'p50={row["p50_us"]:.0f}us p99={row["p99_us"]:.0f}us | '
       f'server cpu/pair={(c1 - c0) / tck * 1e6 / ops:.1f}us cs/pair={(s1 - s0) / ops:.2f} '
       f'syscalls/pair={syscalls("server"):.2f} | '
       f'generator cpu/pair={(bu + bs) * 1e6 / ops:.1f}us cs/pair={(bw + bc) / ops:.2f} '
-      f'syscalls/pair={syscalls("generator"):.2f}')
+      f'syscalls/pair={syscalls("generator"):.2f}' + appends)
 PY

@@ -184,6 +184,11 @@ struct ServerStatus {
   uint64_t core_applied_index = 0;
   uint64_t leader_id = 0;       // 0 while no leader is known
   std::string leader_endpoint;  // the leader's client address, if known
+  std::string metrics_address;  // "HOST:PORT" of GET /metrics, "" when off
+  // This node's Raft log appends since it started and their summed time,
+  // from hand-over to the disk to completion: the durability cost.
+  uint64_t log_appends = 0;
+  uint64_t log_append_micros = 0;
 };
 
 // One node of a replicated cluster (Client::ListMembers).

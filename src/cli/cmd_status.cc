@@ -45,6 +45,14 @@ Subcommand AddStatusCommand(CLI::App& app) {
                         static_cast<unsigned long long>(s.waiters));
             std::printf("connections %llu\n", static_cast<unsigned long long>(s.connections));
             std::printf("revision    %llu\n", static_cast<unsigned long long>(s.revision));
+            if (s.log_appends > 0) {
+              std::printf("log writes  %llu appends, mean %llu us from hand-over to durable\n",
+                          static_cast<unsigned long long>(s.log_appends),
+                          static_cast<unsigned long long>(s.log_append_micros / s.log_appends));
+            }
+            if (!s.metrics_address.empty()) {
+              std::printf("metrics     http://%s/metrics\n", s.metrics_address.c_str());
+            }
             return 0;
           }};
 }

@@ -64,6 +64,9 @@ Result<ServerStatus> Client::GetStatus() {
   s.core_applied_index = r.core_applied_index();
   s.leader_id = r.leader_id();
   s.leader_endpoint = r.leader_endpoint();
+  s.metrics_address = r.metrics_address();
+  s.log_appends = r.log_appends();
+  s.log_append_micros = r.log_append_micros();
   return s;
 }
 

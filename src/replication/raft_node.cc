@@ -191,6 +191,8 @@ Status RaftNode::Impl::InitAndStart() {
   io.send = &Impl::IoSend;
   io_load = io.load;
   io.load = &Impl::IoLoad;
+  io_append = io.append;
+  io.append = &Impl::IoAppend;
 
   // A joining node must not bootstrap: a second configuration with itself
   // as the only voter would elect it on its own and fork the cluster.
@@ -610,6 +612,9 @@ RaftInfo RaftNode::Info() const {
   const struct raft_log& log = d.raft.log;
   info.log_entries_in_memory = log.size == 0 ? 0 : (log.back + log.size - log.front) % log.size;
   info.idle_pages_released = d.idle_pages_released;
+  info.log_appends = d.log_appends;
+  info.log_appended_entries = d.log_appended_entries;
+  info.log_appended_bytes = d.log_appended_bytes;
   return info;
 }
 

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/latency_histogram.h"
 #include "common/status.h"
 
 namespace latchkey::replication {
@@ -101,6 +102,13 @@ struct RaftInfo {
   // Pages of libraft's log index (its entry reference table, never shrunk
   // by libraft) given back to the OS after idle compactions, in all.
   uint64_t idle_pages_released = 0;
+  // This node's log appends since it started (leader and follower alike):
+  // from the io's append call to its callback on the loop thread, so the
+  // time an append waits behind the write in progress counts too. What a
+  // request's durability costs here; see docs/operations.md.
+  LatencyHistogram log_appends;
+  uint64_t log_appended_entries = 0;
+  uint64_t log_appended_bytes = 0;
 };
 
 std::string_view RoleName(RaftInfo::Role role);

@@ -136,6 +136,12 @@ struct RaftNode::Impl {
                  raft_io_send_cb) = nullptr;
   int (*io_load)(struct raft_io*, raft_term*, raft_id*, struct raft_snapshot**, raft_index*,
                  struct raft_entry*[], size_t*) = nullptr;
+  int (*io_append)(struct raft_io*, struct raft_io_append*, const struct raft_entry[], unsigned,
+                   raft_io_append_cb) = nullptr;
+  // Log append latency and volume (RaftInfo::log_appends), loop thread only.
+  LatencyHistogram log_appends;
+  uint64_t log_appended_entries = 0;
+  uint64_t log_appended_bytes = 0;
   AppendReplyGuard reply_guard;
   // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
   TransferSendGuard transfer_sends;
@@ -276,6 +282,11 @@ struct RaftNode::Impl {
   static int IoLoad(struct raft_io* io, raft_term* term, raft_id* voted_for,
                     struct raft_snapshot** snapshot, raft_index* start_index,
                     struct raft_entry* entries[], size_t* n_entries);
+
+  // libraft's append, timed: IoAppendDone records how long the io took.
+  static int IoAppend(struct raft_io* io, struct raft_io_append* req,
+                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+  static void IoAppendDone(struct raft_io_append* req, int status);
 
   static void FreeInstallSnapshot(struct raft_message* msg);
 

@@ -28,6 +28,11 @@
 // when libraft would need a committed configuration entry that a snapshot
 // has dropped from its in-memory log (raft_config_rollback.h).
 //
+// It times each log append (RaftInfo::log_appends): libraft's request
+// passes through with the adapter's record in req->data, which the uv io
+// never reads (src/uv_append.c keeps its own struct append), and gets its
+// own data back before its callback runs.
+//
 // And it refuses a send to no address. libraft 0.15's follower answers an
 // AppendEntries once the entries are on disk (appendFollowerCb ->
 // sendAppendEntriesResult, disassembled from the Debian libraft.a) to
@@ -42,7 +47,9 @@
 // unreachable peer does: libraft frees the request, and the leader of the new
 // term learns the follower's log from its next AppendEntries result.
 
+#include <chrono>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -66,6 +73,47 @@ int RaftNode::Impl::IoLoad(struct raft_io* io, raft_term* term, raft_id* voted_f
     self->config_rollback.Seed((*snapshot)->configuration, (*snapshot)->configuration_index);
   }
   return rv;
+}
+
+namespace {
+
+// One append while the io has it: libraft's req->data and callback, and
+// when it was handed over. `self` is the RaftNode::Impl.
+struct TimedAppend {
+  void* self;
+  void* data;
+  raft_io_append_cb cb;
+  std::chrono::steady_clock::time_point start;
+};
+
+}  // namespace
+
+int RaftNode::Impl::IoAppend(struct raft_io* io, struct raft_io_append* req,
+                             const struct raft_entry entries[], unsigned n, raft_io_append_cb cb) {
+  Impl* self = FromIo(io);
+  auto* timed =
+      new (std::nothrow) TimedAppend{self, req->data, cb, std::chrono::steady_clock::now()};
+  if (timed == nullptr) return self->io_append(io, req, entries, n, cb);  // untimed
+  req->data = timed;
+  const int rv = self->io_append(io, req, entries, n, &Impl::IoAppendDone);
+  if (rv != 0) {
+    req->data = timed->data;
+    delete timed;
+    return rv;
+  }
+  self->log_appended_entries += n;
+  for (unsigned i = 0; i < n; ++i) self->log_appended_bytes += entries[i].buf.len;
+  return 0;
+}
+
+void RaftNode::Impl::IoAppendDone(struct raft_io_append* req, int status) {
+  std::unique_ptr<TimedAppend> timed(static_cast<TimedAppend*>(req->data));
+  req->data = timed->data;
+  if (status == 0) {
+    static_cast<Impl*>(timed->self)
+        ->log_appends.Record(std::chrono::steady_clock::now() - timed->start);
+  }
+  timed->cb(req, status);
 }
 
 int RaftNode::Impl::IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,

@@ -73,6 +73,10 @@ TEST(ServerFlagsTest, MetricsEndpointReportsWhatClientsDo) {
   ASSERT_TRUE(st.has_value());
   const std::string addr = st->metrics_address();
   ASSERT_FALSE(addr.empty());
+  std::string status_out;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "status", "-e", server.endpoint()}, &status_out), 0);
+  EXPECT_NE(status_out.find("metrics     http://" + addr + "/metrics"), std::string::npos)
+      << status_out;
   std::string page = HttpGet(addr, "/metrics");
   ASSERT_EQ(page.rfind("HTTP/1.1 200 OK", 0), 0u) << page;
   EXPECT_NE(page.find("# TYPE latchkey_locks_held gauge"), std::string::npos);
@@ -89,6 +93,15 @@ TEST(ServerFlagsTest, MetricsEndpointReportsWhatClientsDo) {
   EXPECT_EQ(MetricValue(page, "latchkey_sessions"), 1);
   EXPECT_GE(MetricValue(page, "latchkey_connections"), 1);
   EXPECT_NE(page.find("latchkey_requests_total{type=\"Acquire\"} 2\n"), std::string::npos) << page;
+  // Both acquires reached the disk through timed appends.
+  EXPECT_GE(MetricValue(page, "latchkey_raft_log_appended_entries_total"), 2);
+  EXPECT_GT(MetricValue(page, "latchkey_raft_log_appended_bytes_total"), 0);
+  const long long appends = MetricValue(page, "latchkey_raft_log_append_seconds_count");
+  EXPECT_GE(appends, 1);
+  EXPECT_NE(page.find("latchkey_raft_log_append_seconds_bucket{le=\"+Inf\"} " +
+                      std::to_string(appends) + "\n"),
+            std::string::npos)
+      << page;
   EXPECT_EQ(HttpGet(addr, "/").rfind("HTTP/1.1 404", 0), 0u);
 }
 
@@ -272,6 +285,9 @@ TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
   EXPECT_NE(out.find("leader"), std::string::npos) << out;
   EXPECT_NE(out.find("1 held"), std::string::npos) << out;
   EXPECT_NE(out.find("sessions    2"), std::string::npos) << out;
+  // The acquire was made durable: the log write line counts it; metrics are off.
+  EXPECT_NE(out.find("log writes  "), std::string::npos) << out;
+  EXPECT_EQ(out.find("metrics "), std::string::npos) << out;
 }
 
 TEST_F(CliTest, UnreachableServerIsReportedClearly) {
