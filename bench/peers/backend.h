@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,10 @@ class LockClient {
   virtual ~LockClient() = default;
   virtual Status Acquire(const std::string& name) = 0;
   virtual Status Release(const std::string& name) = 0;
+  // Latchkey only: the server's Raft log appends so far and their summed
+  // time in microseconds (GetStatus of the node this client talks to);
+  // false for the other systems or when the status call fails.
+  virtual bool LogAppends(uint64_t* /*appends*/, uint64_t* /*micros*/) { return false; }
 };
 
 // system: "latchkey", "redis", "zookeeper", "etcd".

@@ -27,6 +27,14 @@ class LatchkeyLockClient : public LockClient {
 
   Status Release(const std::string& name) override { return client_->Release(name); }
 
+  bool LogAppends(uint64_t* appends, uint64_t* micros) override {
+    auto st = client_->GetStatus();
+    if (!st.ok()) return false;
+    *appends = st->log_appends;
+    *micros = st->log_append_micros;
+    return true;
+  }
+
  private:
   std::unique_ptr<Client> client_;
   AcquireOptions acquire_;

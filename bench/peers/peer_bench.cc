@@ -103,6 +103,10 @@ struct Row {
   // Lowest VmRSS seen during --settle-seconds after the last acquire, all
   // locks still held (0 = not measured).
   long rss_settled_kb = 0;
+  // W1/W2/W4, Latchkey: the server's log appends during the row and their
+  // mean time from hand-over to the disk to completion (0 = not measured).
+  uint64_t log_appends = 0;
+  double log_append_mean_us = 0;
   std::string first_error;
 };
 
@@ -122,6 +126,11 @@ void Emit(const Args& a, const Row& r) {
                 r.seconds, r.rss_before_kb, r.rss_after_kb);
     if (r.rss_settled_kb > 0) std::printf(" (settled %ld KiB)", r.rss_settled_kb);
   }
+  if (r.log_appends > 0) {
+    std::printf(" log appends/op %.2f, mean %.0f us",
+                static_cast<double>(r.log_appends) / static_cast<double>(r.ops ? r.ops : 1),
+                r.log_append_mean_us);
+  }
   if (!r.first_error.empty()) std::printf(" first error: %s", r.first_error.c_str());
   std::printf("\n");
   std::fflush(stdout);
@@ -136,13 +145,15 @@ void Emit(const Args& a, const Row& r) {
       "\"clients\":%d,\"seconds\":%.3f,\"ops\":%llu,\"ops_per_s\":%.1f,\"p50_us\":%.0f,"
       "\"p99_us\":%.0f,\"errors\":%llu,\"overlaps\":%llu,\"lost_updates\":%llu,"
       "\"fair_max\":%llu,\"fair_min\":%llu,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
-      "\"rss_settled_kb\":%ld,\"first_error\":\"%s\"}\n",
+      "\"rss_settled_kb\":%ld,\"log_appends\":%llu,\"log_append_mean_us\":%.0f,"
+      "\"first_error\":\"%s\"}\n",
       a.system.c_str(), a.label.c_str(), a.nodes, r.workload.c_str(), r.clients, r.seconds,
       static_cast<unsigned long long>(r.ops), rate, r.p50_us, r.p99_us,
       static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.overlaps),
       static_cast<unsigned long long>(r.lost_updates), static_cast<unsigned long long>(r.fair_max),
       static_cast<unsigned long long>(r.fair_min), r.rss_before_kb, r.rss_after_kb,
-      r.rss_settled_kb, err.c_str());
+      r.rss_settled_kb, static_cast<unsigned long long>(r.log_appends), r.log_append_mean_us,
+      err.c_str());
   std::fclose(f);
 }
 
@@ -200,12 +211,19 @@ Row RunPairs(const Args& a, int clients, bool contended) {
       }
     });
   }
+  uint64_t appends0 = 0, micros0 = 0, appends1 = 0, micros1 = 0;
+  const bool timed = !cs.empty() && cs[0]->LogAppends(&appends0, &micros0);
   auto start = steady_clock::now();
   go = true;
   std::this_thread::sleep_for(duration<double>(a.seconds));  // the measurement window
   stop = true;
   for (auto& t : threads) t.join();
   Row r;
+  if (timed && cs[0]->LogAppends(&appends1, &micros1) && appends1 > appends0) {
+    r.log_appends = appends1 - appends0;
+    r.log_append_mean_us =
+        static_cast<double>(micros1 - micros0) / static_cast<double>(r.log_appends);
+  }
   r.workload = contended ? "W2" : "W1";
   r.clients = clients;
   r.seconds = duration<double>(steady_clock::now() - start).count();

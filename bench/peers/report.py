@@ -59,6 +59,20 @@ for r in sorted((r for r in rows if key(r)[0] in order),
     lines.append(f'| {w} | {c} | {r["label"]} | {fmt(r["ops_per_s"])} | {fmt(r["p50_us"])} | '
                  f'{fmt(r["p99_us"])} | {r["errors"]} | {extra} | {rat} |')
 
+timed = [r for r in rows if r["system"] == "latchkey" and r.get("log_appends")]
+if timed:
+    lines += ["", "### Latchkey's Raft log appends per row", "",
+              "From the server's own timing (`latchkey status`, \"log writes\"; "
+              "3 nodes: the node the first client talks to): appends per acquire+release pair "
+              "and their mean time from hand-over to the disk until durable, including the "
+              "wait behind the write in progress.", "",
+              "| workload | C | nodes | appends per pair | mean append µs |",
+              "|---|---:|---:|---:|---:|"]
+    for r in sorted(timed, key=lambda r: (order.get(key(r)[0], 9), r["clients"])):
+        w, c = key(r)
+        lines.append(f'| {w} | {c} | {r["nodes"]} | {r["log_appends"] / max(r["ops"], 1):.2f} | '
+                     f'{fmt(r["log_append_mean_us"])} |')
+
 w3 = [r for r in rows if r["workload"] == "W3"]
 if w3:
     lk = next((r for r in w3 if r["system"] == "latchkey"), None)
