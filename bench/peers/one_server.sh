@@ -4,14 +4,15 @@
 # lock works. Sets D (the temp dir), SP (the server's PID), EP (its client
 # endpoint) and SYSTEM (peer_bench's --system).
 # PEER=latchkey (default): a single-node Latchkey from $B (RelWithDebInfo
-# build dir); SERVER_ARGS adds server flags. PEER=redis or redis-aof: a Redis
-# server as run.sh starts it (redis-aof: appendonly yes, appendfsync always).
+# build dir), or from SERVER_BUILD when set (ab.sh); SERVER_ARGS adds server
+# flags. PEER=redis or redis-aof: a Redis server as run.sh starts it
+# (redis-aof: appendonly yes, appendfsync always).
 D=$(mktemp -d "/tmp/${ONE_SERVER_TAG:-latchkey}.XXXXXX")
 case ${PEER:-latchkey} in
   latchkey)
     SYSTEM=latchkey
     # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
-    "$B/src/cli/latchkey" server --data-dir "$D/data" --listen 127.0.0.1:0 \
+    "${SERVER_BUILD:-$B}/src/cli/latchkey" server --data-dir "$D/data" --listen 127.0.0.1:0 \
       --raft-address 127.0.0.1:0 --ready-file "$D/ready" --log-level warn ${SERVER_ARGS:-} \
       >"$D/log" 2>&1 &
     ;;

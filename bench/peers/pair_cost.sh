@@ -40,6 +40,7 @@ c0=$(cpu $SP); s0=$(cs $SP)
 c1=$(cpu $SP); s1=$(cs $SP)
 a1=$(appends)
 if [[ ${#count[@]} -gt 0 ]]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+# shellcheck disable=SC2086 # a0 and a1 are "COUNT MICROS" pairs, two arguments each
 python3 - "$D/r.jsonl" "$D/time" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$D" $a0 $a1 <<'PY'
 import json, os, sys
 row = [json.loads(l) for l in open(sys.argv[1])][-1]

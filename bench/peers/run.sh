@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Latchkey vs etcd, ZooKeeper and Redis on this machine, in one run.
 #
-#   bench/peers/run.sh [--quick] [--out DIR] [--no-install] [--no-pin] [--only "redis etcd ..."]
+#   bench/peers/run.sh [--quick] [--out DIR] [--no-install] [--no-pin] [--server-cpu N]
+#                      [--only "redis etcd ..."]
 #
 # Installs the peers (Debian packages), builds `latchkey` and `peer_bench`
 # (RelWithDebInfo, in build-rel/), then for each system in turn: starts it on
@@ -9,7 +10,9 @@
 # runs W1/W2, stops it, runs W3 on a fresh instance (W4: 3-node Latchkey and
 # 3-node etcd, W1 only) and stops it.
 # Only one system runs at a time. Servers are pinned to CPU 0 and the load
-# generator to CPU 1 (taskset) when the machine has 2+ CPUs.
+# generator to CPU 1 (taskset) when the machine has 2+ CPUs; --server-cpu 1
+# swaps them (on the benchmark VM CPU 1 takes the disk's interrupts, which
+# favours the servers that sync: docs/benchmarks.md, session 10).
 # Results: DIR/results.jsonl (raw), DIR/results.md (table), DIR/peers.png.
 # Everything started here is stopped by PID on exit (trap).
 #
@@ -23,6 +26,7 @@ BUILD=$ROOT/build-rel
 QUICK=0
 INSTALL=1
 PIN=1
+SERVER_CPU=0
 ONLY="redis redis-aof zookeeper etcd latchkey latchkey3 etcd3"
 OUT=""
 while [[ $# -gt 0 ]]; do
@@ -30,12 +34,21 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1 ;;
     --no-install) INSTALL=0 ;;
     --no-pin) PIN=0 ;;
+    --server-cpu) SERVER_CPU=$2; shift ;;
     --out) OUT=$2; shift ;;
     --only) ONLY=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--out DIR] [--no-install] [--no-pin] [--only \"SYSTEMS\"]" >&2; exit 64 ;;
+    *)
+      echo "usage: $0 [--quick] [--out DIR] [--no-install] [--no-pin] [--server-cpu 0|1]" \
+        "[--only \"SYSTEMS\"]" >&2
+      exit 64
+      ;;
   esac
   shift
 done
+if [[ $SERVER_CPU != 0 && $SERVER_CPU != 1 ]]; then
+  echo "--server-cpu must be 0 or 1 (the generator gets the other one)" >&2
+  exit 64
+fi
 OUT=${OUT:-$BUILD/peers-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -63,9 +76,10 @@ LATCHKEY=$BUILD/src/cli/latchkey
 PEER_BENCH=$BUILD/bench/peers/peer_bench
 
 if [[ $PIN == 1 && $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-  SERVER_PIN=(taskset -c 0)
-  GEN_PIN=(taskset -c 1)
-  PINNING="servers on CPU 0, load generator on CPU 1 (taskset)"
+  GEN_CPU=$((1 - SERVER_CPU))
+  SERVER_PIN=(taskset -c "$SERVER_CPU")
+  GEN_PIN=(taskset -c "$GEN_CPU")
+  PINNING="servers on CPU $SERVER_CPU, load generator on CPU $GEN_CPU (taskset)"
 else
   SERVER_PIN=()
   GEN_PIN=()
