@@ -613,8 +613,6 @@ RaftInfo RaftNode::Info() const {
   info.log_entries_in_memory = log.size == 0 ? 0 : (log.back + log.size - log.front) % log.size;
   info.idle_pages_released = d.idle_pages_released;
   info.log_appends = d.log_appends;
-  info.log_appended_entries = d.log_appended_entries;
-  info.log_appended_bytes = d.log_appended_bytes;
   return info;
 }
 

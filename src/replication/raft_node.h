@@ -87,6 +87,16 @@ struct RaftNodeOptions {
   uint32_t install_snapshot_timeout_ms = 10000;
 };
 
+// This node's Raft log appends since it started (leader and follower
+// alike). `latency`: from the io's append call to its callback on the loop
+// thread, so the time an append waits behind the write in progress counts
+// too: what a request's durability costs here (docs/operations.md).
+struct LogAppendStats {
+  LatencyHistogram latency;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;  // entry payloads
+};
+
 struct RaftInfo {
   enum class Role { kUnavailable, kFollower, kCandidate, kLeader };
   Role role = Role::kUnavailable;
@@ -102,13 +112,7 @@ struct RaftInfo {
   // Pages of libraft's log index (its entry reference table, never shrunk
   // by libraft) given back to the OS after idle compactions, in all.
   uint64_t idle_pages_released = 0;
-  // This node's log appends since it started (leader and follower alike):
-  // from the io's append call to its callback on the loop thread, so the
-  // time an append waits behind the write in progress counts too. What a
-  // request's durability costs here; see docs/operations.md.
-  LatencyHistogram log_appends;
-  uint64_t log_appended_entries = 0;
-  uint64_t log_appended_bytes = 0;
+  LogAppendStats log_appends;
 };
 
 std::string_view RoleName(RaftInfo::Role role);

@@ -139,9 +139,7 @@ struct RaftNode::Impl {
   int (*io_append)(struct raft_io*, struct raft_io_append*, const struct raft_entry[], unsigned,
                    raft_io_append_cb) = nullptr;
   // Log append latency and volume (RaftInfo::log_appends), loop thread only.
-  LatencyHistogram log_appends;
-  uint64_t log_appended_entries = 0;
-  uint64_t log_appended_bytes = 0;
+  LogAppendStats log_appends;
   AppendReplyGuard reply_guard;
   // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
   TransferSendGuard transfer_sends;

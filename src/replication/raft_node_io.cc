@@ -28,7 +28,7 @@
 // when libraft would need a committed configuration entry that a snapshot
 // has dropped from its in-memory log (raft_config_rollback.h).
 //
-// It times each log append (RaftInfo::log_appends): libraft's request
+// It times each log append (LogAppendStats, RaftInfo::log_appends): libraft's request
 // passes through with the adapter's record in req->data, which the uv io
 // never reads (src/uv_append.c keeps its own struct append), and gets its
 // own data back before its callback runs.
@@ -101,8 +101,8 @@ int RaftNode::Impl::IoAppend(struct raft_io* io, struct raft_io_append* req,
     delete timed;
     return rv;
   }
-  self->log_appended_entries += n;
-  for (unsigned i = 0; i < n; ++i) self->log_appended_bytes += entries[i].buf.len;
+  self->log_appends.entries += n;
+  for (unsigned i = 0; i < n; ++i) self->log_appends.bytes += entries[i].buf.len;
   return 0;
 }
 
@@ -111,7 +111,7 @@ void RaftNode::Impl::IoAppendDone(struct raft_io_append* req, int status) {
   req->data = timed->data;
   if (status == 0) {
     static_cast<Impl*>(timed->self)
-        ->log_appends.Record(std::chrono::steady_clock::now() - timed->start);
+        ->log_appends.latency.Record(std::chrono::steady_clock::now() - timed->start);
   }
   timed->cb(req, status);
 }

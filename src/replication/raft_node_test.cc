@@ -373,13 +373,14 @@ TEST_F(RaftNodeTest, SingleVoterLeadsAndAppliesInOrder) {
   EXPECT_GE(info.commit_index, prev);
   // Every proposal went through a timed append (several per append when
   // they queued behind a write), with its payload's bytes.
-  EXPECT_GE(info.log_appended_entries, static_cast<uint64_t>(kN));
-  EXPECT_GE(info.log_appended_bytes, kN * Payload(0).size());
-  EXPECT_GE(info.log_appends.count(), 1u);
-  EXPECT_LE(info.log_appends.count(), info.log_appended_entries);
-  EXPECT_GT(info.log_appends.sum_seconds(), 0.0);
-  EXPECT_EQ(info.log_appends.CumulativeCount(LatencyHistogram::kUpperBoundsUs.size()),
-            info.log_appends.count());
+  const LogAppendStats& appends = info.log_appends;
+  EXPECT_GE(appends.entries, static_cast<uint64_t>(kN));
+  EXPECT_GE(appends.bytes, kN * Payload(0).size());
+  EXPECT_GE(appends.latency.count(), 1u);
+  EXPECT_LE(appends.latency.count(), appends.entries);
+  EXPECT_GT(appends.latency.sum_seconds(), 0.0);
+  EXPECT_EQ(appends.latency.CumulativeCount(LatencyHistogram::kUpperBoundsUs.size()),
+            appends.latency.count());
 
   node->Stop();
   // The hooks saw exactly the proposals, in order, at the indexes reported.

@@ -232,8 +232,8 @@ void Server::OnGetStatus(ConnState& cs, const Request& req) {
   out->set_leader_id(info.leader_id);
   out->set_leader_endpoint(LeaderEndpoint());
   out->set_metrics_address(metrics_address());
-  out->set_log_appends(info.log_appends.count());
-  out->set_log_append_micros(static_cast<uint64_t>(info.log_appends.sum_seconds() * 1e6));
+  out->set_log_appends(info.log_appends.latency.count());
+  out->set_log_append_micros(static_cast<uint64_t>(info.log_appends.latency.sum_seconds() * 1e6));
   Reply(cs.conn->id(), resp);
 }
 

@@ -38,14 +38,14 @@ std::string Server::RenderMetrics() const {
   Metric(&out, "latchkey_raft_log_entries_in_memory", "gauge",
          "Log entries libraft keeps in memory (until a snapshot drops them).",
          info.log_entries_in_memory);
-  info.log_appends.AppendPrometheus(
+  info.log_appends.latency.AppendPrometheus(
       &out, "latchkey_raft_log_append_seconds",
       "Log appends from hand-over to the disk to their completion on the Raft loop, including "
       "the wait behind the write in progress.");
   Metric(&out, "latchkey_raft_log_appended_entries_total", "counter",
-         "Log entries appended to this node's disk.", info.log_appended_entries);
+         "Log entries appended to this node's disk.", info.log_appends.entries);
   Metric(&out, "latchkey_raft_log_appended_bytes_total", "counter",
-         "Payload bytes of the log entries appended to this node's disk.", info.log_appended_bytes);
+         "Payload bytes of the log entries appended to this node's disk.", info.log_appends.bytes);
   Metric(&out, "latchkey_connections", "gauge", "Open client connections.", conns_.size());
   Metric(&out, "latchkey_sessions", "gauge", "Live sessions.", sm_.sessions().size());
   Metric(&out, "latchkey_locks_held", "gauge", "Lock grants held.", sm_.locks_held());
