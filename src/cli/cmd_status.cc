@@ -1,17 +1,47 @@
 // `latchkey status`: what the server is and holds.
 #include <cstdio>
+#include <string>
 
 #include "cli/commands.h"
+#include "cli/lock_display.h"
 #include "common/duration.h"
 #include "latchkey/client.h"
 
 namespace latchkey::cli {
+namespace {
+
+// One JSON object with every field of the status, for scripts and probes.
+void PrintJson(const ServerStatus& s) {
+  auto num = [](uint64_t v) { return std::to_string(v); };
+  std::string out =
+      "{\"server_version\":" + JsonString(s.server_version) + ",\"node_id\":" + num(s.node_id) +
+      ",\"uptime_ms\":" + num(s.uptime_ms) + ",\"listen_address\":" + JsonString(s.listen_address) +
+      ",\"data_dir\":" + JsonString(s.data_dir) + ",\"raft_state\":" + JsonString(s.raft_state) +
+      ",\"raft_term\":" + num(s.raft_term) + ",\"commit_index\":" + num(s.commit_index) +
+      ",\"applied_index\":" + num(s.applied_index) + ",\"voters\":" + num(s.voters) +
+      ",\"leader_id\":" + num(s.leader_id) +
+      ",\"leader_endpoint\":" + JsonString(s.leader_endpoint) + ",\"sessions\":" + num(s.sessions) +
+      ",\"locks_held\":" + num(s.locks_held) + ",\"waiters\":" + num(s.waiters) +
+      ",\"connections\":" + num(s.connections) + ",\"revision\":" + num(s.revision) +
+      ",\"log_appends\":" + num(s.log_appends) +
+      ",\"log_append_micros\":" + num(s.log_append_micros) +
+      ",\"state_digest\":" + num(s.state_digest) +
+      ",\"core_applied_index\":" + num(s.core_applied_index) +
+      ",\"metrics_address\":" + JsonString(s.metrics_address) + "}";
+  std::printf("%s\n", out.c_str());
+}
+
+}  // namespace
 
 Subcommand AddStatusCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("status", "Show the server, its Raft state, sessions and locks");
   auto flags = std::make_shared<ClientFlags>();
   AddClientFlags(cmd, flags.get());
-  return {cmd, [flags]() -> int {
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json,
+                "Print one JSON object with every field (times in milliseconds, the log "
+                "appends' summed time in microseconds)");
+  return {cmd, [flags, json]() -> int {
             ClientOptions o;
             o.endpoint = flags->endpoint;
             o.auth_token = flags->AuthToken();
@@ -27,6 +57,10 @@ Subcommand AddStatusCommand(CLI::App& app) {
               return kExitUnavailable;
             }
             const ServerStatus& s = *st;
+            if (*json) {
+              PrintJson(s);
+              return 0;
+            }
             std::printf("server      latchkey %s, node %llu, up %s\n", s.server_version.c_str(),
                         static_cast<unsigned long long>(s.node_id),
                         FormatDurationMs(s.uptime_ms).c_str());

@@ -288,6 +288,15 @@ TEST_F(CliTest, StatusShowsRaftStateAndCounts) {
   // The acquire was made durable: the log write line counts it; metrics are off.
   EXPECT_NE(out.find("log writes  "), std::string::npos) << out;
   EXPECT_EQ(out.find("metrics "), std::string::npos) << out;
+  // --json: the same figures as one object.
+  std::string json;
+  EXPECT_EQ(RunCommand({LatchkeyBinary(), "status", "--json", "-e", server_.endpoint()}, &json), 0);
+  EXPECT_EQ(json.rfind("{\"server_version\":", 0), 0u) << json;
+  EXPECT_NE(json.find("\"raft_state\":\"leader\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"locks_held\":1,"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"sessions\":2,"), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"log_appends\":0,"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"metrics_address\":\"\"}\n"), std::string::npos) << json;
 }
 
 TEST_F(CliTest, UnreachableServerIsReportedClearly) {
