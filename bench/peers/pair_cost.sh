@@ -14,7 +14,7 @@
 # over /proc/PID/task/*/status; the generator's from /usr/bin/time. System
 # calls: `perf stat -e raw_syscalls:sys_enter` on both (-1 without perf).
 # Latchkey rows add the server's log appends per pair and their mean time
-# from hand-over to the disk to completion (`latchkey status`, "log writes").
+# from hand-over to the disk to completion (`latchkey status --json`).
 set -euo pipefail
 B=$1; W=$2; C=$3; S=${4:-3}
 ONE_SERVER_TAG=pair-cost
@@ -29,9 +29,10 @@ if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -o /dev/nul
   PERF=$!
   count=(perf stat -x "," -e raw_syscalls:sys_enter -o "$D/generator.perf" --)
 fi
-# Latchkey: the server's log appends and their summed time (latchkey status).
+# Latchkey: the server's log appends and their summed time (latchkey status --json).
 appends() { [[ $SYSTEM == latchkey ]] || { echo "0 0"; return; }
-  "$B/src/cli/latchkey" status -e "$EP" | awk '/^log writes/{n=$3; m=$6} END{print n+0, n*m}'; }
+  "$B/src/cli/latchkey" status --json -e "$EP" |
+    python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["log_appends"], s["log_append_micros"])'; }
 a0=$(appends)
 c0=$(cpu $SP); s0=$(cs $SP)
 /usr/bin/time -f "%U %S %w %c" -o "$D/time" "${count[@]}" "$B/bench/peers/peer_bench" \
