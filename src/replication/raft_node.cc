@@ -437,6 +437,7 @@ void RaftNode::Impl::DisarmCompaction() {
 void RaftNode::Impl::BeginClose() {
   if (closing) return;
   closing = true;  // from now on Propose() refuses and posted closures are dropped
+  after_write.clear();
   LK_LOG_INFO("raft node %llu: closing", static_cast<unsigned long long>(options.node_id));
   start_pending = false;
   SetStartResult(Unavailable("raft node stopped while starting"));
@@ -585,13 +586,24 @@ void RaftNode::Post(std::function<void()> fn) {
 }
 
 void RaftNode::Defer(std::function<void()> fn) {
-  Impl& d = *impl_;
-  LATCHKEY_CHECK(d.OnLoopThread());
-  if (d.closing) return;  // fn is destroyed by the caller's frame
-  d.deferred.push_back(std::move(fn));
+  LATCHKEY_CHECK(impl_->OnLoopThread());
+  impl_->AddDeferred(std::move(fn));
+}
+
+void RaftNode::Impl::AddDeferred(std::function<void()> fn) {
+  if (closing) return;  // fn is destroyed by the caller's frame
+  deferred.push_back(std::move(fn));
   // Before the handles exist (replay in raft_start), the first loop
   // iteration's check runs it.
-  if (d.handles_inited) uv_idle_start(&d.idle, &Impl::OnIdle);  // no-op when active
+  if (handles_inited) uv_idle_start(&idle, &Impl::OnIdle);  // no-op when active
+}
+
+bool RaftNode::DeferUntilWriteDone(std::function<void()> fn) {
+  Impl& d = *impl_;
+  LATCHKEY_CHECK(d.OnLoopThread());
+  if (d.closing || d.appends_in_flight == 0 || d.VoterCount() != 1) return false;
+  d.after_write.push_back(std::move(fn));
+  return true;
 }
 
 RaftInfo RaftNode::Info() const {

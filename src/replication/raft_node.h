@@ -166,6 +166,17 @@ class RaftNode {
   // extra poll). FIFO among deferred closures; dropped once closing.
   void Defer(std::function<void()> fn);
 
+  // LOOP THREAD ONLY. Group commit for a single node. When this node is the
+  // only voter and a log write is in progress, queues fn to run (as by
+  // Defer) once no append is in flight any more, and returns true; otherwise
+  // returns false and drops fn. libraft's io has one write in progress at a
+  // time and puts every append that arrives meanwhile into the next one, so
+  // a proposal held back until then reaches the disk no later, and what is
+  // gathered meanwhile goes into one entry instead of one entry per
+  // proposal. With other voters it returns false: their acknowledgements,
+  // not this node's disk, may decide the commit. Dropped once closing.
+  bool DeferUntilWriteDone(std::function<void()> fn);
+
   // LOOP THREAD ONLY. Proposes an entry; cb runs on the loop thread exactly
   // once (possibly synchronously if the proposal fails immediately).
   void Propose(std::string data, ProposeCallback cb);

@@ -140,6 +140,10 @@ struct RaftNode::Impl {
                    raft_io_append_cb) = nullptr;
   // Log append latency and volume (RaftInfo::log_appends), loop thread only.
   LogAppendStats log_appends;
+  // Appends handed to the io whose callback has not run yet (IoAppend), and
+  // what RaftNode::DeferUntilWriteDone queued until that count is back to 0.
+  size_t appends_in_flight = 0;
+  std::vector<std::function<void()>> after_write;
   AppendReplyGuard reply_guard;
   // TimeoutNow sends of a leadership transfer (raft_transfer_send.h).
   TransferSendGuard transfer_sends;
@@ -182,6 +186,8 @@ struct RaftNode::Impl {
 
   void DrainQueue();
 
+  // RaftNode::Defer() without the thread check.
+  void AddDeferred(std::function<void()> fn);
   // Runs what Defer() queued, including work queued meanwhile.
   void RunDeferred();
   static void OnIdle(uv_idle_t* handle) { static_cast<Impl*>(handle->data)->RunDeferred(); }

@@ -101,6 +101,7 @@ int RaftNode::Impl::IoAppend(struct raft_io* io, struct raft_io_append* req,
     delete timed;
     return rv;
   }
+  ++self->appends_in_flight;
   self->log_appends.entries += n;
   for (unsigned i = 0; i < n; ++i) self->log_appends.bytes += entries[i].buf.len;
   return 0;
@@ -108,12 +109,18 @@ int RaftNode::Impl::IoAppend(struct raft_io* io, struct raft_io_append* req,
 
 void RaftNode::Impl::IoAppendDone(struct raft_io_append* req, int status) {
   std::unique_ptr<TimedAppend> timed(static_cast<TimedAppend*>(req->data));
+  Impl* self = static_cast<Impl*>(timed->self);
   req->data = timed->data;
-  if (status == 0) {
-    static_cast<Impl*>(timed->self)
-        ->log_appends.latency.Record(std::chrono::steady_clock::now() - timed->start);
+  if (status == 0)
+    self->log_appends.latency.Record(std::chrono::steady_clock::now() - timed->start);
+  LATCHKEY_CHECK(self->appends_in_flight > 0);
+  --self->appends_in_flight;
+  timed->cb(req, status);  // may append again (a commit's apply proposes)
+  if (self->appends_in_flight == 0 && !self->after_write.empty()) {
+    std::vector<std::function<void()>> ready;
+    ready.swap(self->after_write);
+    for (std::function<void()>& fn : ready) self->AddDeferred(std::move(fn));
   }
-  timed->cb(req, status);
 }
 
 int RaftNode::Impl::IoStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick,

@@ -8,20 +8,27 @@ Proposer::Proposer(replication::RaftNode* raft, const Clock* clock, uint64_t non
                    size_t max_batch)
     : raft_(raft), clock_(clock), nonce_(nonce), max_batch_(max_batch) {}
 
-void Proposer::Add(log::v1::Command cmd, Done done) {
+void Proposer::Add(log::v1::Command cmd, Done done, bool lazy) {
   *pending_.add_commands() = std::move(cmd);
   pending_done_.push_back(std::move(done));
   if (pending_done_.size() >= max_batch_) {
     Flush();
     return;
   }
-  if (!flush_scheduled_) {
-    flush_scheduled_ = true;
-    raft_->Defer([this] {
-      flush_scheduled_ = false;
-      Flush();
-    });
-  }
+  if (!lazy) ScheduleFlush();
+}
+
+void Proposer::ScheduleFlush() {
+  if (flush_scheduled_ || pending_done_.empty()) return;
+  flush_scheduled_ = true;
+  raft_->Defer([this] { FlushAfterWrite(); });
+}
+
+void Proposer::FlushAfterWrite() {
+  // flush_scheduled_ stays set while waiting, so what arrives meanwhile joins.
+  if (raft_->DeferUntilWriteDone([this] { FlushAfterWrite(); })) return;
+  flush_scheduled_ = false;
+  Flush();
 }
 
 void Proposer::Flush() {

@@ -406,6 +406,7 @@ std::unique_ptr<replication::ApplyOutput> Server::Apply(uint64_t index, std::str
   HandleWatchChanges(result.object_changes);
   HandlePublished(result.published);
   if (!watch_srv_.lock_watchers.empty()) PushLockChanges();
+  RecheckLazyAcquires();
   return std::make_unique<NoOutput>();
 }
 
@@ -522,6 +523,9 @@ void Server::OnLeadershipChange(bool is_leader) {
 
 void Server::Tick() {
   if (!is_leader_ || stopped_) return;
+  // Lazy acquires wait at most one tick for another proposal to join: a
+  // deadlock among them is found, and a wait's timeout starts, no later.
+  proposer_->ScheduleFlush();
   const uint64_t mono = clock_->MonoMs();
   for (uint64_t sid : leases_.Expired(mono)) {
     if (!expiring_.insert(sid).second) continue;

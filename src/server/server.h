@@ -159,8 +159,18 @@ class Server final : public transport::ConnectionHandler, public replication::St
   // Proposes one command and answers the request with `fill` (or the error).
   void ProposeAndReply(log::v1::Command cmd, uint64_t conn_id, uint64_t rid, FillFn fill);
   // Like ProposeAndReply, but a queued result becomes a pending wait.
+  // `lazy`: Proposer::Add's (an acquire that would wait anyway).
   void ProposeWait(log::v1::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
-                   uint64_t deadline, FillFn fill, std::vector<std::string> parts = {});
+                   uint64_t deadline, FillFn fill, std::vector<std::string> parts = {},
+                   bool lazy = false);
+  // True when, by the applied state, this acquire would queue behind a
+  // holder of another owner (or behind waiters) and nothing happens on its
+  // arrival that others need soon: no holder takes blocking callbacks. Its
+  // proposal can then wait for the next one (Proposer::Add, lazy).
+  bool AcquireWouldWait(const log::v1::AcquireCmd& a) const;
+  // After an entry is applied: when only lazy acquires are queued and one
+  // of them would no longer wait, propose them now.
+  void RecheckLazyAcquires();
   // Limits (server_limits.cc): OK, or RESOURCE_EXHAUSTED naming the limit
   // and the flag that raises it.
   Status CheckSessionLimits(ConnState& cs);

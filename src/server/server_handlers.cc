@@ -158,10 +158,13 @@ void Server::OnAcquire(ConnState& cs, const Request& req) {
   c->set_set_value(a.set_value());
   c->set_value(a.value());
   c->set_cacheable(a.cacheable());
-  ProposeWait(std::move(cmd), key, conn_id, rid, deadline,
-              [](const core::CommandResult& res, v1::Response* r) {
-                FillGrant(r->mutable_acquire(), res.grant);
-              });
+  const bool lazy = AcquireWouldWait(*c);
+  ProposeWait(
+      std::move(cmd), key, conn_id, rid, deadline,
+      [](const core::CommandResult& res, v1::Response* r) {
+        FillGrant(r->mutable_acquire(), res.grant);
+      },
+      {}, lazy);
 }
 
 void Server::OnRelease(ConnState& cs, const Request& req) {

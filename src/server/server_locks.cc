@@ -18,6 +18,31 @@ constexpr uint32_t kMaxListLimit = 100'000;
 
 }  // namespace
 
+bool Server::AcquireWouldWait(const lv::AcquireCmd& a) const {
+  if (a.try_only()) return false;  // answered at once either way
+  const core::Resource* res = sm_.locks().Find(a.name());
+  if (res == nullptr || res->holders.empty()) return false;
+  const core::Mode mode = core::ModeFromLog(a.mode());
+  bool conflict = !res->waiters().empty();  // FIFO: it would queue behind them
+  for (const auto& [who, grant] : res->holders) {
+    // A reentrant acquire or a conversion by a holder, or a holder that
+    // must be called back to give the lock up: propose now.
+    if (who.session == a.session_id() || grant.cacheable) return false;
+    conflict = conflict || !core::Compatible(grant.mode, mode);
+  }
+  return conflict;
+}
+
+void Server::RecheckLazyAcquires() {
+  if (!proposer_->only_lazy_queued()) return;
+  for (const lv::Command& c : proposer_->queued().commands()) {
+    if (!c.has_acquire() || !AcquireWouldWait(c.acquire())) {
+      proposer_->ScheduleFlush();
+      return;
+    }
+  }
+}
+
 void Server::FillLock(const std::string& name, v1::GetLockReply* out) const {
   out->set_name(name);
   out->set_server_time_ms(std::max(clock_->WallMs(), sm_.time_ms()));

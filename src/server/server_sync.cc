@@ -21,22 +21,25 @@ void Server::ProposeAndReply(lv::Command cmd, uint64_t conn_id, uint64_t rid, Fi
 }
 
 void Server::ProposeWait(lv::Command cmd, WaitKey key, uint64_t conn_id, uint64_t rid,
-                         uint64_t deadline, FillFn fill, std::vector<std::string> parts) {
+                         uint64_t deadline, FillFn fill, std::vector<std::string> parts,
+                         bool lazy) {
   if (Status s = CheckWaitLimit(cmd, key); !s.ok()) return ReplyError(conn_id, rid, s);
-  proposer_->Add(std::move(cmd),
-                 [this, key = std::move(key), conn_id, rid, deadline, fill = std::move(fill),
-                  parts = std::move(parts)](const Status& st, const core::CommandResult* res) {
-                   if (!st.ok() || !res->status.ok())
-                     return ReplyError(conn_id, rid, st.ok() ? res->status : st);
-                   if (res->queued) {
-                     AddPending(key, conn_id, rid, deadline).parts = parts;
-                     return;
-                   }
-                   v1::Response resp;
-                   resp.set_id(rid);
-                   fill(*res, &resp);
-                   Reply(conn_id, resp);
-                 });
+  proposer_->Add(
+      std::move(cmd),
+      [this, key = std::move(key), conn_id, rid, deadline, fill = std::move(fill),
+       parts = std::move(parts)](const Status& st, const core::CommandResult* res) {
+        if (!st.ok() || !res->status.ok())
+          return ReplyError(conn_id, rid, st.ok() ? res->status : st);
+        if (res->queued) {
+          AddPending(key, conn_id, rid, deadline).parts = parts;
+          return;
+        }
+        v1::Response resp;
+        resp.set_id(rid);
+        fill(*res, &resp);
+        Reply(conn_id, resp);
+      },
+      lazy);
 }
 
 void Server::OnAcquireMany(ConnState& cs, const Request& req) {
