@@ -1,4 +1,5 @@
 // `latchkey server`: runs a node until SIGTERM / SIGINT.
+#include <malloc.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -160,6 +161,12 @@ Subcommand AddServerCommand(CLI::App& app) {
               }
               opts->auth_token = std::move(token).value();
             }
+            // Large buffers (snapshots, big frames) get pages of their own
+            // that go back to the OS when freed. glibc would otherwise raise
+            // the threshold to the largest block freed so far and serve the
+            // next ones from the heap, where they keep RSS up (W3 in
+            // docs/benchmarks.md, session 11: 7 bytes per held lock).
+            mallopt(M_MMAP_THRESHOLD, 64 * 1024);
             server::Server srv(*opts);
             Status st = srv.Start();
             if (!st.ok()) {

@@ -25,7 +25,9 @@ StreamConn::StreamConn(std::shared_ptr<asio::io_context> io, uint64_t id, std::s
       native_fd_(socket_.native_handle()),
       linger_timer_(strand_),
       decoder_(options.max_frame_bytes),
-      read_buf_(options.read_buffer_bytes > 0 ? options.read_buffer_bytes : 16 * 1024) {}
+      read_buf_size_(options.read_buffer_bytes > 0 ? options.read_buffer_bytes : 16 * 1024) {
+  read_buf_.reset(new char[read_buf_size_]);  // default-initialized: see the header
+}
 
 StreamConn::~StreamConn() = default;
 
@@ -129,7 +131,7 @@ void StreamConn::SetReason(Status reason) {
 
 void StreamConn::StartRead() {
   socket_.async_read_some(
-      asio::buffer(read_buf_),
+      asio::buffer(read_buf_.get(), read_buf_size_),
       asio::bind_executor(strand_, [self = shared_from_this()](const asio::error_code& ec,
                                                                size_t n) { self->OnRead(ec, n); }));
 }
@@ -157,7 +159,7 @@ void StreamConn::OnRead(const asio::error_code& ec, size_t n) {
     return;
   }
   if (!close_started_ && !closing_.load(std::memory_order_acquire)) {
-    decoder_.Feed(read_buf_.data(), n);
+    decoder_.Feed(read_buf_.get(), n);
     const std::shared_ptr<Connection> self = shared_from_this();
     while (!closing_.load(std::memory_order_acquire)) {
       std::string_view payload;

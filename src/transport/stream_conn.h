@@ -121,7 +121,10 @@ class StreamConn final : public Connection, public std::enable_shared_from_this<
 
   // Strand-only state.
   FrameDecoder decoder_;
-  std::vector<char> read_buf_;
+  // Not zeroed: only the pages reads reach become resident, so an idle or
+  // small-request connection costs one page of it, not the whole buffer.
+  std::unique_ptr<char[]> read_buf_;
+  size_t read_buf_size_;
   std::string writing_;  // the bytes of the in-flight async_write
   bool finalized_ = false;
   bool close_started_ = false;
