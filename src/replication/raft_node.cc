@@ -39,10 +39,12 @@
 
 #include "replication/raft_node.h"
 
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -145,6 +147,8 @@ Status RaftNode::Impl::InitAndStart() {
   int rv = uv_loop_init(&loop);
   if (rv != 0) return Internal(std::string("uv_loop_init: ") + uv_strerror(rv));
   loop_inited = true;
+  if (wake_fd < 0) wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) return Internal(std::string("eventfd: ") + std::strerror(errno));
 
   rv = raft_uv_tcp_init(&transport, &loop);
   if (rv != 0) return Internal("raft_uv_tcp_init: " + RaftError(rv));
@@ -217,9 +221,11 @@ Status RaftNode::Impl::InitAndStart() {
         static_cast<unsigned long long>(raft.configuration_index));
   }
 
-  rv = uv_async_init(&loop, &async, &Impl::OnAsync);
+  rv = uv_poll_init(&loop, &wake_poll, wake_fd);
   LATCHKEY_CHECK(rv == 0);
-  async.data = this;
+  wake_poll.data = this;
+  rv = uv_poll_start(&wake_poll, UV_READABLE, &Impl::OnWake);
+  LATCHKEY_CHECK(rv == 0);
   uv_check_init(&loop, &check);
   check.data = this;
   uv_check_start(&check, &Impl::OnCheck);
@@ -246,11 +252,13 @@ Status RaftNode::Impl::InitAndStart() {
       raft.commit_index, raft_last_applied(&raft), raft_last_index(&raft),
       raft.log.snapshot.last_index, VoterCount());
 
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu);
     async_ready = true;
-    if (!queue.empty()) uv_async_send(&async);  // Posts made before Start()
+    wake = NeedWakeLocked();  // Posts made before Start()
   }
+  if (wake) WriteWake();
 
   // A single voter elects itself inside raft_start; its log is replayed as
   // it commits. Start() returns once that replay has caught up with what
@@ -337,10 +345,25 @@ void RaftNode::Impl::MaybeFinishStart() {
   }
 }
 
+void RaftNode::Impl::OnWake(uv_poll_t* handle, int, int) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  uint64_t count = 0;
+  ssize_t n = ::read(self->wake_fd, &count, sizeof count);  // EAGAIN: a stale wake-up
+  (void)n;
+  self->DrainQueue();
+}
+
+void RaftNode::Impl::WriteWake() const {
+  const uint64_t one = 1;
+  ssize_t n = ::write(wake_fd, &one, sizeof one);  // cannot block: drained each time
+  (void)n;
+}
+
 void RaftNode::Impl::DrainQueue() {
   std::deque<std::function<void()>> batch;
   {
     std::lock_guard<std::mutex> lock(mu);
+    wake_pending = false;  // a Post from now on writes wake_fd again
     batch.swap(queue);
   }
   while (!batch.empty()) {
@@ -475,7 +498,7 @@ void RaftNode::Impl::OnRaftClosed(struct raft* r) {
       std::lock_guard<std::mutex> lock(self->mu);
       self->async_ready = false;
     }
-    uv_close(reinterpret_cast<uv_handle_t*>(&self->async), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_poll), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->check), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->idle), nullptr);
     self->deferred.clear();
@@ -559,15 +582,17 @@ void RaftNode::Stop() {
   if (d.stopped) return;
   d.stopped = true;
   std::deque<std::function<void()>> dropped;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(d.mu);
     d.accepting_posts = false;
     if (d.async_ready) {
       // Queued behind earlier Posts so they still run, in order.
       d.queue.push_back([&d] { d.BeginClose(); });
-      uv_async_send(&d.async);
+      wake = d.NeedWakeLocked();
     }
   }
+  if (wake) d.WriteWake();
   if (d.thread.joinable()) d.thread.join();
   {
     std::lock_guard<std::mutex> lock(d.mu);
@@ -579,10 +604,16 @@ void RaftNode::Stop() {
 
 void RaftNode::Post(std::function<void()> fn) {
   Impl& d = *impl_;
-  std::lock_guard<std::mutex> lock(d.mu);
-  if (!d.accepting_posts) return;  // fn is destroyed by the caller's frame
-  d.queue.push_back(std::move(fn));
-  if (d.async_ready) uv_async_send(&d.async);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (!d.accepting_posts) return;  // fn is destroyed by the caller's frame
+    d.queue.push_back(std::move(fn));
+    wake = d.NeedWakeLocked();
+  }
+  // Outside mu: the loop thread this wakes may preempt us here, and must
+  // not then wait for mu (or, as with uv_async_t, spin) until we run again.
+  if (wake) d.WriteWake();
 }
 
 void RaftNode::Defer(std::function<void()> fn) {

@@ -4,7 +4,7 @@
 // Threading: the node owns a libuv loop running on its own thread (the "loop
 // thread"). Every libraft call happens there, and so do all hook and callback
 // invocations. Other threads talk to it only through Post(), which is
-// thread-safe (mutex-guarded queue + uv_async_send). Methods marked LOOP
+// thread-safe (mutex-guarded queue + an eventfd the loop polls). Methods marked LOOP
 // THREAD ONLY must be called from code already running on the loop thread
 // (a Post()ed closure, a hook, a callback or a tick handler).
 //

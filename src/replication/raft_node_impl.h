@@ -5,6 +5,8 @@
 // outside src/replication/raft_node*.cc may include this header.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -57,6 +59,11 @@ inline RaftInfo::Role RoleFromState(int state) {
 
 struct RaftNode::Impl {
   Impl(RaftNodeOptions opts, StateMachineHooks* h) : options(std::move(opts)), hooks(h) {}
+  ~Impl() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   // One raft_apply in flight. Owned by `pending` from raft_apply() until its
   // callback (or the close path) runs.
@@ -84,7 +91,8 @@ struct RaftNode::Impl {
   std::condition_variable cv;
   std::deque<std::function<void()>> queue;  // guarded by mu
   bool accepting_posts = true;              // guarded by mu; false after Stop() or failed Start()
-  bool async_ready = false;                 // guarded by mu; uv_async_send allowed
+  bool async_ready = false;                 // guarded by mu; the wake-up handle is open
+  bool wake_pending = false;                // guarded by mu; wake_fd was written, not yet drained
   std::optional<Status> start_result;       // guarded by mu; set once by the loop thread
   bool started = false;                     // guarded by mu; Start() was called
 
@@ -100,7 +108,12 @@ struct RaftNode::Impl {
   struct raft_io io {};
   struct raft_fsm fsm {};
   struct raft raft {};
-  uv_async_t async{};
+  // Post()'s wake-up: an eventfd polled by the loop (not uv_async_t, whose
+  // loop side spins and yields while a poster that the wake-up preempted
+  // has not finished uv_async_send). Written outside mu, at most once per
+  // drain; open from Create until ~Impl, so a late write is harmless.
+  int wake_fd = -1;
+  uv_poll_t wake_poll{};
   uv_check_t check{};
   uv_idle_t idle{};  // active while deferred work waits: the loop must not block
   uv_timer_t tick_timer{};
@@ -182,7 +195,14 @@ struct RaftNode::Impl {
 
   // ---------------------------------------------------------------------
   // Post() machinery.
-  static void OnAsync(uv_async_t* handle) { static_cast<Impl*>(handle->data)->DrainQueue(); }
+  static void OnWake(uv_poll_t* handle, int status, int events);
+  // With mu held: whether the caller must write wake_fd (after unlocking).
+  bool NeedWakeLocked() {
+    if (!async_ready || wake_pending || queue.empty()) return false;
+    wake_pending = true;
+    return true;
+  }
+  void WriteWake() const;
 
   void DrainQueue();
 
