@@ -111,8 +111,9 @@ void RaftNode::Impl::IoAppendDone(struct raft_io_append* req, int status) {
   std::unique_ptr<TimedAppend> timed(static_cast<TimedAppend*>(req->data));
   Impl* self = static_cast<Impl*>(timed->self);
   req->data = timed->data;
-  if (status == 0)
+  if (status == 0) {
     self->log_appends.latency.Record(std::chrono::steady_clock::now() - timed->start);
+  }
   LATCHKEY_CHECK(self->appends_in_flight > 0);
   --self->appends_in_flight;
   timed->cb(req, status);  // may append again (a commit's apply proposes)
