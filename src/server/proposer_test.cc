@@ -3,11 +3,9 @@
 #include "server/proposer.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <chrono>
 #include <condition_variable>
-#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -17,6 +15,7 @@
 #include "common/clock.h"
 #include "core/state_machine.h"
 #include "replication/raft_node.h"
+#include "testlib/server_process.h"
 
 namespace latchkey::server {
 namespace {
@@ -67,13 +66,10 @@ lv::Command Acquire(const std::string& name) {
 class ProposerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/proposer_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     replication::RaftNodeOptions o;
     o.node_id = 1;
     o.raft_address = "127.0.0.1:0";
-    o.data_dir = dir_;
+    o.data_dir = dir_.path();
     o.election_timeout_ms = 300;
     o.heartbeat_timeout_ms = 30;
     o.idle_compaction_ms = 0;
@@ -86,8 +82,6 @@ class ProposerTest : public ::testing::Test {
   }
   void TearDown() override {
     if (node_) node_->Stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   // Runs fn on the loop thread and waits until it ran.
@@ -113,7 +107,7 @@ class ProposerTest : public ::testing::Test {
         lazy);
   }
 
-  std::string dir_;
+  latchkey::testing::TempDir dir_;
   ManualClock clock_;
   EntryRecorder hooks_;
   std::unique_ptr<replication::RaftNode> node_;
