@@ -255,7 +255,7 @@ Status RaftNode::Impl::InitAndStart() {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu);
-    async_ready = true;
+    wake_ready = true;
     wake = NeedWakeLocked();  // Posts made before Start()
   }
   if (wake) WriteWake();
@@ -496,7 +496,7 @@ void RaftNode::Impl::OnRaftClosed(struct raft* r) {
     self->handles_inited = false;
     {
       std::lock_guard<std::mutex> lock(self->mu);
-      self->async_ready = false;
+      self->wake_ready = false;
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_poll), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->check), nullptr);
@@ -586,7 +586,7 @@ void RaftNode::Stop() {
   {
     std::lock_guard<std::mutex> lock(d.mu);
     d.accepting_posts = false;
-    if (d.async_ready) {
+    if (d.wake_ready) {
       // Queued behind earlier Posts so they still run, in order.
       d.queue.push_back([&d] { d.BeginClose(); });
       wake = d.NeedWakeLocked();

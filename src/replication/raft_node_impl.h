@@ -91,7 +91,7 @@ struct RaftNode::Impl {
   std::condition_variable cv;
   std::deque<std::function<void()>> queue;  // guarded by mu
   bool accepting_posts = true;              // guarded by mu; false after Stop() or failed Start()
-  bool async_ready = false;                 // guarded by mu; the wake-up handle is open
+  bool wake_ready = false;                  // guarded by mu; the wake-up handle is open
   bool wake_pending = false;                // guarded by mu; wake_fd was written, not yet drained
   std::optional<Status> start_result;       // guarded by mu; set once by the loop thread
   bool started = false;                     // guarded by mu; Start() was called
@@ -198,7 +198,7 @@ struct RaftNode::Impl {
   static void OnWake(uv_poll_t* handle, int status, int events);
   // With mu held: whether the caller must write wake_fd (after unlocking).
   bool NeedWakeLocked() {
-    if (!async_ready || wake_pending || queue.empty()) return false;
+    if (!wake_ready || wake_pending || queue.empty()) return false;
     wake_pending = true;
     return true;
   }
