@@ -504,6 +504,7 @@ void RaftNode::Impl::OnRaftClosed(struct raft* r) {
     self->deferred.clear();
     uv_close(reinterpret_cast<uv_handle_t*>(&self->tick_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->compaction_timer), nullptr);
+    self->CloseReactorHandles();
   }
 }
 

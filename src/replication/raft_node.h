@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/latency_histogram.h"
+#include "common/reactor.h"
 #include "common/status.h"
 
 namespace latchkey::replication {
@@ -136,7 +137,7 @@ using DoneCallback = std::function<void(Status status)>;
 using ProposeCallback =
     std::function<void(Status status, uint64_t index, std::unique_ptr<ApplyOutput> output)>;
 
-class RaftNode {
+class RaftNode final : public Reactor {
  public:
   // REQUIRES: hooks outlives the node.
   static Result<std::unique_ptr<RaftNode>> Create(RaftNodeOptions options,
@@ -157,14 +158,23 @@ class RaftNode {
 
   // Thread-safe. Runs fn on the loop thread soon, in FIFO order. After Stop()
   // the closure is dropped without running.
-  void Post(std::function<void()> fn);
+  void Post(std::function<void()> fn) override;
 
   // LOOP THREAD ONLY. Runs fn on the loop thread once the work in hand is
   // done: after the rest of the Post()ed closures being run now, or at the
   // end of the current loop iteration, before the loop waits again. Unlike
   // a Post() from the loop thread it costs no wake-up (no eventfd write, no
   // extra poll). FIFO among deferred closures; dropped once closing.
-  void Defer(std::function<void()> fn);
+  void Defer(std::function<void()> fn) override;
+
+  // The rest of the Reactor interface (common/reactor.h): client sockets on
+  // the loop thread (transport::LoopListener). Watches and timers still open
+  // when raft closes are closed with it, their callbacks dropped.
+  bool InLoop() const override;
+  Result<WatchId> WatchFd(int fd, int events, FdCallback cb) override;  // LOOP THREAD ONLY
+  void UpdateFd(WatchId id, int events) override;                       // LOOP THREAD ONLY
+  void UnwatchFd(WatchId id) override;                                  // LOOP THREAD ONLY
+  void RunAfter(uint32_t ms, std::function<void()> fn) override;        // LOOP THREAD ONLY
 
   // LOOP THREAD ONLY. Group commit for a single node. When this node is the
   // only voter and a log write is in progress, queues fn to run (as by

@@ -19,6 +19,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "replication/raft_config_rollback.h"
 #include "replication/raft_node.h"
@@ -170,6 +172,27 @@ struct RaftNode::Impl {
     std::string address;
   };
   std::unique_ptr<DeferredSnapshot> deferred_snapshot;
+  // Reactor (raft_node_reactor.cc): descriptor watches and one-shot timers,
+  // each heap-allocated and freed by its handle's close callback.
+  struct FdWatch {
+    uv_poll_t poll{};
+    Reactor::FdCallback cb;
+    Reactor::WatchId id = 0;
+  };
+  struct OneShot {
+    uv_timer_t timer{};
+    std::function<void()> fn;
+    Impl* owner = nullptr;
+  };
+  std::unordered_map<Reactor::WatchId, FdWatch*> fd_watches;
+  std::unordered_set<OneShot*> one_shots;
+  Reactor::WatchId next_watch_id = 1;
+  static void OnFdEvent(uv_poll_t* handle, int status, int events);
+  static void OnOneShot(uv_timer_t* handle);
+  void CloseFdWatch(FdWatch* w);
+  void CloseOneShot(OneShot* t);
+  // At raft close: whatever is still watched or scheduled.
+  void CloseReactorHandles();
 
   bool OnLoopThread() const { return std::this_thread::get_id() == loop_thread_id.load(); }
 

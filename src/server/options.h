@@ -69,7 +69,12 @@ struct ServerOptions {
   // replication::RaftNodeOptions::idle_compaction_ms.
   uint32_t idle_compaction_ms = 2000;
 
-  int io_threads = 1;
+  // Where client connections are served: on the Raft loop thread (one
+  // thread reads, applies and answers; design 0022) or on asio io threads
+  // that hand requests to the loop.
+  enum class ClientIo { kLoop, kThreads };
+  ClientIo client_io = ClientIo::kLoop;
+  int io_threads = 1;  // ClientIo::kThreads only, as are the next two
   // Client io threads under SCHED_BATCH (transport::ListenerOptions).
   bool io_sched_batch = true;
   // Replies written by the thread that produces them when no write is in

@@ -87,7 +87,9 @@ Status Server::Start() {
   lo.io_sched_batch = options_.io_sched_batch;
   lo.direct_writes = options_.direct_writes;
   lo.reject_payload = RejectConnectionPayload();
-  auto listener = transport::Listener::Start(lo, this);
+  io_on_loop_ = options_.client_io == ServerOptions::ClientIo::kLoop;
+  auto listener = io_on_loop_ ? transport::StartLoopListener(lo, this, raft_.get())
+                              : transport::Listener::Start(lo, this);
   if (!listener.ok()) {
     raft_->Stop();
     return listener.status();
@@ -135,14 +137,22 @@ std::string Server::metrics_address() const {
   return metrics_ ? metrics_->address() : "";
 }
 
-// ---- io threads ------------------------------------------------------------
+// ---- connection callbacks: io threads, or the loop thread (io_on_loop_) -----
 
 void Server::OnOpen(const std::shared_ptr<transport::Connection>& conn) {
+  if (io_on_loop_) {
+    HandleOpen(conn);
+    return;
+  }
   raft_->Post([this, conn] { HandleOpen(conn); });
 }
 
 void Server::OnClose(const std::shared_ptr<transport::Connection>& conn) {
   const uint64_t id = conn->id();
+  if (io_on_loop_) {
+    HandleClose(id);
+    return;
+  }
   // The connection's last requests reach the loop before its close.
   FlushInbox(/*end_of_pass=*/false);
   raft_->Post([this, id] { HandleClose(id); });
@@ -168,6 +178,10 @@ void Server::OnFrame(const std::shared_ptr<transport::Connection>& conn, std::st
     return;
   }
   auto req = std::make_shared<Request>(std::move(*frame.mutable_request()));
+  if (io_on_loop_) {
+    HandleRequest(conn->id(), std::move(req));
+    return;
+  }
   switch (inbox_.Add({conn->id(), std::move(req)})) {
     case RequestInbox::Next::kNothing: break;
     case RequestInbox::Next::kFlushNow: FlushInbox(/*end_of_pass=*/false); break;

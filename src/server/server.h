@@ -2,15 +2,19 @@
 // replicated state machine.
 //
 // Threads:
-// - io thread(s) (transport::Listener): read frames, decode ClientFrame,
-//   post each request to the loop thread; write responses.
+// - by default (ServerOptions::ClientIo::kLoop) client connections live on
+//   the raft loop thread too (transport::LoopListener): a request is read,
+//   dispatched and answered there, without a handoff.
+// - with ClientIo::kThreads, io thread(s) (transport::Listener) read frames,
+//   decode ClientFrame, post requests to the loop thread in batches
+//   (RequestInbox) and write responses.
 // - the raft loop thread (replication::RaftNode): everything else. Server
 //   state (connections, sessions' leases, pending acquires) and the core
 //   state machine are touched only there, so none of it needs locks.
 //
-// Path of an acquire: socket -> io thread decodes -> Post -> loop thread
-// validates, renews the lease, queues an AcquireCmd in the Proposer -> one
-// log entry per loop iteration -> libraft makes it durable -> Apply hook ->
+// Path of an acquire: socket -> decoded (on the loop, or on an io thread and
+// posted to the loop) -> loop thread validates, renews the lease, queues an AcquireCmd in the
+// Proposer -> one log entry per loop iteration -> libraft makes it durable -> Apply hook ->
 // core::StateMachine::Apply -> the Proposer routes the CommandResult back ->
 // Response (granted) or a PendingAcquire that a later Granted event answers.
 #pragma once
@@ -40,6 +44,7 @@
 #include "server/server_objects.h"
 #include "server/server_watch.h"
 #include "transport/listener.h"
+#include "transport/loop_listener.h"
 
 namespace latchkey::server {
 
@@ -288,6 +293,7 @@ class Server final : public transport::ConnectionHandler, public replication::St
   std::unique_ptr<Proposer> proposer_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
+  bool io_on_loop_ = false;  // set in Start: connections' callbacks run on the loop
 
   RequestInbox inbox_;  // requests from the io threads, on their way to the loop
 

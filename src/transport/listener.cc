@@ -1,7 +1,6 @@
 #include "transport/listener.h"
 
 #include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio.hpp>
@@ -17,6 +16,7 @@
 #include "common/log.h"
 #include "transport/endpoint.h"
 #include "transport/frame.h"
+#include "transport/listen_socket.h"
 #include "transport/stream_conn.h"
 
 namespace latchkey::transport {
@@ -54,7 +54,22 @@ class ListenerImpl final : public Listener {
     Result<Endpoint> ep = ParseEndpoint(options_.address);
     if (!ep.ok()) return ep.status();
     endpoint_ = *ep;
-    LATCHKEY_RETURN_IF_ERROR(endpoint_.is_unix ? BindUnix() : BindTcp());
+    auto sock = internal::OpenListenSocket(endpoint_);
+    if (!sock.ok()) return sock.status();
+    listen_ = std::move(sock.value());
+    asio::error_code ec;
+    if (endpoint_.is_unix) {
+      unix_acceptor_.assign(asio::local::stream_protocol(), listen_.fd, ec);
+    } else {
+      tcp_acceptor_.assign(listen_.is_v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), listen_.fd,
+                           ec);
+    }
+    if (ec) {
+      ::close(listen_.fd);
+      return Unavailable("cannot listen on " + listen_.address + ": " + ec.message());
+    }
+    address_ = listen_.address;
+    port_ = listen_.port;
     const int n = options_.io_threads > 0 ? options_.io_threads : 1;
     if (endpoint_.is_unix) {
       asio::post(accept_strand_, [this] { AcceptUnix(); });
@@ -120,13 +135,7 @@ class ListenerImpl final : public Listener {
     work_.reset();
     for (auto& t : threads_) t.join();
     threads_.clear();
-    if (unix_bound_) {
-      struct stat st {};
-      if (::lstat(endpoint_.path.c_str(), &st) == 0 && st.st_ino == unix_ino_ &&
-          st.st_dev == unix_dev_) {
-        ::unlink(endpoint_.path.c_str());
-      }
-    }
+    internal::RemoveSocketFile(listen_);
     if (!address_.empty()) LK_LOG_INFO("stopped listening on %s", address_.c_str());
   }
 
@@ -141,97 +150,6 @@ class ListenerImpl final : public Listener {
         LK_LOG_ERROR("listener %s: exception escaped a handler: %s", address_.c_str(), e.what());
       }
     }
-  }
-
-  Status InUse() const {
-    return Unavailable("address " + endpoint_.ToString() +
-                       " is already in use; pass --listen with another port");
-  }
-
-  Status BindTcp() {
-    asio::error_code ec;
-    asio::ip::address addr = asio::ip::make_address(endpoint_.host, ec);
-    if (ec) {
-      asio::ip::tcp::resolver resolver(*io_);
-      auto results = resolver.resolve(endpoint_.host, std::to_string(endpoint_.port),
-                                      asio::ip::tcp::resolver::passive, ec);
-      if (ec || results.empty()) {
-        return Unavailable("cannot resolve listen host '" + endpoint_.host +
-                           "': " + (ec ? ec.message() : std::string("no addresses")));
-      }
-      addr = results.begin()->endpoint().address();
-    }
-    const asio::ip::tcp::endpoint ep(addr, endpoint_.port);
-    const std::string what = FormatTcp(ep);
-    tcp_acceptor_.open(ep.protocol(), ec);
-    if (ec) {
-      return Unavailable("cannot listen on " + what + ": " + ec.message());
-    }
-    tcp_acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    tcp_acceptor_.bind(ep, ec);
-    if (ec) {
-      if (ec == asio::error::address_in_use) return InUse();
-      return Unavailable("cannot bind " + what + ": " + ec.message());
-    }
-    tcp_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      if (ec == asio::error::address_in_use) return InUse();
-      return Unavailable("cannot listen on " + what + ": " + ec.message());
-    }
-    const auto local = tcp_acceptor_.local_endpoint(ec);
-    if (ec) return Unavailable("cannot read bound address of " + what + ": " + ec.message());
-    port_ = local.port();
-    address_ = FormatTcp(local);
-    return Status::Ok();
-  }
-
-  Status BindUnix() {
-    const std::string& path = endpoint_.path;
-    asio::local::stream_protocol::endpoint ep;
-    try {
-      ep = asio::local::stream_protocol::endpoint(path);
-    } catch (const std::exception&) {
-      return InvalidArgument("unix socket path too long (max " +
-                             std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
-                             " bytes): " + path);
-    }
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        return Unavailable("cannot listen on unix:" + path + ": file exists and is not a socket");
-      }
-      // A live server answers a connect; a stale socket file refuses it.
-      asio::error_code ec;
-      asio::local::stream_protocol::socket probe(*io_);
-      probe.connect(ep, ec);
-      if (!ec || ec == asio::error::try_again) return InUse();
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        return Unavailable("cannot remove stale socket unix:" + path + ": " + std::strerror(errno));
-      }
-      LK_LOG_INFO("removed stale socket file %s", path.c_str());
-    }
-    asio::error_code ec;
-    unix_acceptor_.open(ep.protocol(), ec);
-    if (ec) {
-      return Unavailable("cannot listen on unix:" + path + ": " + ec.message());
-    }
-    unix_acceptor_.bind(ep, ec);
-    if (ec) {
-      if (ec == asio::error::address_in_use) return InUse();
-      return Unavailable("cannot bind unix:" + path + ": " + ec.message());
-    }
-    if (::lstat(path.c_str(), &st) == 0) {
-      unix_bound_ = true;
-      unix_ino_ = st.st_ino;
-      unix_dev_ = st.st_dev;
-    }
-    unix_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      return Unavailable("cannot listen on unix:" + path + ": " + ec.message());
-    }
-    port_ = 0;
-    address_ = "unix:" + path;
-    return Status::Ok();
   }
 
   // Transient accept failures (EMFILE, ENOBUFS...) would spin if retried at
@@ -322,9 +240,7 @@ class ListenerImpl final : public Listener {
   Endpoint endpoint_;
   std::string address_;
   uint16_t port_ = 0;
-  bool unix_bound_ = false;
-  ino_t unix_ino_ = 0;
-  dev_t unix_dev_ = 0;
+  internal::ListenSocket listen_;  // its fd belongs to the acceptor
 
   // Declared before everything that holds asio objects: destroyed last.
   // Shared with every StreamConn, which an application may hold longer.

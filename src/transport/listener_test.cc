@@ -7,7 +7,9 @@
 #include <atomic>
 #include <thread>
 
+#include "replication/raft_node.h"
 #include "transport/endpoint.h"
+#include "transport/loop_listener.h"
 #include "transport/stream_client.h"
 #include "transport/transport_test_util.h"
 
@@ -20,11 +22,59 @@ using testing::RawClient;
 using testing::RecordingHandler;
 using testing::TempDir;
 
-std::unique_ptr<Listener> MustStart(ListenerOptions opts, ConnectionHandler* h) {
-  auto r = Listener::Start(std::move(opts), h);
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  return r.ok() ? std::move(r).value() : nullptr;
-}
+// Every test runs against both listeners: the asio one (io threads) and the
+// LoopListener on a real single-voter RaftNode's loop (the server's default).
+enum class Kind { kAsio, kLoop };
+
+class NoHooks : public replication::StateMachineHooks {
+ public:
+  std::unique_ptr<replication::ApplyOutput> Apply(uint64_t, std::string_view) override {
+    return nullptr;
+  }
+  Result<std::string> TakeSnapshot() override { return std::string(); }
+  Status Restore(std::string_view) override { return Status::Ok(); }
+};
+
+class ListenerTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    if (!loop()) return;
+    replication::RaftNodeOptions o;
+    o.node_id = 1;
+    o.raft_address = "127.0.0.1:0";
+    o.data_dir = dir_.path();
+    o.idle_compaction_ms = 0;
+    auto created = replication::RaftNode::Create(o, &hooks_);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    node_ = std::move(created.value());
+    ASSERT_TRUE(node_->Start().ok());
+  }
+  void TearDown() override {
+    if (node_) node_->Stop();
+  }
+
+  bool loop() const { return GetParam() == Kind::kLoop; }
+
+  Result<std::unique_ptr<Listener>> StartListener(ListenerOptions opts, ConnectionHandler* h) {
+    if (loop()) return StartLoopListener(std::move(opts), h, node_.get());
+    return Listener::Start(std::move(opts), h);
+  }
+  std::unique_ptr<Listener> MustStart(ListenerOptions opts, ConnectionHandler* h) {
+    auto r = StartListener(std::move(opts), h);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  void EchoPipelined(const std::string& address, int io_threads, int clients);
+
+  TempDir dir_;
+  NoHooks hooks_;
+  std::unique_ptr<replication::RaftNode> node_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Kinds, ListenerTest, ::testing::Values(Kind::kAsio, Kind::kLoop),
+                         [](const ::testing::TestParamInfo<Kind>& info) {
+                           return std::string(info.param == Kind::kLoop ? "Loop" : "Asio");
+                         });
 
 ListenerOptions TcpOptions() {
   ListenerOptions o;
@@ -71,7 +121,7 @@ std::unique_ptr<StreamClient> MustConnect(const std::string& ep, Inbox* inbox) {
   return r.ok() ? std::move(r).value() : nullptr;
 }
 
-void EchoPipelined(const std::string& address, int io_threads, int clients) {
+void ListenerTest::EchoPipelined(const std::string& address, int io_threads, int clients) {
   RecordingHandler h;
   h.on_frame = [](const std::shared_ptr<Connection>& c, std::string_view p) { c->Send(p); };
   ListenerOptions o;
@@ -107,22 +157,23 @@ void EchoPipelined(const std::string& address, int io_threads, int clients) {
   EXPECT_EQ(h.closed_count(), static_cast<size_t>(clients));
 }
 
-TEST(ListenerTest, EchoPipelinedTcp) {
+TEST_P(ListenerTest, EchoPipelinedTcp) {
   EchoPipelined("127.0.0.1:0", 1, 1);
 }
 
-TEST(ListenerTest, EchoPipelinedUnix) {
+TEST_P(ListenerTest, EchoPipelinedUnix) {
   TempDir dir;
   EchoPipelined("unix:" + dir.path() + "/echo.sock", 1, 1);
 }
 
-TEST(ListenerTest, EchoManyClientsManyIoThreadsNoOverlap) {
+TEST_P(ListenerTest, EchoManyClientsManyIoThreadsNoOverlap) {
   EchoPipelined("127.0.0.1:0", 4, 4);
 }
 
 // The io threads run under SCHED_BATCH unless told not to (the policy is
 // read on the io thread itself, inside OnFrame).
-TEST(ListenerTest, IoThreadsRunUnderSchedBatchByDefault) {
+TEST_P(ListenerTest, IoThreadsRunUnderSchedBatchByDefault) {
+  if (loop()) GTEST_SKIP() << "asio io threads only";
   bool allowed = false;
   std::thread([&] {
     sched_param sp{};
@@ -149,7 +200,7 @@ TEST(ListenerTest, IoThreadsRunUnderSchedBatchByDefault) {
   }
 }
 
-TEST(ListenerTest, ReportsBoundAddress) {
+TEST_P(ListenerTest, ReportsBoundAddress) {
   RecordingHandler h;
   auto l = MustStart(TcpOptions(), &h);
   ASSERT_NE(l, nullptr);
@@ -191,12 +242,12 @@ TEST(EndpointTest, Parses) {
   }
 }
 
-TEST(ListenerTest, Ipv6Loopback) {
+TEST_P(ListenerTest, Ipv6Loopback) {
   RecordingHandler h;
   h.on_frame = [](const std::shared_ptr<Connection>& c, std::string_view p) { c->Send(p); };
   ListenerOptions o;
   o.address = "[::1]:0";
-  auto l = Listener::Start(o, &h);
+  auto l = StartListener(o, &h);
   if (!l.ok()) GTEST_SKIP() << "no IPv6 loopback here: " << l.status().ToString();
   EXPECT_EQ((*l)->address(), "[::1]:" + std::to_string((*l)->port()));
   Inbox in;
@@ -207,7 +258,7 @@ TEST(ListenerTest, Ipv6Loopback) {
   EXPECT_EQ(in.frames[0], "v6");
 }
 
-TEST(ListenerTest, ConnectionOutlivesListener) {
+TEST_P(ListenerTest, ConnectionOutlivesListener) {
   RecordingHandler h;
   auto l = MustStart(TcpOptions(), &h);
   ASSERT_NE(l, nullptr);
@@ -223,31 +274,31 @@ TEST(ListenerTest, ConnectionOutlivesListener) {
   EXPECT_TRUE(in.WaitClosed());
 }
 
-TEST(ListenerTest, BadAddressIsInvalidArgument) {
+TEST_P(ListenerTest, BadAddressIsInvalidArgument) {
   RecordingHandler h;
   for (const char* a : {"nonsense", "127.0.0.1:", "127.0.0.1:99999", "::1:80", "[::1", "unix:"}) {
     ListenerOptions o;
     o.address = a;
-    auto r = Listener::Start(o, &h);
+    auto r = StartListener(o, &h);
     ASSERT_FALSE(r.ok()) << a;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << a;
   }
 }
 
-TEST(ListenerTest, PortInUseReturnsClearError) {
+TEST_P(ListenerTest, PortInUseReturnsClearError) {
   RecordingHandler h;
   auto first = MustStart(TcpOptions(), &h);
   ASSERT_NE(first, nullptr);
   ListenerOptions o;
   o.address = "127.0.0.1:" + std::to_string(first->port());
-  auto second = Listener::Start(o, &h);
+  auto second = StartListener(o, &h);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kUnavailable);
   EXPECT_EQ(second.status().message(),
             "address " + o.address + " is already in use; pass --listen with another port");
 }
 
-TEST(ListenerTest, UnixReplacesStaleSocketButNotLiveOne) {
+TEST_P(ListenerTest, UnixReplacesStaleSocketButNotLiveOne) {
   TempDir dir;
   const std::string path = dir.path() + "/stale.sock";
   {
@@ -264,7 +315,7 @@ TEST(ListenerTest, UnixReplacesStaleSocketButNotLiveOne) {
   o.address = "unix:" + path;
   auto l = MustStart(o, &h);
   ASSERT_NE(l, nullptr);
-  auto second = Listener::Start(o, &h);
+  auto second = StartListener(o, &h);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), Code::kUnavailable);
   EXPECT_NE(second.status().message().find("already in use"), std::string::npos);
@@ -277,7 +328,7 @@ TEST(ListenerTest, UnixReplacesStaleSocketButNotLiveOne) {
   ASSERT_TRUE(in.WaitFrames(1));
 }
 
-TEST(ListenerTest, FrameTooLargeCallsStreamErrorThenCloses) {
+TEST_P(ListenerTest, FrameTooLargeCallsStreamErrorThenCloses) {
   RecordingHandler h;
   h.on_stream_error = [](const std::shared_ptr<Connection>& c, const Status& s) {
     c->Send("error: " + s.ToString());
@@ -310,7 +361,7 @@ TEST(ListenerTest, FrameTooLargeCallsStreamErrorThenCloses) {
   EXPECT_EQ(ev, (std::vector<std::string>{"open", "error", "close"}));
 }
 
-TEST(ListenerTest, SendFromManyThreadsDeliversEveryFrameIntact) {
+TEST_P(ListenerTest, SendFromManyThreadsDeliversEveryFrameIntact) {
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.io_threads = 2;
@@ -352,7 +403,7 @@ TEST(ListenerTest, SendFromManyThreadsDeliversEveryFrameIntact) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[static_cast<size_t>(t)], kPerThread);
 }
 
-TEST(ListenerTest, StopClosesConnectionsAndOnCloseRunsOnceEach) {
+TEST_P(ListenerTest, StopClosesConnectionsAndOnCloseRunsOnceEach) {
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.io_threads = 3;
@@ -387,7 +438,7 @@ TEST(ListenerTest, StopClosesConnectionsAndOnCloseRunsOnceEach) {
   EXPECT_FALSE(r.ok());
 }
 
-TEST(ListenerTest, MaxConnectionsEnforced) {
+TEST_P(ListenerTest, MaxConnectionsEnforced) {
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.max_connections = 2;
@@ -417,7 +468,7 @@ TEST(ListenerTest, MaxConnectionsEnforced) {
   EXPECT_FALSE(d.WaitClosed(50ms));
 }
 
-TEST(ListenerTest, SlowConsumerIsDisconnected) {
+TEST_P(ListenerTest, SlowConsumerIsDisconnected) {
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.max_pending_write_bytes = 1u << 20;
@@ -440,7 +491,7 @@ TEST(ListenerTest, SlowConsumerIsDisconnected) {
   EXPECT_TRUE(PollUntil([&] { return l->connection_count() == 0; }));
 }
 
-TEST(ListenerTest, CloseFlushesQueuedFramesFirst) {
+TEST_P(ListenerTest, CloseFlushesQueuedFramesFirst) {
   RecordingHandler h;
   h.on_frame = [](const std::shared_ptr<Connection>& c, std::string_view p) {
     for (int i = 0; i < 100; ++i) c->Send(std::string(p) + std::to_string(i));
@@ -463,12 +514,40 @@ TEST(ListenerTest, CloseFlushesQueuedFramesFirst) {
   EXPECT_TRUE(h.WaitFor([&] { return h.close_counts.size() == 1; }));
   std::lock_guard<std::mutex> hl(h.mu);
   EXPECT_EQ(h.frames, 1u);
+  EXPECT_EQ(h.overlaps.load(), 0);  // OnClose did not run inside OnFrame
+}
+
+// LoopListener: every callback runs on the reactor's thread; a reply and a
+// Close from inside OnFrame only queue (OnClose comes after OnFrame returned).
+TEST_P(ListenerTest, LoopCallbacksRunOnTheLoopAndNeverNest) {
+  if (!loop()) GTEST_SKIP() << "LoopListener only";
+  RecordingHandler h;
+  std::atomic<int> off_loop{0};
+  h.on_frame = [&](const std::shared_ptr<Connection>& c, std::string_view p) {
+    if (!node_->InLoop()) ++off_loop;
+    c->Send(p);
+    if (p == "bye") c->Close();
+  };
+  auto l = MustStart(TcpOptions(), &h);
+  ASSERT_NE(l, nullptr);
+  Inbox in;
+  auto c = MustConnect(l->address(), &in);
+  ASSERT_NE(c, nullptr);
+  c->Send("a");
+  c->Send("bye");
+  ASSERT_TRUE(in.WaitClosed());
+  EXPECT_EQ(in.frames, (std::vector<std::string>{"a", "bye"}));
+  ASSERT_TRUE(h.WaitFor([&] { return h.close_counts.size() == 1; }));
+  EXPECT_EQ(off_loop.load(), 0);
+  EXPECT_EQ(h.overlaps.load(), 0);
+  std::lock_guard<std::mutex> lk(h.mu);
+  EXPECT_EQ(h.events.begin()->second, (std::vector<std::string>{"open", "close"}));
 }
 
 // Defer runs after the callbacks already queued on the io thread: the frames
 // of one read are all delivered before it. A thread outside the listener may
 // defer too.
-TEST(ListenerTest, DeferRunsAfterTheFramesInHand) {
+TEST_P(ListenerTest, DeferRunsAfterTheFramesInHand) {
   std::mutex mu;
   std::vector<std::string> seen;
   std::shared_ptr<Connection> conn;
@@ -513,7 +592,8 @@ TEST(ListenerTest, DeferRunsAfterTheFramesInHand) {
 // the rest to the io thread; frames bigger than the socket buffers force
 // partial direct writes. Every frame must arrive intact and in per-thread
 // order.
-TEST(ListenerTest, DirectAndQueuedWritesKeepOrderWithLargeFrames) {
+TEST_P(ListenerTest, DirectAndQueuedWritesKeepOrderWithLargeFrames) {
+  if (loop()) GTEST_SKIP() << "asio io threads only";
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.direct_writes = true;
@@ -557,7 +637,7 @@ TEST(ListenerTest, DirectAndQueuedWritesKeepOrderWithLargeFrames) {
 
 // A direct write into a connection the peer reset must neither raise SIGPIPE
 // nor crash; the connection reports closed.
-TEST(ListenerTest, SendAfterPeerResetClosesQuietly) {
+TEST_P(ListenerTest, SendAfterPeerResetClosesQuietly) {
   RecordingHandler h;
   ListenerOptions o = TcpOptions();
   o.direct_writes = true;
