@@ -57,13 +57,16 @@ Subcommand AddServerCommand(CLI::App& app) {
   // Tests shrink these to force compaction and snapshot installs.
   cmd->add_option("--snapshot-threshold", opts->snapshot_threshold)->group("");
   cmd->add_option("--snapshot-trailing", opts->snapshot_trailing)->group("");
-  auto client_io = std::make_shared<std::string>("loop");
-  cmd->add_option("--client-io", *client_io,
-                  "Where client connections are served: 'loop' (on the Raft loop thread, "
-                  "no handoff per request) or 'threads' (an io thread hands requests to "
-                  "the loop)")
+  cmd->add_option_function<std::string>(
+         "--client-io",
+         [opts](const std::string& v) {
+           opts->client_io = v == "threads" ? server::ServerOptions::ClientIo::kThreads
+                                            : server::ServerOptions::ClientIo::kLoop;
+         },
+         "Where client connections are served: 'loop' (on the Raft loop thread, no handoff "
+         "per request) or 'threads' (an io thread hands requests to the loop)")
       ->check(CLI::IsMember({"loop", "threads"}))
-      ->capture_default_str();
+      ->default_str("loop");
   // For A/B runs of the scheduling policy (docs/benchmarks.md).
   cmd->add_option("--io-sched-batch", opts->io_sched_batch)->group("");
   cmd->add_option("--direct-writes", opts->direct_writes)->group("");
@@ -126,85 +129,81 @@ Subcommand AddServerCommand(CLI::App& app) {
   cmd->add_option("--test-only-bug", opts->test_only_bug)
       ->check(CLI::IsMember({"skip-watch-event", "stale-object-read"}))
       ->group("");
-  return {
-      cmd,
-      [opts, ready_file, log_level, client_io, peers, listen_opt, raft_opt, token_file]() -> int {
-        opts->client_io = *client_io == "threads" ? server::ServerOptions::ClientIo::kThreads
-                                                  : server::ServerOptions::ClientIo::kLoop;
-        SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
-                    : *log_level == "warn"  ? LogLevel::kWarn
-                    : *log_level == "error" ? LogLevel::kError
-                                            : LogLevel::kInfo);
-        // Block the stop signals in every thread; this thread waits for them.
-        sigset_t stop;
-        sigemptyset(&stop);
-        sigaddset(&stop, SIGTERM);
-        sigaddset(&stop, SIGINT);
-        pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  return {cmd, [opts, ready_file, log_level, peers, listen_opt, raft_opt, token_file]() -> int {
+            SetLogLevel(*log_level == "debug"   ? LogLevel::kDebug
+                        : *log_level == "warn"  ? LogLevel::kWarn
+                        : *log_level == "error" ? LogLevel::kError
+                                                : LogLevel::kInfo);
+            // Block the stop signals in every thread; this thread waits for them.
+            sigset_t stop;
+            sigemptyset(&stop);
+            sigaddset(&stop, SIGTERM);
+            sigaddset(&stop, SIGINT);
+            pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-        if (!peers->empty()) {
-          auto parsed = server::ParsePeers(*peers);
-          Status st = parsed.status();
-          if (st.ok()) {
-            opts->peers = std::move(parsed).value();
-            st = server::ApplyPeers(opts.get(), listen_opt->count() > 0, raft_opt->count() > 0);
-          }
-          if (!st.ok()) {
-            std::fprintf(stderr, "latchkey server: %s\n", st.message().c_str());
-            return kExitUsage;
-          }
-        }
-        if (!opts->test_only_bug.empty()) {
-          const char* allow = std::getenv("LATCHKEY_ALLOW_TEST_BUGS");
-          if (allow == nullptr || std::string(allow) != "1") {
-            std::fprintf(stderr,
-                         "latchkey server: --test-only-bug plants a bug; it needs "
-                         "LATCHKEY_ALLOW_TEST_BUGS=1\n");
-            return kExitUsage;
-          }
-          LK_LOG_WARN("PLANTED BUG %s is active (tests only)", opts->test_only_bug.c_str());
-        }
-        if (!token_file->empty()) {
-          Result<std::string> token = ReadAuthTokenFile(*token_file);
-          if (!token.ok()) {
-            std::fprintf(stderr, "latchkey server: %s\n", token.status().message().c_str());
-            return kExitUsage;
-          }
-          opts->auth_token = std::move(token).value();
-        }
-        // Large buffers (snapshots, big frames) get pages of their own
-        // that go back to the OS when freed. glibc would otherwise raise
-        // the threshold to the largest block freed so far and serve the
-        // next ones from the heap, where they keep RSS up (W3 in
-        // docs/benchmarks.md, session 11: 7 bytes per held lock).
-        mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-        server::Server srv(*opts);
-        Status st = srv.Start();
-        if (!st.ok()) {
-          std::fprintf(stderr, "latchkey server: cannot start: %s\n", st.ToString().c_str());
-          return kExitUnavailable;
-        }
-        std::printf("latchkey %s serving on %s (data in %s, %s raft at %s, node %llu)\n",
-                    LATCHKEY_VERSION, srv.listen_address().c_str(), opts->data_dir.c_str(),
-                    opts->join               ? "joining"
-                    : opts->peers.size() > 1 ? "cluster"
-                                             : "single-node",
-                    opts->raft_address.c_str(), static_cast<unsigned long long>(opts->node_id));
-        std::fflush(stdout);
-        if (!ready_file->empty()) {
-          std::string tmp = *ready_file + ".tmp";
-          {
-            std::ofstream f(tmp);
-            f << srv.listen_address() << "\n";
-          }
-          std::rename(tmp.c_str(), ready_file->c_str());
-        }
-        int sig = 0;
-        sigwait(&stop, &sig);
-        LK_LOG_INFO("received %s; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        srv.Stop();
-        return 0;
-      }};
+            if (!peers->empty()) {
+              auto parsed = server::ParsePeers(*peers);
+              Status st = parsed.status();
+              if (st.ok()) {
+                opts->peers = std::move(parsed).value();
+                st = server::ApplyPeers(opts.get(), listen_opt->count() > 0, raft_opt->count() > 0);
+              }
+              if (!st.ok()) {
+                std::fprintf(stderr, "latchkey server: %s\n", st.message().c_str());
+                return kExitUsage;
+              }
+            }
+            if (!opts->test_only_bug.empty()) {
+              const char* allow = std::getenv("LATCHKEY_ALLOW_TEST_BUGS");
+              if (allow == nullptr || std::string(allow) != "1") {
+                std::fprintf(stderr,
+                             "latchkey server: --test-only-bug plants a bug; it needs "
+                             "LATCHKEY_ALLOW_TEST_BUGS=1\n");
+                return kExitUsage;
+              }
+              LK_LOG_WARN("PLANTED BUG %s is active (tests only)", opts->test_only_bug.c_str());
+            }
+            if (!token_file->empty()) {
+              Result<std::string> token = ReadAuthTokenFile(*token_file);
+              if (!token.ok()) {
+                std::fprintf(stderr, "latchkey server: %s\n", token.status().message().c_str());
+                return kExitUsage;
+              }
+              opts->auth_token = std::move(token).value();
+            }
+            // Large buffers (snapshots, big frames) get pages of their own
+            // that go back to the OS when freed. glibc would otherwise raise
+            // the threshold to the largest block freed so far and serve the
+            // next ones from the heap, where they keep RSS up (W3 in
+            // docs/benchmarks.md, session 11: 7 bytes per held lock).
+            mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+            server::Server srv(*opts);
+            Status st = srv.Start();
+            if (!st.ok()) {
+              std::fprintf(stderr, "latchkey server: cannot start: %s\n", st.ToString().c_str());
+              return kExitUnavailable;
+            }
+            std::printf("latchkey %s serving on %s (data in %s, %s raft at %s, node %llu)\n",
+                        LATCHKEY_VERSION, srv.listen_address().c_str(), opts->data_dir.c_str(),
+                        opts->join               ? "joining"
+                        : opts->peers.size() > 1 ? "cluster"
+                                                 : "single-node",
+                        opts->raft_address.c_str(), static_cast<unsigned long long>(opts->node_id));
+            std::fflush(stdout);
+            if (!ready_file->empty()) {
+              std::string tmp = *ready_file + ".tmp";
+              {
+                std::ofstream f(tmp);
+                f << srv.listen_address() << "\n";
+              }
+              std::rename(tmp.c_str(), ready_file->c_str());
+            }
+            int sig = 0;
+            sigwait(&stop, &sig);
+            LK_LOG_INFO("received %s; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            srv.Stop();
+            return 0;
+          }};
 }
 
 }  // namespace latchkey::cli

@@ -194,6 +194,11 @@ class LoopConn final : public Connection, public std::enable_shared_from_this<Lo
     const std::shared_ptr<LoopConn> self = shared_from_this();  // Finish may drop the map's
     if (events & Reactor::kWritable) Flush();
     if (!finished_ && (events & Reactor::kReadable)) ReadSome();
+    // The socket failed (the loop stopped watching it): what was buffered
+    // has been read above; nothing more will come.
+    if (!finished_ && (events & Reactor::kError)) {
+      Finish(Unavailable("connection to " + peer_ + " failed"));
+    }
   }
 
   void ReadSome() {
