@@ -25,6 +25,7 @@
 #include "replication/raft_config_rollback.h"
 #include "replication/raft_node.h"
 #include "replication/raft_reply_guard.h"
+#include "replication/raft_snapshot_overlap.h"
 #include "replication/raft_transfer_send.h"
 
 extern "C" {
@@ -322,6 +323,9 @@ struct RaftNode::Impl {
 
   // Before libraft handles an AppendEntries (raft_config_rollback.h).
   void GuardConfigRollback(const struct raft_message& msg);
+  // Drops the entries of an AppendEntries that this node's snapshot already
+  // holds (raft_snapshot_overlap.h).
+  void GuardSnapshotOverlap(struct raft_message* msg);
   static int IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
                     raft_io_send_cb cb);
   // libraft's load, then the loaded snapshot's configuration seeds the

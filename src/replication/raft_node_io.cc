@@ -141,10 +141,28 @@ void RaftNode::Impl::IoRecv(struct raft_io* io, struct raft_message* msg) {
     self->DeferSnapshot(msg);
     return;
   }
-  if (msg->type == RAFT_IO_APPEND_ENTRIES) self->GuardConfigRollback(*msg);
+  if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+    self->GuardSnapshotOverlap(msg);
+    self->GuardConfigRollback(*msg);
+  }
   self->reply_guard.BeginRecv(*msg);
   self->raft_recv(io, msg);
   self->reply_guard.EndRecv();
+}
+
+void RaftNode::Impl::GuardSnapshotOverlap(struct raft_message* msg) {
+  const raft_index prev = msg->append_entries.prev_log_index;
+  const unsigned n = msg->append_entries.n_entries;
+  const SnapshotOverlap done = SkipEntriesInSnapshot(raft, &msg->append_entries);
+  if (done == SnapshotOverlap::kNone) return;
+  LK_LOG_INFO(
+      "raft node %llu: AppendEntries from node %llu after index %llu with %u entries starts "
+      "inside this node's snapshot (up to %llu); %s (raft_snapshot_overlap.h)",
+      static_cast<unsigned long long>(options.node_id),
+      static_cast<unsigned long long>(msg->server_id), static_cast<unsigned long long>(prev), n,
+      static_cast<unsigned long long>(raft.log.snapshot.last_index),
+      done == SnapshotOverlap::kTrimmed ? "kept only the entries after it"
+                                        : "handled as an empty AppendEntries at its last index");
 }
 
 void RaftNode::Impl::GuardConfigRollback(const struct raft_message& msg) {

@@ -16,6 +16,7 @@
 #include "replication/raft_buffers.h"
 #include "replication/raft_config_rollback.h"
 #include "replication/raft_reply_guard.h"
+#include "replication/raft_snapshot_overlap.h"
 
 extern "C" {
 #include <raft.h>
@@ -149,8 +150,9 @@ int ShimTruncate(struct raft_io* io, raft_index index) {
 void ShimRecv(struct raft_io* io, struct raft_message* msg) {
   IoShim* shim = Shims().at(io);
   if (msg->type == RAFT_IO_APPEND_ENTRIES) {
-    shim->config_rollback.BeforeAppendEntries(static_cast<struct raft*>(io->data),
-                                              msg->append_entries);
+    auto* r = static_cast<struct raft*>(io->data);
+    SkipEntriesInSnapshot(*r, &msg->append_entries);  // as the node does
+    shim->config_rollback.BeforeAppendEntries(r, msg->append_entries);
   }
   shim->reply_guard.BeginRecv(*msg);
   shim->recv(io, msg);
