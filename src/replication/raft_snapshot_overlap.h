@@ -23,7 +23,9 @@
 // finds the snapshot's term. If nothing is left, the message becomes a
 // heartbeat at that index with its commit index clamped to it: libraft
 // commits min(leader_commit, its last index) on a heartbeat, and entries
-// after the snapshot have not been matched against this leader.
+// after the snapshot have not been matched against this leader. Callers run
+// it before AppendReplyGuard::BeginRecv, so that a success reply vouches for
+// the rewritten message only (the snapshot's last index plus what is left).
 #pragma once
 
 #include <algorithm>
