@@ -14,7 +14,8 @@
 // session 12): a follower restarted after kill -9 had applied, snapshotted
 // and compacted (idle compaction) up to 31761 when the leader, which had no
 // snapshot, sent it the whole log from index 1 (32 125 entries); the core
-// showed 32 748 entries in a log whose offset was 31633.
+// showed 32 748 entries in a log whose offset was 31633. Reproduced on
+// libraft's fixture: CompactedFollowerTest in raft_snapshot_overlap_test.cc.
 //
 // Entries at or below the snapshot's last index are committed (a snapshot
 // only covers applied entries), so the leader's entries there are the ones

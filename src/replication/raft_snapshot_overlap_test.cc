@@ -7,10 +7,18 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <vector>
+
+#include "replication/raft_config_rollback.h"  // LogEntryCount
+
+extern "C" {
+#include <raft/fixture.h>
+}
 
 namespace latchkey::replication {
 namespace {
@@ -189,6 +197,149 @@ TEST_F(SnapshotOverlapTest, NoSnapshotNoChange) {
   EXPECT_EQ(a.n_entries, 3u);
   LibraftFrees(&a);
   EXPECT_TRUE(CountingHeap::Live().empty());
+}
+
+// ---------------------------------------------------------------------------
+// The same on libraft 0.15 itself (its fixture): a follower whose snapshot
+// compacted the start of its log, and the leader's whole log from index 1.
+
+// The receive callback libraft gives server 1's io (the fixture keeps it to
+// itself), captured by wrapping the io's start.
+raft_io_recv_cb g_recv = nullptr;
+int (*g_start)(struct raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+int CaptureStart(struct raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  g_recv = recv;
+  return g_start(io, msecs, tick, recv);
+}
+
+struct NullFsm {
+  struct raft_fsm fsm {};
+  NullFsm() {
+    fsm.version = 1;
+    fsm.apply = [](struct raft_fsm*, const struct raft_buffer*, void** result) {
+      *result = nullptr;
+      return 0;
+    };
+    fsm.snapshot = [](struct raft_fsm*, struct raft_buffer* bufs[], unsigned* n) {
+      *bufs = static_cast<struct raft_buffer*>(raft_malloc(sizeof(struct raft_buffer)));
+      (*bufs)[0].len = 8;
+      (*bufs)[0].base = raft_calloc(1, 8);
+      *n = 1;
+      return 0;
+    };
+    fsm.restore = [](struct raft_fsm*, struct raft_buffer* buf) {
+      raft_free(buf->base);
+      return 0;
+    };
+  }
+};
+
+class CompactedFollowerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(raft_fixture_initialize(&f_), 0);
+    for (auto& h : fsms_) ASSERT_EQ(raft_fixture_grow(&f_, &h.fsm), 0);
+    raft_set_snapshot_threshold(raft_fixture_get(&f_, 0), 100000);  // the leader keeps all
+    raft_set_snapshot_threshold(raft_fixture_get(&f_, 2), 100000);
+    follower_ = raft_fixture_get(&f_, 1);
+    raft_set_snapshot_threshold(follower_, 16);
+    raft_set_snapshot_trailing(follower_, 4);
+    struct raft_configuration conf;
+    ASSERT_EQ(raft_fixture_configuration(&f_, 3, &conf), 0);
+    ASSERT_EQ(raft_fixture_bootstrap(&f_, &conf), 0);
+    raft_configuration_close(&conf);
+    g_start = follower_->io->start;
+    follower_->io->start = &CaptureStart;
+    ASSERT_EQ(raft_fixture_start(&f_), 0);
+    ASSERT_NE(g_recv, nullptr);
+    raft_fixture_elect(&f_, 0);
+    Apply(40);
+    raft_fixture_step_until_elapsed(&f_, 1000);  // the snapshot's write completes
+    Apply(3);  // entries after the follower's snapshot (threshold 16 not reached)
+    ASSERT_GT(follower_->log.snapshot.last_index, 0u);
+    ASSERT_GT(follower_->log.offset, 1u) << "the follower's log was not compacted";
+  }
+  void TearDown() override { raft_fixture_close(&f_); }
+
+  void Apply(int n) {
+    struct raft* leader = raft_fixture_get(&f_, 0);
+    for (int i = 0; i < n; ++i) {
+      struct raft_buffer buf;
+      buf.len = 8;
+      buf.base = raft_calloc(1, 8);
+      applies_.push_back(std::make_unique<struct raft_apply>());
+      ASSERT_EQ(raft_apply(leader, applies_.back().get(), &buf, 1, nullptr), 0);
+    }
+    ASSERT_TRUE(raft_fixture_step_until_applied(&f_, 3, raft_last_index(leader), 5000));
+  }
+
+  // An AppendEntries from the leader with every entry of its log, as the io
+  // would deliver it: one batch, an entries array, both from raft_malloc.
+  struct raft_message WholeLog() {
+    struct raft* leader = raft_fixture_get(&f_, 0);
+    const struct raft_log& log = leader->log;
+    const raft_index last = raft_last_index(leader);
+    EXPECT_EQ(log.offset, 0u);
+    size_t bytes = 0;
+    for (raft_index i = 1; i <= last; ++i)
+      bytes += log.entries[(log.front + i - 1) % log.size].buf.len;
+    struct raft_message m {};
+    m.type = RAFT_IO_APPEND_ENTRIES;
+    m.server_id = 1;
+    m.server_address = "1";
+    struct raft_append_entries& a = m.append_entries;
+    a.term = leader->current_term;
+    a.prev_log_index = 0;
+    a.prev_log_term = 0;
+    a.leader_commit = leader->commit_index;
+    a.n_entries = static_cast<unsigned>(last);
+    a.entries = static_cast<struct raft_entry*>(raft_malloc(last * sizeof(struct raft_entry)));
+    auto* batch = static_cast<char*>(raft_malloc(bytes));
+    size_t at = 0;
+    for (raft_index i = 1; i <= last; ++i) {
+      const struct raft_entry& src = log.entries[(log.front + i - 1) % log.size];
+      struct raft_entry& e = a.entries[i - 1];
+      std::memset(&e, 0, sizeof e);
+      e.term = src.term;
+      e.type = src.type;
+      e.batch = batch;
+      e.buf.base = batch + at;
+      e.buf.len = src.buf.len;
+      std::memcpy(batch + at, src.buf.base, src.buf.len);
+      at += src.buf.len;
+    }
+    return m;
+  }
+
+  struct raft_fixture f_ {};
+  NullFsm fsms_[3];
+  struct raft* follower_ = nullptr;
+  std::vector<std::unique_ptr<struct raft_apply>> applies_;
+};
+
+// What the guard prevents: libraft 0.15 takes the compacted entries for
+// missing ones and dies truncating below its log (nemesis seed 9013). This
+// fails once libraft stops crashing, which tells us the guard can go.
+TEST_F(CompactedFollowerTest, Libraft015CrashesOnTheWholeLog) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        struct raft_message m = WholeLog();
+        g_recv(follower_->io, &m);
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST_F(CompactedFollowerTest, WithTheGuardTheFollowerStaysWhole) {
+  const raft_index last = raft_last_index(raft_fixture_get(&f_, 0));
+  struct raft_message m = WholeLog();
+  ASSERT_EQ(SkipEntriesInSnapshot(*follower_, &m.append_entries), SnapshotOverlap::kTrimmed);
+  g_recv(follower_->io, &m);
+  EXPECT_EQ(raft_last_index(follower_), last);
+  EXPECT_EQ(LogEntryCount(follower_->log), last - follower_->log.offset);
+  // And it goes on replicating.
+  Apply(5);
+  EXPECT_EQ(raft_last_index(follower_), last + 5);
 }
 
 }  // namespace

@@ -31,6 +31,8 @@ constexpr int kReadsPerEvent = 16;
 constexpr int kAcceptsPerEvent = 64;
 // Drained write buffers bigger than this are released instead of kept.
 constexpr size_t kKeepWriteCapacity = 1u << 20;
+// Written bytes at the front of a partly written buffer worth moving away.
+constexpr size_t kCompactWrittenBytes = 64 * 1024;
 
 class LoopConn;
 
@@ -139,10 +141,8 @@ class LoopConn final : public Connection, public std::enable_shared_from_this<Lo
   // closes without waiting for the peer.
   void Shutdown() {
     if (finished_) return;
-    if (!closing_.load(std::memory_order_relaxed)) {
-      int error = 0;
-      SendNonBlocking(fd_, std::string_view(pending_).substr(pending_off_), &error);
-    }
+    int error = 0;  // queued bytes (an Abort dropped them already)
+    SendNonBlocking(fd_, std::string_view(pending_).substr(pending_off_), &error);
     Finish(Status::Ok());
   }
 
@@ -160,6 +160,12 @@ class LoopConn final : public Connection, public std::enable_shared_from_this<Lo
         return;
       }
       if (pending_off_ < pending_.size()) {
+        // A peer that keeps up just barely may never drain the buffer:
+        // drop the written front once it is most of it.
+        if (pending_off_ >= kCompactWrittenBytes && pending_off_ * 2 >= pending_.size()) {
+          pending_.erase(0, pending_off_);
+          pending_off_ = 0;
+        }
         Watch(ReadEvents() | Reactor::kWritable);  // the rest when writable
         return;
       }
