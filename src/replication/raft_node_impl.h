@@ -326,6 +326,8 @@ struct RaftNode::Impl {
   // Drops the entries of an AppendEntries that this node's snapshot already
   // holds (raft_snapshot_overlap.h).
   void GuardSnapshotOverlap(struct raft_message* msg);
+  std::chrono::steady_clock::time_point overlap_logged_at{};
+  uint64_t overlaps_unlogged = 0;
   static int IoSend(struct raft_io* io, struct raft_io_send* req, const struct raft_message* msg,
                     raft_io_send_cb cb);
   // libraft's load, then the loaded snapshot's configuration seeds the

@@ -155,14 +155,23 @@ void RaftNode::Impl::GuardSnapshotOverlap(struct raft_message* msg) {
   const unsigned n = msg->append_entries.n_entries;
   const SnapshotOverlap done = SkipEntriesInSnapshot(raft, &msg->append_entries);
   if (done == SnapshotOverlap::kNone) return;
+  // A leader resends such a message every heartbeat until it hears back:
+  // one line a second is enough.
+  ++overlaps_unlogged;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - overlap_logged_at < std::chrono::seconds(1)) return;
+  overlap_logged_at = now;
   LK_LOG_INFO(
       "raft node %llu: AppendEntries from node %llu after index %llu with %u entries starts "
-      "inside this node's snapshot (up to %llu); %s (raft_snapshot_overlap.h)",
+      "inside this node's snapshot (up to %llu); %s (raft_snapshot_overlap.h; %llu such "
+      "message(s) since the last report)",
       static_cast<unsigned long long>(options.node_id),
       static_cast<unsigned long long>(msg->server_id), static_cast<unsigned long long>(prev), n,
       static_cast<unsigned long long>(raft.log.snapshot.last_index),
       done == SnapshotOverlap::kTrimmed ? "kept only the entries after it"
-                                        : "handled as an empty AppendEntries at its last index");
+                                        : "handled as an empty AppendEntries at its last index",
+      static_cast<unsigned long long>(overlaps_unlogged));
+  overlaps_unlogged = 0;
 }
 
 void RaftNode::Impl::GuardConfigRollback(const struct raft_message& msg) {
