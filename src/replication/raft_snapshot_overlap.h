@@ -57,43 +57,34 @@ inline SnapshotOverlap SkipEntriesInSnapshot(const struct raft& r,
   const raft_index prev = args->prev_log_index;
   const unsigned n = args->n_entries;
   const unsigned drop = static_cast<unsigned>(std::min<raft_index>(n, snap - prev));
-  if (drop < n) {
-    // Keep [drop, n): the entry before them is the snapshot's last.
-    auto* kept =
-        static_cast<struct raft_entry*>(raft_malloc((n - drop) * sizeof(struct raft_entry)));
+  const bool keep_some = drop < n;
+  // Keep [drop, n): the entry before them is the snapshot's last.
+  struct raft_entry* kept = nullptr;
+  if (keep_some) {
+    kept = static_cast<struct raft_entry*>(raft_malloc((n - drop) * sizeof(struct raft_entry)));
     if (kept == nullptr) return SnapshotOverlap::kNone;  // out of memory: libraft as before
-    std::unordered_set<void*> kept_batches;
-    for (unsigned i = drop; i < n; ++i) {
-      kept[i - drop] = args->entries[i];
-      kept_batches.insert(args->entries[i].batch);
-    }
-    std::unordered_set<void*> freed;  // as libraft's entryBatchesDestroy: batches only
-    for (unsigned i = 0; i < drop; ++i) {
-      void* batch = args->entries[i].batch;
-      if (batch != nullptr && !kept_batches.count(batch) && freed.insert(batch).second) {
-        raft_free(batch);
-      }
-    }
-    args->prev_log_term = args->entries[drop - 1].term;
-    raft_free(args->entries);
-    args->entries = kept;
-    args->n_entries = n - drop;
-    args->prev_log_index = snap;
-    return SnapshotOverlap::kTrimmed;
+    std::copy(args->entries + drop, args->entries + n, kept);
   }
-  // Nothing after the snapshot: an empty AppendEntries at its last index.
-  std::unordered_set<void*> freed;
-  for (unsigned i = 0; i < n; ++i) {
+  // Free the dropped entries' batches that no kept entry shares, each once
+  // (batches only, as libraft's entryBatchesDestroy does).
+  std::unordered_set<void*> kept_or_freed;
+  for (unsigned i = drop; i < n; ++i) kept_or_freed.insert(args->entries[i].batch);
+  for (unsigned i = 0; i < drop; ++i) {
     void* batch = args->entries[i].batch;
-    if (batch != nullptr && freed.insert(batch).second) raft_free(batch);
+    if (batch != nullptr && kept_or_freed.insert(batch).second) raft_free(batch);
+  }
+  if (keep_some) {
+    args->prev_log_term = args->entries[drop - 1].term;
+  } else {
+    // Nothing after the snapshot: an empty AppendEntries at its last index.
+    args->prev_log_term = r.log.snapshot.last_term;
+    args->leader_commit = std::min(args->leader_commit, snap);
   }
   if (args->entries != nullptr) raft_free(args->entries);
-  args->entries = nullptr;
-  args->n_entries = 0;
+  args->entries = kept;
+  args->n_entries = n - drop;
   args->prev_log_index = snap;
-  args->prev_log_term = r.log.snapshot.last_term;
-  args->leader_commit = std::min(args->leader_commit, snap);
-  return SnapshotOverlap::kHeartbeat;
+  return keep_some ? SnapshotOverlap::kTrimmed : SnapshotOverlap::kHeartbeat;
 }
 
 }  // namespace latchkey::replication

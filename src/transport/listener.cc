@@ -4,9 +4,7 @@
 #include <unistd.h>
 
 #include <asio.hpp>
-#include <cerrno>
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
