@@ -6,69 +6,28 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <future>
 #include <memory>
-#include <string>
-#include <thread>
 
 #include "replication/raft_node.h"
+#include "replication/raft_node_test_util.h"
+#include "testlib/server_process.h"
 
 namespace latchkey::replication {
 namespace {
 
 using namespace std::chrono_literals;
 
-class NoHooks : public StateMachineHooks {
- public:
-  std::unique_ptr<ApplyOutput> Apply(uint64_t, std::string_view) override { return nullptr; }
-  Result<std::string> TakeSnapshot() override { return std::string(); }
-  Status Restore(std::string_view) override { return Status::Ok(); }
-};
-
-bool PollUntil(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
 class ReactorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "lkreactorXXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    RaftNodeOptions o;
-    o.node_id = 1;
-    o.raft_address = "127.0.0.1:0";
-    o.data_dir = dir_;
-    o.idle_compaction_ms = 0;
-    auto created = RaftNode::Create(o, &hooks_);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    node_ = std::move(created.value());
-    ASSERT_TRUE(node_->Start().ok());
+    node_ = StartSingleVoter(dir_.path(), &hooks_);
+    ASSERT_NE(node_, nullptr);
     efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ASSERT_GE(efd_, 0);
   }
   void TearDown() override {
     if (node_) node_->Stop();
     if (efd_ >= 0) ::close(efd_);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  // Runs fn on the loop and waits; each call is at least one loop iteration.
-  template <typename Fn>
-  auto OnLoop(Fn fn) -> decltype(fn()) {
-    std::packaged_task<decltype(fn())()> task(std::move(fn));
-    auto result = task.get_future();
-    auto shared = std::make_shared<decltype(task)>(std::move(task));
-    node_->Post([shared] { (*shared)(); });
-    EXPECT_EQ(result.wait_for(20s), std::future_status::ready);
-    return result.get();
   }
 
   void Signal() {
@@ -76,7 +35,7 @@ class ReactorTest : public ::testing::Test {
     ASSERT_EQ(::write(efd_, &one, sizeof one), static_cast<ssize_t>(sizeof one));
   }
 
-  std::string dir_;
+  latchkey::testing::TempDir dir_;
   NoHooks hooks_;
   std::unique_ptr<RaftNode> node_;
   int efd_ = -1;
@@ -84,7 +43,7 @@ class ReactorTest : public ::testing::Test {
 
 TEST_F(ReactorTest, InLoopOnlyOnTheLoopThread) {
   EXPECT_FALSE(node_->InLoop());
-  EXPECT_TRUE(OnLoop([&] { return node_->InLoop(); }));
+  EXPECT_TRUE(RunOnLoop(*node_, [&] { return node_->InLoop(); }));
 }
 
 // A readable eventfd calls back on the loop until drained; a watch can
@@ -93,7 +52,7 @@ TEST_F(ReactorTest, WatchFdCallsBackAndCanUnwatchItself) {
   std::atomic<int> calls{0};
   std::atomic<int> off_loop{0};
   Reactor::WatchId id = 0;
-  auto watched = OnLoop([&] {
+  auto watched = RunOnLoop(*node_, [&] {
     return node_->WatchFd(efd_, Reactor::kReadable, [&](int events) {
       if (!node_->InLoop()) ++off_loop;
       EXPECT_TRUE(events & Reactor::kReadable);
@@ -105,23 +64,23 @@ TEST_F(ReactorTest, WatchFdCallsBackAndCanUnwatchItself) {
   ASSERT_TRUE(watched.ok()) << watched.status().ToString();
   id = *watched;
   Signal();
-  ASSERT_TRUE(PollUntil([&] { return calls.load() == 1; }));
+  ASSERT_TRUE(latchkey::testing::WaitFor([&] { return calls.load() == 1; }));
   Signal();
-  ASSERT_TRUE(PollUntil([&] { return calls.load() == 2; }));
+  ASSERT_TRUE(latchkey::testing::WaitFor([&] { return calls.load() == 2; }));
   Signal();  // unwatched: stays unread
-  OnLoop([] {});
-  OnLoop([] {});
+  RunOnLoop(*node_, [] {});
+  RunOnLoop(*node_, [] {});
   EXPECT_EQ(calls.load(), 2);
   EXPECT_EQ(off_loop.load(), 0);
   uint64_t v = 0;
   EXPECT_EQ(::read(efd_, &v, sizeof v), static_cast<ssize_t>(sizeof v)) << "the loop read it";
-  OnLoop([&] { node_->UnwatchFd(id); });  // unknown by now: ignored
+  RunOnLoop(*node_, [&] { node_->UnwatchFd(id); });  // unknown by now: ignored
 }
 
 // UpdateFd(0) pauses a level-triggered watch; other events resume it.
 TEST_F(ReactorTest, UpdateFdPausesAndResumes) {
   std::atomic<int> calls{0};
-  auto watched = OnLoop([&] {
+  auto watched = RunOnLoop(*node_, [&] {
     return node_->WatchFd(efd_, Reactor::kWritable, [&](int events) {
       EXPECT_TRUE(events & Reactor::kWritable);
       ++calls;
@@ -129,33 +88,33 @@ TEST_F(ReactorTest, UpdateFdPausesAndResumes) {
   });
   ASSERT_TRUE(watched.ok());
   const Reactor::WatchId id = *watched;
-  ASSERT_TRUE(PollUntil([&] { return calls.load() >= 3; }));  // always writable
-  const int paused_at = OnLoop([&] {
+  ASSERT_TRUE(latchkey::testing::WaitFor([&] { return calls.load() >= 3; }));  // always writable
+  const int paused_at = RunOnLoop(*node_, [&] {
     node_->UpdateFd(id, 0);
     return calls.load();
   });
-  OnLoop([] {});
-  OnLoop([] {});
+  RunOnLoop(*node_, [] {});
+  RunOnLoop(*node_, [] {});
   EXPECT_EQ(calls.load(), paused_at);
-  OnLoop([&] { node_->UpdateFd(id, Reactor::kWritable); });
-  EXPECT_TRUE(PollUntil([&] { return calls.load() > paused_at; }));
-  OnLoop([&] { node_->UnwatchFd(id); });
+  RunOnLoop(*node_, [&] { node_->UpdateFd(id, Reactor::kWritable); });
+  EXPECT_TRUE(latchkey::testing::WaitFor([&] { return calls.load() > paused_at; }));
+  RunOnLoop(*node_, [&] { node_->UnwatchFd(id); });
 }
 
 TEST_F(ReactorTest, RunAfterFiresOnceOnTheLoop) {
   std::atomic<int> fired{0};
   std::atomic<bool> on_loop{false};
   const auto t0 = std::chrono::steady_clock::now();
-  OnLoop([&] {
+  RunOnLoop(*node_, [&] {
     node_->RunAfter(20, [&] {
       on_loop = node_->InLoop();
       ++fired;
     });
   });
-  ASSERT_TRUE(PollUntil([&] { return fired.load() == 1; }));
+  ASSERT_TRUE(latchkey::testing::WaitFor([&] { return fired.load() == 1; }));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 15ms);
   EXPECT_TRUE(on_loop.load());
-  OnLoop([] {});
+  RunOnLoop(*node_, [] {});
   EXPECT_EQ(fired.load(), 1);
 }
 
@@ -165,7 +124,7 @@ TEST_F(ReactorTest, StopClosesLeftoverWatchesAndTimers) {
   auto sentinel = std::make_shared<int>(0);
   std::weak_ptr<int> alive = sentinel;
   std::atomic<int> timer_runs{0};
-  OnLoop([&, sentinel] {
+  RunOnLoop(*node_, [&, sentinel] {
     ASSERT_TRUE(node_->WatchFd(efd_, Reactor::kReadable, [sentinel](int) {}).ok());
     node_->RunAfter(60000, [sentinel, &timer_runs] { ++timer_runs; });
   });

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "replication/raft_node_impl.h"
+#include "replication/raft_node_test_util.h"
 
 namespace latchkey::replication {
 namespace {
@@ -140,24 +141,6 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string path;
 };
-
-// Runs fn on the loop thread and waits for its result.
-template <typename Fn>
-auto RunOnLoop(RaftNode& node, Fn fn) -> decltype(fn()) {
-  using R = decltype(fn());
-  auto promise = std::make_shared<std::promise<R>>();
-  auto future = promise->get_future();
-  node.Post([promise, fn = std::move(fn)]() mutable {
-    if constexpr (std::is_void_v<R>) {
-      fn();
-      promise->set_value();
-    } else {
-      promise->set_value(fn());
-    }
-  });
-  EXPECT_EQ(future.wait_for(kDeadline), std::future_status::ready) << "loop closure never ran";
-  return future.get();
-}
 
 // Collects propose callbacks; thread-safe.
 struct ProposeLog {

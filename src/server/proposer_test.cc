@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "core/state_machine.h"
 #include "replication/raft_node.h"
+#include "replication/raft_node_test_util.h"
 #include "testlib/server_process.h"
 
 namespace latchkey::server {
@@ -66,17 +67,8 @@ lv::Command Acquire(const std::string& name) {
 class ProposerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    replication::RaftNodeOptions o;
-    o.node_id = 1;
-    o.raft_address = "127.0.0.1:0";
-    o.data_dir = dir_.path();
-    o.election_timeout_ms = 300;
-    o.heartbeat_timeout_ms = 30;
-    o.idle_compaction_ms = 0;
-    auto created = replication::RaftNode::Create(o, &hooks_);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    node_ = std::move(created.value());
-    ASSERT_TRUE(node_->Start().ok());
+    node_ = replication::StartSingleVoter(dir_.path(), &hooks_);
+    ASSERT_NE(node_, nullptr);
     proposer_ = std::make_unique<Proposer>(node_.get(), &clock_, /*nonce=*/7, /*max_batch=*/64);
     OnLoop([this] { hooks_.proposer = proposer_.get(); });
   }
@@ -87,13 +79,7 @@ class ProposerTest : public ::testing::Test {
   // Runs fn on the loop thread and waits until it ran.
   template <typename Fn>
   void OnLoop(Fn fn) {
-    auto done = std::make_shared<std::promise<void>>();
-    auto ran = done->get_future();
-    node_->Post([fn = std::move(fn), done]() mutable {
-      fn();
-      done->set_value();
-    });
-    ASSERT_EQ(ran.wait_for(kDeadline), std::future_status::ready);
+    replication::RunOnLoop(*node_, std::move(fn));
   }
 
   // Adds a command whose callback counts into answered_.

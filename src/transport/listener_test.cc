@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "replication/raft_node.h"
+#include "replication/raft_node_test_util.h"
 #include "transport/endpoint.h"
 #include "transport/loop_listener.h"
 #include "transport/stream_client.h"
@@ -26,28 +27,12 @@ using testing::TempDir;
 // LoopListener on a real single-voter RaftNode's loop (the server's default).
 enum class Kind { kAsio, kLoop };
 
-class NoHooks : public replication::StateMachineHooks {
- public:
-  std::unique_ptr<replication::ApplyOutput> Apply(uint64_t, std::string_view) override {
-    return nullptr;
-  }
-  Result<std::string> TakeSnapshot() override { return std::string(); }
-  Status Restore(std::string_view) override { return Status::Ok(); }
-};
-
 class ListenerTest : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
     if (!loop()) return;
-    replication::RaftNodeOptions o;
-    o.node_id = 1;
-    o.raft_address = "127.0.0.1:0";
-    o.data_dir = dir_.path();
-    o.idle_compaction_ms = 0;
-    auto created = replication::RaftNode::Create(o, &hooks_);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    node_ = std::move(created.value());
-    ASSERT_TRUE(node_->Start().ok());
+    node_ = replication::StartSingleVoter(dir_.path(), &hooks_);
+    ASSERT_NE(node_, nullptr);
   }
   void TearDown() override {
     if (node_) node_->Stop();
@@ -67,7 +52,7 @@ class ListenerTest : public ::testing::TestWithParam<Kind> {
   void EchoPipelined(const std::string& address, int io_threads, int clients);
 
   TempDir dir_;
-  NoHooks hooks_;
+  replication::NoHooks hooks_;
   std::unique_ptr<replication::RaftNode> node_;
 };
 
