@@ -8,6 +8,7 @@
 #   bench/peers/ab.sh W C ROUNDS BUILD_A "ARGS_A" BUILD_B "ARGS_B" [SECONDS]
 #   e.g. bench/peers/ab.sh w1 1 8 build-rel "" build-rel "--direct-writes true"
 #        bench/peers/ab.sh w2 32 8 /tmp/base/build-rel "" build-rel ""
+#        PIN="0 1" bench/peers/ab.sh w1 32 6 ...   # pinned as run.sh pins (pair_cost.sh)
 #
 # The generator is always BUILD_B's peer_bench, so only the server differs.
 set -euo pipefail

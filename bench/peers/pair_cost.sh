@@ -9,6 +9,9 @@
 #   e.g. bench/peers/pair_cost.sh build-rel w1 32 2
 #        SERVER_ARGS="--election-timeout-ms 300" bench/peers/pair_cost.sh build-rel w2 8
 #        PEER=redis bench/peers/pair_cost.sh build-rel w1 32 2   # or PEER=redis-aof
+#        PIN="0 1" bench/peers/pair_cost.sh build-rel w1 32     # run.sh's pinned layout
+#
+# PIN="S G" pins the server to CPU S and the generator to CPU G (taskset).
 #
 # Server CPU comes from /proc/PID/stat, its context switches from the sum
 # over /proc/PID/task/*/status; the generator's from /usr/bin/time. System
@@ -35,7 +38,13 @@ appends() { [[ $SYSTEM == latchkey ]] || { echo "0 0"; return; }
     python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["log_appends"], s["log_append_micros"])'; }
 a0=$(appends)
 c0=$(cpu $SP); s0=$(cs $SP)
-/usr/bin/time -f "%U %S %w %c" -o "$D/time" "${count[@]}" "$B/bench/peers/peer_bench" \
+gen_pin=()
+if [[ -n ${PIN:-} ]]; then
+  read -r server_cpu gen_cpu <<<"$PIN"
+  taskset -a -p -c "$server_cpu" "$SP" >/dev/null
+  gen_pin=(taskset -c "$gen_cpu")
+fi
+/usr/bin/time -f "%U %S %w %c" -o "$D/time" "${count[@]}" "${gen_pin[@]}" "$B/bench/peers/peer_bench" \
   --system "$SYSTEM" --endpoint "$EP" --workload "$W" --clients "$C" --seconds "$S" \
   --jsonl "$D/r.jsonl" >/dev/null
 c1=$(cpu $SP); s1=$(cs $SP)
