@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """Turns peer_bench's results.jsonl into results.md (tables with Latchkey/peer
-ratios) and peers.png (gnuplot bar chart). Usage: report.py DIR"""
+ratios) and peers.png (gnuplot bar chart). Usage: report.py DIR
+
+With several rounds (run.sh --rounds N; each row carries its "round"), every
+figure is the median over the rounds, and each Latchkey/peer ratio is the
+median of the per-round ratios, followed by their range."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 
 out = sys.argv[1]
-rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl")) if l.strip()]
+all_rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl")) if l.strip()]
+for r in all_rows:
+    r.setdefault("round", 1)
+ROUNDS = sorted({r["round"] for r in all_rows})
 
 
 def key(r):
@@ -15,11 +23,55 @@ def key(r):
     return w, r["clients"]
 
 
+def group_of(r):
+    return r["system"], r["nodes"], r["label"], key(r)
+
+
+def median_row(rs):
+    """One row standing for a group's rounds: numeric fields are medians,
+    counts of failures (errors, overlaps, lost updates) are sums."""
+    if len(rs) == 1:
+        return dict(rs[0])
+    m = dict(sorted(rs, key=lambda r: r.get("ops_per_s", 0))[len(rs) // 2])
+    for f, v in rs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and f != "round":
+            vals = [r[f] for r in rs if isinstance(r.get(f), (int, float))]
+            if f in ("errors", "overlaps", "lost_updates"):
+                m[f] = sum(vals)
+            elif vals:
+                m[f] = statistics.median(vals)
+                if all(isinstance(v, int) for v in vals):
+                    m[f] = round(m[f])  # counts stay whole numbers
+    m["per_round"] = {r["round"]: r for r in rs}
+    return m
+
+
+groups = {}
+for r in all_rows:
+    groups.setdefault(group_of(r), []).append(r)
+rows = [median_row(rs) for rs in groups.values()]
+
+
 def find(system, nodes, w, c):
     for r in rows:
         if r["system"] == system and r["nodes"] == nodes and key(r) == (w, c):
             return r
     return None
+
+
+def round_ratio(lk, r, value):
+    """Latchkey/peer of value(row): the median of the per-round ratios and,
+    over several rounds, their range."""
+    if not lk or not r:
+        return "-"
+    if "per_round" not in lk or "per_round" not in r:
+        return ratio(value(lk), value(r))
+    rs = [value(lk["per_round"][n]) / value(r["per_round"][n]) for n in ROUNDS
+          if n in lk["per_round"] and n in r["per_round"]
+          and value(lk["per_round"][n]) and value(r["per_round"][n])]
+    if not rs:
+        return "-"
+    return f"{statistics.median(rs):.2f} ({min(rs):.2f}-{max(rs):.2f})"
 
 
 def fmt(x):
@@ -39,6 +91,10 @@ if os.path.exists(machine):
             pinning = l.split(";")[-1].strip()
 if os.path.exists(machine):
     lines += ["```"] + open(machine).read().splitlines() + ["```", ""]
+if len(ROUNDS) > 1:
+    lines += [f"{len(ROUNDS)} rounds: every figure is the median over the rounds; a "
+              "Latchkey/peer ratio is the median of the per-round ratios (range in "
+              "brackets). Errors, overlaps and lost updates are summed.", ""]
 
 lines += ["### W1 uncontended (W4: 3 nodes) and W2 one contended lock", "",
           "Latchkey/peer = Latchkey's ops/s divided by the row's (1-node Latchkey for W1/W2, "
@@ -55,7 +111,7 @@ for r in sorted((r for r in rows if key(r)[0] in order),
     extra = ""
     if w == "W2":
         extra = f'{r["overlaps"]} / {r["lost_updates"]} / {r["fair_max"]}:{r["fair_min"]}'
-    rat = "" if r["system"] == "latchkey" else ratio(lk and lk["ops_per_s"], r["ops_per_s"])
+    rat = "" if r["system"] == "latchkey" else round_ratio(lk, r, lambda x: x["ops_per_s"])
     lines.append(f'| {w} | {c} | {r["label"]} | {fmt(r["ops_per_s"])} | {fmt(r["p50_us"])} | '
                  f'{fmt(r["p99_us"])} | {r["errors"]} | {extra} | {rat} |')
 
@@ -98,9 +154,9 @@ if w3:
     for r in sorted(w3, key=lambda r: (r["system"] != "latchkey", r["label"])):
         rt = rb = rs = ""
         if lk and r["system"] != "latchkey":
-            rt = ratio(lk["seconds"], r["seconds"])
-            rb = ratio(per_lock(lk), per_lock(r)) if per_lock(r) > 0 else "-"
-            rs = ratio(per_lock(lk, settled), per_lock(r, settled)) if per_lock(r, settled) > 0 else "-"
+            rt = round_ratio(lk, r, lambda x: x["seconds"])
+            rb = round_ratio(lk, r, lambda x: max(per_lock(x), 0))
+            rs = round_ratio(lk, r, lambda x: max(per_lock(x, settled), 0))
         lines.append(f'| {r["label"]} | {r["clients"]} | {r["ops"]} | {r["seconds"]:.2f} | '
                      f'{r["rss_before_kb"] / 1024:.1f} | {r["rss_after_kb"] / 1024:.1f} | '
                      f'{per_lock(r):.0f} | {per_lock(r, settled):.0f} | '

@@ -2,7 +2,7 @@
 # Latchkey vs etcd, ZooKeeper and Redis on this machine, in one run.
 #
 #   bench/peers/run.sh [--quick] [--out DIR] [--no-install] [--no-pin] [--server-cpu N]
-#                      [--only "redis etcd ..."]
+#                      [--only "redis etcd ..."] [--rounds N]
 #
 # Installs the peers (Debian packages), builds `latchkey` and `peer_bench`
 # (RelWithDebInfo, in build-rel/), then for each system in turn: starts it on
@@ -13,7 +13,13 @@
 # generator to CPU 1 (taskset) when the machine has 2+ CPUs; --server-cpu 1
 # swaps them (on the benchmark VM CPU 1 takes the disk's interrupts, which
 # favours the servers that sync: docs/benchmarks.md, session 10).
-# Results: DIR/results.jsonl (raw), DIR/results.md (table), DIR/peers.png.
+# --rounds N runs every system N times, in rounds (round r starts at the
+# r-th system of the list, so no system always runs first or last); the
+# tables then give per-row medians, and each ratio is the median of the
+# per-round ratios with their range: one run on this VM swings with the
+# disk's minute (docs/benchmarks.md).
+# Results: DIR/results.jsonl (raw, each row with its "round"), DIR/results.md
+# (tables), DIR/peers.png.
 # Everything started here is stopped by PID on exit (trap).
 #
 # Smoke tests: PEER_BENCH_SECONDS=0.5 PEER_BENCH_W3_LOCKS=300 PEER_BENCH_W3_SETTLE=0
@@ -29,6 +35,7 @@ PIN=1
 SERVER_CPU=0
 ONLY="redis redis-aof zookeeper etcd latchkey latchkey3 etcd3"
 OUT=""
+ROUNDS=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --quick) QUICK=1 ;;
@@ -37,14 +44,19 @@ while [[ $# -gt 0 ]]; do
     --server-cpu) SERVER_CPU=$2; shift ;;
     --out) OUT=$2; shift ;;
     --only) ONLY=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     *)
       echo "usage: $0 [--quick] [--out DIR] [--no-install] [--no-pin] [--server-cpu 0|1]" \
-        "[--only \"SYSTEMS\"]" >&2
+        "[--only \"SYSTEMS\"] [--rounds N]" >&2
       exit 64
       ;;
   esac
   shift
 done
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "--rounds must be a positive number" >&2
+  exit 64
+fi
 if [[ $SERVER_CPU != 0 && $SERVER_CPU != 1 ]]; then
   echo "--server-cpu must be 0 or 1 (the generator gets the other one)" >&2
   exit 64
@@ -240,7 +252,7 @@ run_latchkey() {  # NODES WORKLOADS...
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "command: bench/peers/run.sh $ARGS"
-  echo "seconds per row: $SECONDS_PER_ROW; W3 locks: $W3_LOCKS; $PINNING"
+  echo "seconds per row: $SECONDS_PER_ROW; W3 locks: $W3_LOCKS; rounds: $ROUNDS; $PINNING"
   echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "versions: redis $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)," \
@@ -250,7 +262,7 @@ run_latchkey() {  # NODES WORKLOADS...
 } | tee "$OUT/machine.txt"
 : >"$OUT/results.jsonl"
 
-for s in $ONLY; do
+run_system() {  # SYSTEM
   # Each system starts on a quiet disk: the previous one's data is deleted
   # and its dirty pages written back first, so one system's writeback cannot
   # land in the next one's rows. (Checked once, `--only "etcd latchkey"`
@@ -258,7 +270,7 @@ for s in $ONLY; do
   # host's run-to-run noise; kept as hygiene, not as a measured gain.)
   rm -rf "${TMP:?}"/*
   sync
-  case $s in
+  case $1 in
     # W3 runs on a fresh server: its memory per held lock is measured from
     # an idle, empty server, not from whatever W1/W2 left in the heap (the
     # first 10 s runs' W3 "before" figures included it and made Latchkey's
@@ -272,8 +284,25 @@ for s in $ONLY; do
     latchkey) run_latchkey 1 w1 w2; run_latchkey 1 w3 ;;
     latchkey3) run_latchkey 3 w1 ;;
     etcd3) run_etcd 3 w1 ;;
-    *) echo "unknown system $s" >&2; exit 64 ;;
+    *) echo "unknown system $1" >&2; exit 64 ;;
   esac
+}
+
+read -r -a SYSTEMS <<<"$ONLY"
+for ((round = 1; round <= ROUNDS; round++)); do
+  for ((k = 0; k < ${#SYSTEMS[@]}; k++)); do
+    run_system "${SYSTEMS[$(((k + round - 1) % ${#SYSTEMS[@]}))]}"
+  done
+  # Tag this round's rows (peer_bench appends them untagged).
+  python3 - "$OUT/results.jsonl" "$round" <<'PY'
+import json, sys
+path, rnd = sys.argv[1], int(sys.argv[2])
+rows = [json.loads(l) for l in open(path) if l.strip()]
+with open(path, "w") as f:
+    for r in rows:
+        r.setdefault("round", rnd)
+        f.write(json.dumps(r) + "\n")
+PY
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
