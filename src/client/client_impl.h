@@ -376,13 +376,16 @@ struct Client::Impl {
 
   // Closes connection `gen` if it is the published one and marks it dead
   // (the transport's on_close may follow; HandleClosed is idempotent per gen).
+  // Runs on the connection's own io thread (a NOT_LEADER redirect), so it
+  // must not hold a reference past the lock: the maintenance thread may
+  // replace and release the connection meanwhile, and the last reference
+  // would then destroy it on its own io thread (an abort; seen in a nemesis
+  // worker). Closing under mu is what LoseSession does too.
   void DropConnection(uint64_t gen) {
-    std::shared_ptr<Connection> c;
     {
       std::lock_guard<std::mutex> lk(mu);
       if (gen != conn_gen) return;
-      c = conn;
-      if (c) c->Close();
+      if (conn) conn->Close();
     }
     HandleClosed(gen);
   }
