@@ -65,6 +65,11 @@ class FakeServer : public transport::ConnectionHandler {
   void set_refuse_attach(bool v) {
     With([&] { refuse_attach_ = v; });
   }
+  // The next `n` releases are refused with NOT_LEADER naming this server as
+  // the leader (as a follower would), without taking effect.
+  void set_not_leader_releases(int n) {
+    With([&] { not_leader_releases_ = n; });
+  }
   int hellos() { return Get(hellos_); }
   int opens() { return Get(opens_); }
   int attaches() { return Get(attaches_); }
@@ -225,6 +230,12 @@ class FakeServer : public transport::ConnectionHandler {
         case pb::Request::kRelease: {
           ++releases_;
           if (swallow_releases_) return;
+          if (not_leader_releases_ > 0) {
+            --not_leader_releases_;
+            SetError(&r, pb::NOT_LEADER, "not the leader");
+            r.mutable_error()->set_leader_endpoint(listener_->address());
+            break;
+          }
           const auto& rel = req.release();
           auto it = locks_.find(rel.name());
           if (it == locks_.end() || it->second.session != rel.session_id() ||
@@ -326,6 +337,7 @@ class FakeServer : public transport::ConnectionHandler {
   bool hold_acquires_ = false;
   bool refuse_attach_ = false;
   bool swallow_releases_ = false;
+  int not_leader_releases_ = 0;
   int hellos_ = 0, opens_ = 0, attaches_ = 0, keepalives_ = 0, close_sessions_ = 0, releases_ = 0,
       closed_conns_ = 0;
   uint32_t last_hello_version_ = 0;
@@ -383,6 +395,34 @@ TEST_F(ClientTest, ConnectFailsWhenNothingListens) {
   ASSERT_FALSE(c.ok());
   EXPECT_TRUE(c.status().code() == Code::kUnavailable || c.status().code() == Code::kTimeout)
       << c.status().ToString();
+}
+
+// A NOT_LEADER reply (a follower answering) drops the connection, and the
+// request is re-sent on the named leader once the session is attached there,
+// whether the reply was read by the calling thread or by the io thread (where
+// session 13's nemesis found the redirect aborting the process).
+TEST_F(ClientTest, NotLeaderRepliesAreRetriedOnTheNamedLeader) {
+  for (const bool on_caller : {true, false}) {
+    SCOPED_TRACE(on_caller ? "read on the calling thread" : "read on the io thread");
+    ClientOptions o;
+    o.endpoint = server_.address();
+    o.connect_timeout = 2s;
+    o.read_on_calling_thread = on_caller;
+    auto c = Client::Connect(std::move(o));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    const int attaches_before = server_.attaches();
+    const std::string name = on_caller ? "redirect-caller" : "redirect-io";
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE((*c)->Acquire(name).ok());
+      server_.set_not_leader_releases(1);
+      const int releases_before = server_.releases();
+      ASSERT_TRUE((*c)->Release(name).ok()) << "round " << i;
+      EXPECT_EQ(server_.releases(), releases_before + 2);  // refused once, then applied
+      EXPECT_FALSE(server_.held(name));
+    }
+    EXPECT_EQ(server_.attaches(), attaches_before + 20);  // one re-attach per redirect
+    EXPECT_TRUE((*c)->session_status().ok());
+  }
 }
 
 TEST(ClientUnixTest, ConnectsOverUnixSocket) {

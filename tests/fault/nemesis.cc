@@ -61,6 +61,37 @@ struct Workers {
     if (pids[k] > 0) kill(pids[k], SIGCONT);
     stopped[k] = false;
   }
+  // Notes (in *deaths) and forgets every worker that has exited: none should
+  // before Terminate. `mu` guards pids against the HolderTrap's thread.
+  void Reap(std::mutex& mu, std::vector<std::string>* deaths) {
+    for (size_t k = 1; k < pids.size(); ++k) {
+      int status = 0;
+      if (pids[k] <= 0 || waitpid(pids[k], &status, WNOHANG) != pids[k]) continue;
+      deaths->push_back("worker " + std::to_string(k) + " " + DescribeExit(status));
+      std::lock_guard<std::mutex> lk(mu);
+      pids[k] = -1;
+    }
+  }
+  // SIGTERM to every worker, and each must exit with status 0 within 15 s;
+  // those that do not are noted in *deaths (and killed if they hang).
+  void Terminate(std::mutex& mu, std::vector<std::string>* deaths) {
+    for (size_t k = 1; k < pids.size(); ++k) {
+      if (pids[k] > 0) kill(pids[k], SIGTERM);
+    }
+    for (size_t k = 1; k < pids.size(); ++k) {
+      if (pids[k] <= 0) continue;
+      int status = 0;
+      if (!WaitFor([&] { return waitpid(pids[k], &status, WNOHANG) == pids[k]; }, 15s)) {
+        deaths->push_back("worker " + std::to_string(k) + " did not stop on SIGTERM: killed");
+        kill(pids[k], SIGKILL);
+        WaitPid(pids[k]);
+      } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        deaths->push_back("worker " + std::to_string(k) + ", stopping, " + DescribeExit(status));
+      }
+      std::lock_guard<std::mutex> lk(mu);
+      pids[k] = -1;
+    }
+  }
 };
 
 // Catches the next worker that reads the counter in the fenced resource and
@@ -109,6 +140,8 @@ std::string NemesisReport::Explain() const {
     << " watch events\n";
   if (!convergence.empty()) o << "NOT CONVERGED: " << convergence << "\n";
   for (const auto& d : node_deaths) o << "NODE DIED (not killed by the nemesis): " << d << "\n";
+  for (const auto& d : client_deaths)
+    o << "CLIENT DIED (not stopped by the nemesis): " << d << "\n";
   o << "checkers:\n";
   for (const auto& r : results) o << "  " << r.Summary() << "\n";
   if (!history_dir.empty()) o << "histories kept in " << history_dir << "\n";
@@ -185,7 +218,8 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     trap.armed = false;
     trap.caught_process = e.process;
     trap.caught_token = e.token;
-    kill((*trap.pids)[static_cast<size_t>(e.process)], SIGSTOP);
+    // A worker that died is -1 here: kill(-1) would stop every process.
+    if (const pid_t pid = (*trap.pids)[static_cast<size_t>(e.process)]; pid > 0) kill(pid, SIGSTOP);
   });
   checkers::ResourceServer server(&resource);
   const std::string sock = work.File("resource.sock");
@@ -198,18 +232,26 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   workers.pids.assign(static_cast<size_t>(opt.workers) + 1, -1);
   workers.stopped.assign(workers.pids.size(), false);
   for (int k = 1; k <= opt.workers; ++k) {
-    workers.pids[static_cast<size_t>(k)] =
+    const std::string cwd = work.File("worker-" + std::to_string(k));
+    std::filesystem::create_directories(cwd);
+    const pid_t pid =
         SpawnCommand({NEMESIS_WORKER_BIN, cluster.Endpoints(), sock, std::to_string(k),
                       work.File("history-" + std::to_string(k) + ".jsonl"),
                       std::to_string(opt.seed * 1000 + static_cast<uint64_t>(k)),
                       std::to_string(opt.session_ttl_ms), opt.objects ? "1" : "0"},
-                     work.File("worker-" + std::to_string(k) + ".log"));
+                     work.File("worker-" + std::to_string(k) + ".log"), cwd);
+    std::lock_guard<std::mutex> lk(trap.mu);
+    workers.pids[static_cast<size_t>(k)] = pid;
   }
   NemesisWatchers watchers;
   if (opt.objects) watchers.Start(opt.watchers, cluster.Endpoints(), work.path(), opt.seed);
   // The workload runs before the first fault.
   if (!WaitFor([&] { return trap.max_begin_token.load() != 0; }, 20s)) {
     note("no worker entered the resource within 20 s");
+  }
+  if (opt.test_only_abort_a_worker && workers.pids.size() > 1 && workers.pids[1] > 0) {
+    kill(workers.pids[1], SIGABRT);
+    note("test only: SIGABRT worker 1 (as if its client library aborted)");
   }
 
   // ---- the schedule -----------------------------------------------------------
@@ -237,6 +279,13 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     for (const auto& d : cluster.TakeDeaths()) {
       note("UNEXPECTED: " + d);
       rep.node_deaths.push_back(stamp() + d);
+    }
+    std::vector<std::string> clients;
+    workers.Reap(trap.mu, &clients);
+    watchers.Reap(&clients);
+    for (const auto& d : clients) {
+      note("UNEXPECTED: " + d);
+      rep.client_deaths.push_back(stamp() + d);
     }
   };
   while (!faults.empty() && SteadyClock::now() < end) {
@@ -380,17 +429,9 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
   if (!WaitFor([&] { return trap.max_begin_token.load() > token_at_heal; }, 30s)) {
     rep.convergence = "no worker entered the resource within 30 s after healing";
   }
-  for (size_t k = 1; k < workers.pids.size(); ++k) kill(workers.pids[k], SIGTERM);
-  for (size_t k = 1; k < workers.pids.size(); ++k) {
-    int status = 0;
-    if (!WaitFor([&] { return waitpid(workers.pids[k], &status, WNOHANG) == workers.pids[k]; },
-                 15s)) {
-      note("worker " + std::to_string(k) + " did not stop on SIGTERM: killed");
-      kill(workers.pids[k], SIGKILL);
-      WaitPid(workers.pids[k]);
-    }
-    workers.pids[k] = -1;
-  }
+  reap();  // a worker that died before being told to stop
+  std::vector<std::string> stopping;
+  workers.Terminate(trap.mu, &stopping);
   std::string why;
   if (!cluster.WaitConverged(30s, &why) && rep.convergence.empty()) {
     rep.convergence = "replicas did not converge within 30 s: " + why;
@@ -423,7 +464,11 @@ NemesisReport RunNemesis(const NemesisOptions& opt) {
     uint64_t final_rev = 0;
     for (const auto& [key, f] : obj_final) final_rev = std::max(final_rev, f.mod_revision);
     if (!watchers.WaitCaughtUp(final_rev, 20s, &why)) note(why);
-    watchers.StopAll();
+    watchers.StopAll(&stopping);
+  }
+  for (const auto& d : stopping) {
+    note("UNEXPECTED: " + d);
+    rep.client_deaths.push_back(stamp() + d);
   }
   const std::string res_value = resource.Value(kResourceKey);
   const std::optional<int64_t> res_final = ParseCounter(res_value);

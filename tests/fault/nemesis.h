@@ -41,6 +41,9 @@ struct NemesisOptions {
   // Extra `latchkey server` arguments for every node (e.g. a planted bug:
   // --test-only-bug=NAME, with LATCHKEY_ALLOW_TEST_BUGS=1 in the environment).
   std::vector<std::string> server_args{};
+  // The harness's own check: the nemesis SIGABRTs worker 1 once the workload
+  // runs, as if the client library had aborted; the run must then fail.
+  bool test_only_abort_a_worker = false;
 };
 
 struct NemesisReport {
@@ -53,6 +56,12 @@ struct NemesisReport {
   // Node processes that died without the nemesis killing them (a crash):
   // "node N died of signal S", stamped. Any makes the run fail.
   std::vector<std::string> node_deaths{};
+  // Client processes (workers, watchers) that exited before the nemesis
+  // stopped them, or not cleanly when it did (a crash in the client library,
+  // an exit on an error, a hang on SIGTERM): "worker K died of signal S".
+  // Any makes the run fail. Each runs in its own directory under the
+  // histories (worker-K/, watcher-K/), where its core file lands.
+  std::vector<std::string> client_deaths{};
   uint64_t ok_acquires = 0, ok_increments = 0, ok_register_ops = 0, sessions_lost = 0;
   uint64_t rejected_by_fencing = 0;              // resource requests refused for a stale token
   uint64_t holder_pauses = 0;                    // holder-pause faults that caught a holder inside
@@ -62,7 +71,8 @@ struct NemesisReport {
 
   bool checkers_ok() const;
   bool ok() const {
-    return setup_error.empty() && convergence.empty() && node_deaths.empty() && checkers_ok();
+    return setup_error.empty() && convergence.empty() && node_deaths.empty() &&
+           client_deaths.empty() && checkers_ok();
   }
   // Seed, what ran, every checker's summary: the text a failing test prints.
   std::string Explain() const;

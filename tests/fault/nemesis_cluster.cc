@@ -211,10 +211,7 @@ bool NemesisCluster::ReapIfDead(uint64_t id) {
   pid_t& p = pids_[id - 1];
   int status = 0;
   if (p <= 0 || waitpid(p, &status, WNOHANG) != p) return false;
-  deaths_.push_back("node " + std::to_string(id) +
-                    (WIFSIGNALED(status)
-                         ? " died of signal " + std::to_string(WTERMSIG(status))
-                         : " exited with status " + std::to_string(WEXITSTATUS(status))));
+  deaths_.push_back("node " + std::to_string(id) + " " + DescribeExit(status));
   p = -1;
   stopped_.erase(id);
   return true;

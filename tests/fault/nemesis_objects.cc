@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 
 #include "checkers/linearizability.h"
@@ -21,10 +22,12 @@ void NemesisWatchers::Start(int count, const std::string& endpoints, const std::
   for (int k = 0; k < count; ++k) {
     const int64_t process = 101 + k;
     files_.push_back(dir + "/history-watch-" + std::to_string(process) + ".jsonl");
+    const std::string cwd = dir + "/watcher-" + std::to_string(process);
+    std::filesystem::create_directories(cwd);
     pids_.push_back(SpawnCommand(
         {NEMESIS_WATCHER_BIN, endpoints, nemesis::kObjPrefix, std::to_string(process),
          files_.back(), std::to_string(seed * 1000 + static_cast<uint64_t>(process)), "1"},
-        dir + "/watcher-" + std::to_string(process) + ".log"));
+        cwd + ".log", cwd));
   }
 }
 
@@ -57,16 +60,30 @@ bool NemesisWatchers::WaitCaughtUp(uint64_t revision, std::chrono::milliseconds 
   return false;
 }
 
-void NemesisWatchers::StopAll() {
+void NemesisWatchers::Reap(std::vector<std::string>* deaths) {
+  for (size_t i = 0; i < pids_.size(); ++i) {
+    int status = 0;
+    if (pids_[i] <= 0 || waitpid(pids_[i], &status, WNOHANG) != pids_[i]) continue;
+    deaths->push_back("watcher " + std::to_string(101 + i) + " " + DescribeExit(status));
+    pids_[i] = -1;
+  }
+}
+
+void NemesisWatchers::StopAll(std::vector<std::string>* deaths) {
   for (pid_t pid : pids_) {
     if (pid > 0) kill(pid, SIGTERM);
   }
-  for (pid_t& pid : pids_) {
+  for (size_t i = 0; i < pids_.size(); ++i) {
+    pid_t& pid = pids_[i];
     if (pid <= 0) continue;
+    const std::string who = "watcher " + std::to_string(101 + i);
     int status = 0;
     if (!WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 15s)) {
+      if (deaths) deaths->push_back(who + " did not stop on SIGTERM: killed");
       kill(pid, SIGKILL);
       WaitPid(pid);
+    } else if (deaths && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+      deaths->push_back(who + ", stopping, " + DescribeExit(status));
     }
     pid = -1;
   }

@@ -24,8 +24,12 @@ class NemesisWatchers {
   void Start(int count, const std::string& endpoints, const std::string& dir, uint64_t seed);
   // Waits until every watcher has returned an event at or past `revision`.
   bool WaitCaughtUp(uint64_t revision, std::chrono::milliseconds deadline, std::string* why);
-  // SIGTERM (then SIGKILL after a bound) and reap.
-  void StopAll();
+  // Notes (in *deaths) and forgets every watcher that has exited: none
+  // should before StopAll.
+  void Reap(std::vector<std::string>* deaths);
+  // SIGTERM (then SIGKILL after a bound) and reap; a watcher that does not
+  // exit with status 0 is noted in *deaths if given.
+  void StopAll(std::vector<std::string>* deaths = nullptr);
   ~NemesisWatchers() { StopAll(); }
   std::vector<checkers::WatchStream> Streams(int64_t base_ns) const;
   // Events returned in all, reconnects and resumes noted.

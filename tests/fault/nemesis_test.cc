@@ -3,7 +3,7 @@
 // client processes, a randomized fault schedule from a printed seed, then
 // every history checker. And the proof that the harness can fail: with the
 // fenced resource's checks off, a holder paused past its lease must be
-// caught.
+// caught; a worker that aborts must fail the run.
 //
 //   LATCHKEY_NEMESIS_SEED=N LATCHKEY_NEMESIS_SECONDS=S ./nemesis_test
 //   LATCHKEY_NEMESIS_FAULTS=kill,partition (a subset of the faults),
@@ -90,6 +90,29 @@ TEST(NemesisTest, FencingRejectsThePausedHolder) {
   ASSERT_EQ(r.holder_pauses, 1u) << "the directed pause did not happen\n" << r.Explain();
   EXPECT_GE(r.rejected_by_fencing, 1u) << r.Explain();
   EXPECT_TRUE(r.ok()) << r.Explain();
+}
+
+// The harness notices a client process that dies under it: worker 1 is
+// SIGABRTed as if the client library had aborted (session 13's nemesis
+// worker did, and the run still passed).
+TEST(NemesisTest, AWorkerThatDiesFailsTheRun) {
+  NemesisOptions o;
+  o.seed = SeedFromEnv();
+  o.seconds = 1;
+  o.workers = 2;
+  o.faults = {"transfer"};
+  o.objects = false;
+  o.keep_on_failure = false;  // meant to fail
+  o.test_only_abort_a_worker = true;
+  NemesisReport r = RunNemesis(o);
+  std::printf("%s", r.Explain().c_str());
+  ASSERT_TRUE(r.setup_error.empty()) << r.Explain();
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(r.client_deaths.size(), 1u) << r.Explain();
+  EXPECT_NE(r.client_deaths[0].find("worker 1 died of signal 6 (SIGABRT)"), std::string::npos)
+      << r.Explain();
+  EXPECT_TRUE(r.node_deaths.empty()) << r.Explain();
+  EXPECT_TRUE(r.checkers_ok()) << "the other worker's history must still check\n" << r.Explain();
 }
 
 // A planted server bug (--test-only-bug=NAME, design record 0011) must be

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -179,9 +180,11 @@ void ServerProcess::Cont() {
   if (pid_ > 0) kill(pid_, SIGCONT);
 }
 
-pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file) {
+pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file,
+                   const std::string& working_dir) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (!working_dir.empty() && chdir(working_dir.c_str()) != 0) _exit(126);
     if (!output_file.empty()) {
       int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) {
@@ -207,6 +210,17 @@ int WaitPid(pid_t pid) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
+}
+
+std::string DescribeExit(int wait_status) {
+  if (WIFEXITED(wait_status))
+    return "exited with status " + std::to_string(WEXITSTATUS(wait_status));
+  if (!WIFSIGNALED(wait_status))
+    return "stopped or continued (status " + std::to_string(wait_status) + ")";
+  const int sig = WTERMSIG(wait_status);
+  const char* name = sigabbrev_np(sig);
+  return "died of signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "") +
+         (WCOREDUMP(wait_status) ? ", core dumped" : "");
 }
 
 int RunCommand(const std::vector<std::string>& argv, std::string* output,

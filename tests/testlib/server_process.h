@@ -81,8 +81,14 @@ class ServerProcess {
 int RunCommand(const std::vector<std::string>& argv, std::string* output = nullptr,
                const std::vector<std::string>& env = {});
 
-// Starts a command in the background; returns its pid.
-pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file = "");
+// Starts a command in the background; returns its pid. stdout and stderr go
+// to `output_file` (appended) if given; the command runs in `working_dir`
+// if given (where its core file lands, with the default core_pattern).
+pid_t SpawnCommand(const std::vector<std::string>& argv, const std::string& output_file = "",
+                   const std::string& working_dir = "");
 int WaitPid(pid_t pid);
+// A waitpid() status in words: "exited with status N" or "died of signal N
+// (NAME)", with ", core dumped" when it dumped one.
+std::string DescribeExit(int wait_status);
 
 }  // namespace latchkey::testing
