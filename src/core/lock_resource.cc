@@ -143,14 +143,20 @@ bool NameLess(const Resource* r, std::string_view name) {
 }
 }  // namespace
 
+size_t NameIndex::ChunkFor(std::string_view name) const {
+  const auto c = std::lower_bound(
+      lasts_.begin(), lasts_.end(), name,
+      [](const std::string& last, std::string_view n) { return std::string_view(last) < n; });
+  return static_cast<size_t>(c - lasts_.begin());
+}
+
 NameIndex::iterator NameIndex::Bound(std::string_view name) const {
   // The first chunk whose last name is >= name holds the bound.
-  auto c =
-      std::lower_bound(chunks_.begin(), chunks_.end(), name,
-                       [](const Chunk& ch, std::string_view n) { return NameLess(ch.back(), n); });
-  if (c == chunks_.end()) return {this, chunks_.size(), 0};
-  auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
-  return {this, static_cast<size_t>(c - chunks_.begin()), static_cast<size_t>(p - c->begin())};
+  const size_t ci = ChunkFor(name);
+  if (ci == chunks_.size()) return {this, chunks_.size(), 0};
+  const Chunk& c = chunks_[ci];
+  auto p = std::lower_bound(c.begin(), c.end(), name, NameLess);
+  return {this, ci, static_cast<size_t>(p - c.begin())};
 }
 
 NameIndex::iterator NameIndex::find(std::string_view name) {
@@ -172,15 +178,16 @@ void NameIndex::Insert(Resource* r) {
   const std::string_view name = r->name();
   if (chunks_.empty()) {
     chunks_.emplace_back(chunks_.get_allocator()).push_back(r);
+    lasts_.emplace_back(name);
     ++size_;
     return;
   }
-  auto c =
-      std::lower_bound(chunks_.begin(), chunks_.end(), name,
-                       [](const Chunk& ch, std::string_view n) { return NameLess(ch.back(), n); });
-  if (c == chunks_.end()) --c;  // past every name: append to the last chunk
+  size_t ci = ChunkFor(name);
+  if (ci == chunks_.size()) --ci;  // past every name: append to the last chunk
+  auto c = chunks_.begin() + static_cast<ptrdiff_t>(ci);
   auto p = std::lower_bound(c->begin(), c->end(), name, NameLess);
   if (p != c->end() && (*p)->name() == name) return;
+  if (p == c->end()) lasts_[ci] = name;
   c->insert(p, r);
   ++size_;
   if (c->size() > kChunkMax) {
@@ -189,6 +196,8 @@ void NameIndex::Insert(Resource* r) {
     c->shrink_to_fit();  // ascending inserts never come back here: no slack
     upper.reserve(kChunkMax + 1);
     chunks_.insert(c + 1, std::move(upper));
+    lasts_.insert(lasts_.begin() + static_cast<ptrdiff_t>(ci),
+                  std::string(chunks_[ci].back()->name()));
   }
 }
 
@@ -196,22 +205,31 @@ Resource* NameIndex::Erase(std::string_view name) {
   iterator it = Bound(name);
   if (it == end() || it.name() != name) return nullptr;
   Resource* r = it.get();
-  auto c = chunks_.begin() + static_cast<ptrdiff_t>(it.c_);
+  const size_t ci = it.c_;
+  auto c = chunks_.begin() + static_cast<ptrdiff_t>(ci);
+  auto last = lasts_.begin() + static_cast<ptrdiff_t>(ci);
   c->erase(c->begin() + static_cast<ptrdiff_t>(it.p_));
   --size_;
   if (c->empty()) {
     chunks_.erase(c);
+    lasts_.erase(last);
   } else if (c + 1 != chunks_.end() && c->size() + (c + 1)->size() <= kChunkMax / 2) {
     c->insert(c->end(), (c + 1)->begin(), (c + 1)->end());  // keep chunks from thinning out
     chunks_.erase(c + 1);
+    *last = std::move(*(last + 1));
+    lasts_.erase(last + 1);
+  } else if (it.p_ == c->size()) {  // the chunk's last name went
+    *last = c->back()->name();
   }
   return r;
 }
 
 OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept : NameIndex(o.pool_), pool_(o.pool_) {
   chunks_ = std::move(o.chunks_);
+  lasts_ = std::move(o.lasts_);
   size_ = o.size_;
   o.chunks_.clear();
+  o.lasts_.clear();
   o.size_ = 0;
 }
 
@@ -220,8 +238,10 @@ OwnedNameIndex& OwnedNameIndex::operator=(OwnedNameIndex&& o) noexcept {
     Clear();
     pool_ = o.pool_;
     chunks_ = std::move(o.chunks_);
+    lasts_ = std::move(o.lasts_);
     size_ = o.size_;
     o.chunks_.clear();
+    o.lasts_.clear();
     o.size_ = 0;
   }
   return *this;
@@ -242,6 +262,7 @@ void OwnedNameIndex::Clear() {
     for (Resource* r : c) Resource::Destroy(*pool_, r);
   }
   chunks_.clear();
+  lasts_.clear();
   size_ = 0;
 }
 

@@ -181,6 +181,49 @@ TEST(NameIndexTest, StaysSortedThroughSplitsAndMerges) {
   EXPECT_EQ(idx.Erase("absent"), nullptr);
 }
 
+// Inserts and erases interleaved (chunks split, merge, empty out and lose
+// their last names): every lookup agrees with std::set after every step,
+// also across a move of the index.
+TEST(NameIndexTest, LookupsAgreeWithAModelThroughInterleavedInsertsAndErases) {
+  BlockPool pool;
+  OwnedNameIndex idx(&pool);
+  std::set<std::string> want;
+  std::mt19937 rng(11);
+  auto name = [&] { return "k" + std::to_string(rng() % 3000); };
+  auto check = [&](const OwnedNameIndex& x) {
+    const std::string probe = name();
+    auto it = x.lower_bound(probe);
+    auto w = want.lower_bound(probe);
+    if (w == want.end()) {
+      ASSERT_TRUE(it == x.end()) << probe;
+    } else {
+      ASSERT_FALSE(it == x.end()) << probe;
+      ASSERT_EQ(it.name(), *w) << probe;
+    }
+    ASSERT_EQ(x.Find(probe) != nullptr, want.count(probe) == 1) << probe;
+    ASSERT_EQ(x.size(), want.size());
+  };
+  for (int step = 0; step < 40000; ++step) {
+    // Grow for the first half, then mostly shrink.
+    const bool add = rng() % 100 < (step < 20000 ? 70u : 30u);
+    const std::string n = name();
+    if (add) {
+      if (want.insert(n).second) idx.Add(n);
+    } else if (want.erase(n) > 0) {
+      idx.Remove(n);
+    }
+    ASSERT_NO_FATAL_FAILURE(check(idx)) << "step " << step;
+  }
+  OwnedNameIndex moved(std::move(idx));
+  for (int i = 0; i < 500; ++i) ASSERT_NO_FATAL_FAILURE(check(moved));
+  for (const std::string& n : std::vector<std::string>(want.begin(), want.end())) {
+    moved.Remove(n);
+    want.erase(n);
+    ASSERT_NO_FATAL_FAILURE(check(moved));
+  }
+  EXPECT_TRUE(moved.empty());
+}
+
 TEST(StreamedSnapshotTest, BytesAreTheCanonicalEncoding) {
   StateMachine sm;
   uint64_t index = 0;
