@@ -12,7 +12,7 @@
 # Only one system runs at a time. Servers are pinned to CPU 0 and the load
 # generator to CPU 1 (taskset) when the machine has 2+ CPUs; --server-cpu 1
 # swaps them (on the benchmark VM CPU 1 takes the disk's interrupts, which
-# favours the servers that sync: docs/benchmarks.md, session 10).
+# favours the servers that sync: docs/benchmarks/sessions-10-11.md, session 10).
 # --rounds N runs every system N times, in rounds (round r starts at the
 # r-th system of the list, so no system always runs first or last); the
 # tables then give per-row medians, and each ratio is the median of the

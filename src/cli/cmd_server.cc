@@ -67,7 +67,7 @@ Subcommand AddServerCommand(CLI::App& app) {
          "per request) or 'threads' (an io thread hands requests to the loop)")
       ->check(CLI::IsMember({"loop", "threads"}))
       ->default_str("loop");
-  // For A/B runs of the scheduling policy (docs/benchmarks.md).
+  // For A/B runs of the scheduling policy (docs/benchmarks/sessions-04-06.md).
   cmd->add_option("--io-sched-batch", opts->io_sched_batch)->group("");
   cmd->add_option("--direct-writes", opts->direct_writes)->group("");
   cmd->add_option("--idle-compaction-ms", opts->idle_compaction_ms,
@@ -175,7 +175,7 @@ Subcommand AddServerCommand(CLI::App& app) {
             // that go back to the OS when freed. glibc would otherwise raise
             // the threshold to the largest block freed so far and serve the
             // next ones from the heap, where they keep RSS up (W3 in
-            // docs/benchmarks.md, session 11: 7 bytes per held lock).
+            // docs/benchmarks/sessions-10-11.md, session 11: 7 bytes per held lock).
             mallopt(M_MMAP_THRESHOLD, 64 * 1024);
             server::Server srv(*opts);
             Status st = srv.Start();

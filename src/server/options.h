@@ -47,7 +47,8 @@ struct ServerOptions {
   size_t max_sessions_per_connection = 1024;
   size_t max_waits_per_session = 10'000;
   // Held plus waiting lock requests in the whole lock table: what bounds the
-  // core's memory (~470 bytes per held lock, docs/benchmarks.md).
+  // core's memory (~100 bytes of lock table per held lock, `engine_bench
+  // --memory` in docs/benchmarks.md).
   size_t max_locks = 1'000'000;
 
   // Housekeeping period: lease expiry, lock TTLs, wait timeouts.

@@ -79,7 +79,7 @@ struct ListenerOptions {
   // loop wakes an io thread for every reply and was preempted by it (two
   // involuntary context switches per request at one client); with this the
   // loop finishes its pass and the io thread runs next or on the other CPU.
-  // Measured in docs/benchmarks.md ("SCHED_BATCH io threads").
+  // Measured in docs/benchmarks/sessions-04-06.md ("Session 5").
   bool io_sched_batch = true;
 };
 
