@@ -52,9 +52,20 @@ for r in all_rows:
 rows = [median_row(rs) for rs in groups.values()]
 
 
+def diagnostic(r):
+    """run.sh's latchkey-ram rows: Latchkey with its log on tmpfs, compared
+    with the durable Latchkey rows like a peer."""
+    return r["label"].endswith("(diagnostic)")
+
+
+def reference(r):
+    return r["system"] == "latchkey" and not diagnostic(r)
+
+
 def find(system, nodes, w, c):
     for r in rows:
-        if r["system"] == system and r["nodes"] == nodes and key(r) == (w, c):
+        if (r["system"] == system and r["nodes"] == nodes and key(r) == (w, c)
+                and not diagnostic(r)):
             return r
     return None
 
@@ -102,16 +113,19 @@ lines += ["### W1 uncontended (W4: 3 nodes) and W2 one contended lock", "",
           "| workload | C | system | ops/s | p50 µs | p99 µs | errors | W2 overlaps / lost "
           "updates / max:min per client | Latchkey/peer |",
           "|---|---:|---|---:|---:|---:|---:|---|---:|"]
+if any(diagnostic(r) for r in rows):
+    lines[-2:-2] = ["For the row with the log in RAM (run.sh's latchkey-ram, not durable): "
+                    "durable Latchkey divided by it, i.e. the share of that speed the disk's "
+                    "writes leave.", ""]
 order = {"W1": 0, "W2": 1, "W4": 2}
 for r in sorted((r for r in rows if key(r)[0] in order),
-                key=lambda r: (order[key(r)[0]], r["clients"], r["system"] != "latchkey",
-                               r["label"])):
+                key=lambda r: (order[key(r)[0]], r["clients"], not reference(r), r["label"])):
     w, c = key(r)
     lk = find("latchkey", 3 if w == "W4" else 1, w, c)
     extra = ""
     if w == "W2":
         extra = f'{r["overlaps"]} / {r["lost_updates"]} / {r["fair_max"]}:{r["fair_min"]}'
-    rat = "" if r["system"] == "latchkey" else round_ratio(lk, r, lambda x: x["ops_per_s"])
+    rat = "" if reference(r) else round_ratio(lk, r, lambda x: x["ops_per_s"])
     lines.append(f'| {w} | {c} | {r["label"]} | {fmt(r["ops_per_s"])} | {fmt(r["p50_us"])} | '
                  f'{fmt(r["p99_us"])} | {r["errors"]} | {extra} | {rat} |')
 
@@ -126,12 +140,13 @@ if timed:
               "|---|---:|---:|---:|---:|"]
     for r in sorted(timed, key=lambda r: (order.get(key(r)[0], 9), r["clients"])):
         w, c = key(r)
-        lines.append(f'| {w} | {c} | {r["nodes"]} | {r["log_appends"] / max(r["ops"], 1):.2f} | '
+        nodes = f'{r["nodes"]}' + (" (log in RAM)" if diagnostic(r) else "")
+        lines.append(f'| {w} | {c} | {nodes} | {r["log_appends"] / max(r["ops"], 1):.2f} | '
                      f'{fmt(r["log_append_mean_us"])} |')
 
 w3 = [r for r in rows if r["workload"] == "W3"]
 if w3:
-    lk = next((r for r in w3 if r["system"] == "latchkey"), None)
+    lk = next((r for r in w3 if reference(r)), None)
     lines += ["", "### W3 held locks", "",
               "Each system on a fresh server. Server RSS (VmRSS) read before the first "
               "acquire and once all are held; bytes/lock = growth / locks held. Settled: the "

@@ -24,7 +24,11 @@
 #
 # Smoke tests: PEER_BENCH_SECONDS=0.5 PEER_BENCH_W3_LOCKS=300 PEER_BENCH_W3_SETTLE=0
 # shorten every row.
-# Systems (--only): redis redis-aof zookeeper etcd latchkey latchkey3 etcd3
+# Systems (--only): redis redis-aof zookeeper etcd latchkey latchkey3 etcd3,
+# and latchkey-ram (not in the default list): a single node with its Raft log
+# on tmpfs (/dev/shm), W1 and W2 only. A diagnostic, not a configuration:
+# nothing it acknowledges survives a crash. Its rows show what the disk's
+# write costs Latchkey (docs/benchmarks.md, "What the disk costs").
 set -euo pipefail
 ARGS="$*"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -99,6 +103,7 @@ else
 fi
 
 TMP=$(mktemp -d /tmp/peer-bench.XXXXXX)
+RAM_TMP=""  # latchkey-ram's data dir on tmpfs, made when that system runs
 PIDS=()
 stop_all() {
   local pid
@@ -113,6 +118,7 @@ stop_all() {
 cleanup() {
   stop_all
   rm -rf "$TMP"
+  if [[ -n $RAM_TMP ]]; then rm -rf "$RAM_TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -221,8 +227,9 @@ run_etcd() {  # NODES WORKLOADS...
   stop_all
 }
 
-run_latchkey() {  # NODES WORKLOADS...
+run_latchkey() {  # NODES WORKLOADS...  (LATCHKEY_DATA_ROOT, LATCHKEY_LABEL: latchkey-ram)
   local n=$1; shift
+  local root=${LATCHKEY_DATA_ROOT:-$TMP}
   local ports; read -r -a ports <<<"$(free_ports $((2 * n)))"
   local peers="" endpoints="" pids="" i
   for ((i = 0; i < n; i++)); do
@@ -230,7 +237,7 @@ run_latchkey() {  # NODES WORKLOADS...
     endpoints+="${endpoints:+,}127.0.0.1:${ports[$((2 * i))]}"
   done
   for ((i = 0; i < n; i++)); do
-    local dir=$TMP/latchkey$n-$i
+    local dir=$root/latchkey$n-$i
     rm -rf "$dir"
     mkdir -p "$dir"
     local args=(--data-dir "$dir/data" --log-level warn)
@@ -244,7 +251,7 @@ run_latchkey() {  # NODES WORKLOADS...
     pids+="${pids:+,}$!"
   done
   wait_ready latchkey "$endpoints"
-  local label=latchkey; [[ $n -gt 1 ]] && label="latchkey ${n} nodes"
+  local label=${LATCHKEY_LABEL:-latchkey}; [[ $n -gt 1 ]] && label="latchkey ${n} nodes"
   bench latchkey "$label" "$n" "$endpoints" "$pids" "$@"
   stop_all
 }
@@ -283,6 +290,12 @@ run_system() {  # SYSTEM
     etcd) run_etcd 1 w1 w2; run_etcd 1 w3 ;;
     latchkey) run_latchkey 1 w1 w2; run_latchkey 1 w3 ;;
     latchkey3) run_latchkey 3 w1 ;;
+    latchkey-ram)
+      if [[ -z $RAM_TMP ]]; then RAM_TMP=$(mktemp -d /dev/shm/peer-bench-ram.XXXXXX); fi
+      rm -rf "${RAM_TMP:?}"/*
+      LATCHKEY_DATA_ROOT=$RAM_TMP LATCHKEY_LABEL="latchkey log in RAM (diagnostic)" \
+        run_latchkey 1 w1 w2
+      rm -rf "${RAM_TMP:?}"/* ;;
     etcd3) run_etcd 3 w1 ;;
     *) echo "unknown system $1" >&2; exit 64 ;;
   esac
