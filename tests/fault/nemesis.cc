@@ -65,9 +65,9 @@ struct Workers {
   // before Terminate. `mu` guards pids against the HolderTrap's thread.
   void Reap(std::mutex& mu, std::vector<std::string>* deaths) {
     for (size_t k = 1; k < pids.size(); ++k) {
-      int status = 0;
-      if (pids[k] <= 0 || waitpid(pids[k], &status, WNOHANG) != pids[k]) continue;
-      deaths->push_back("worker " + std::to_string(k) + " " + DescribeExit(status));
+      const std::optional<std::string> how = ReapIfExited(pids[k]);
+      if (!how) continue;
+      deaths->push_back("worker " + std::to_string(k) + " " + *how);
       std::lock_guard<std::mutex> lk(mu);
       pids[k] = -1;
     }
@@ -80,13 +80,8 @@ struct Workers {
     }
     for (size_t k = 1; k < pids.size(); ++k) {
       if (pids[k] <= 0) continue;
-      int status = 0;
-      if (!WaitFor([&] { return waitpid(pids[k], &status, WNOHANG) == pids[k]; }, 15s)) {
-        deaths->push_back("worker " + std::to_string(k) + " did not stop on SIGTERM: killed");
-        kill(pids[k], SIGKILL);
-        WaitPid(pids[k]);
-      } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        deaths->push_back("worker " + std::to_string(k) + ", stopping, " + DescribeExit(status));
+      if (auto bad = AwaitCleanExit(pids[k], 15s)) {
+        deaths->push_back("worker " + std::to_string(k) + " " + *bad);
       }
       std::lock_guard<std::mutex> lk(mu);
       pids[k] = -1;

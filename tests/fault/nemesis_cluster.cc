@@ -209,9 +209,9 @@ bool NemesisCluster::StartNode(uint64_t id) {
 
 bool NemesisCluster::ReapIfDead(uint64_t id) {
   pid_t& p = pids_[id - 1];
-  int status = 0;
-  if (p <= 0 || waitpid(p, &status, WNOHANG) != p) return false;
-  deaths_.push_back("node " + std::to_string(id) + " " + DescribeExit(status));
+  const std::optional<std::string> how = ReapIfExited(p);
+  if (!how) return false;
+  deaths_.push_back("node " + std::to_string(id) + " " + *how);
   p = -1;
   stopped_.erase(id);
   return true;

@@ -62,9 +62,9 @@ bool NemesisWatchers::WaitCaughtUp(uint64_t revision, std::chrono::milliseconds 
 
 void NemesisWatchers::Reap(std::vector<std::string>* deaths) {
   for (size_t i = 0; i < pids_.size(); ++i) {
-    int status = 0;
-    if (pids_[i] <= 0 || waitpid(pids_[i], &status, WNOHANG) != pids_[i]) continue;
-    deaths->push_back("watcher " + std::to_string(101 + i) + " " + DescribeExit(status));
+    const std::optional<std::string> how = ReapIfExited(pids_[i]);
+    if (!how) continue;
+    deaths->push_back("watcher " + std::to_string(101 + i) + " " + *how);
     pids_[i] = -1;
   }
 }
@@ -74,18 +74,10 @@ void NemesisWatchers::StopAll(std::vector<std::string>* deaths) {
     if (pid > 0) kill(pid, SIGTERM);
   }
   for (size_t i = 0; i < pids_.size(); ++i) {
-    pid_t& pid = pids_[i];
-    if (pid <= 0) continue;
-    const std::string who = "watcher " + std::to_string(101 + i);
-    int status = 0;
-    if (!WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 15s)) {
-      if (deaths) deaths->push_back(who + " did not stop on SIGTERM: killed");
-      kill(pid, SIGKILL);
-      WaitPid(pid);
-    } else if (deaths && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-      deaths->push_back(who + ", stopping, " + DescribeExit(status));
-    }
-    pid = -1;
+    if (pids_[i] <= 0) continue;
+    const std::optional<std::string> bad = AwaitCleanExit(pids_[i], 15s);
+    if (bad && deaths) deaths->push_back("watcher " + std::to_string(101 + i) + " " + *bad);
+    pids_[i] = -1;
   }
 }
 

@@ -223,6 +223,23 @@ std::string DescribeExit(int wait_status) {
          (WCOREDUMP(wait_status) ? ", core dumped" : "");
 }
 
+std::optional<std::string> ReapIfExited(pid_t pid) {
+  int status = 0;
+  if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid) return std::nullopt;
+  return DescribeExit(status);
+}
+
+std::optional<std::string> AwaitCleanExit(pid_t pid, std::chrono::milliseconds bound) {
+  int status = 0;
+  if (!WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, bound)) {
+    kill(pid, SIGKILL);
+    WaitPid(pid);
+    return "did not stop on SIGTERM: killed";
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::nullopt;
+  return "stopping, " + DescribeExit(status);
+}
+
 int RunCommand(const std::vector<std::string>& argv, std::string* output,
                const std::vector<std::string>& env) {
   int pipefd[2];

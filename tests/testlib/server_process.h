@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,5 +91,13 @@ int WaitPid(pid_t pid);
 // A waitpid() status in words: "exited with status N" or "died of signal N
 // (NAME)", with ", core dumped" when it dumped one.
 std::string DescribeExit(int wait_status);
+// If `pid` has exited, reaps it and returns how (DescribeExit); nullopt
+// while it runs (or is stopped). Does not block.
+std::optional<std::string> ReapIfExited(pid_t pid);
+// Waits up to `bound` for `pid` (already sent SIGTERM) to exit, and
+// SIGKILLs and reaps it if it does not. Returns what went wrong ("did not
+// stop on SIGTERM: killed", or "stopping, <DescribeExit>" for an exit other
+// than status 0), or nullopt for a clean exit.
+std::optional<std::string> AwaitCleanExit(pid_t pid, std::chrono::milliseconds bound);
 
 }  // namespace latchkey::testing
