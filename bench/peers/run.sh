@@ -292,7 +292,6 @@ run_system() {  # SYSTEM
     latchkey3) run_latchkey 3 w1 ;;
     latchkey-ram)
       if [[ -z $RAM_TMP ]]; then RAM_TMP=$(mktemp -d /dev/shm/peer-bench-ram.XXXXXX); fi
-      rm -rf "${RAM_TMP:?}"/*
       LATCHKEY_DATA_ROOT=$RAM_TMP LATCHKEY_LABEL="latchkey log in RAM (diagnostic)" \
         run_latchkey 1 w1 w2
       rm -rf "${RAM_TMP:?}"/* ;;

@@ -224,7 +224,7 @@ Resource* NameIndex::Erase(std::string_view name) {
   return r;
 }
 
-OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept : NameIndex(o.pool_), pool_(o.pool_) {
+void NameIndex::TakeEntries(NameIndex& o) noexcept {
   chunks_ = std::move(o.chunks_);
   lasts_ = std::move(o.lasts_);
   size_ = o.size_;
@@ -233,16 +233,15 @@ OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept : NameIndex(o.pool_)
   o.size_ = 0;
 }
 
+OwnedNameIndex::OwnedNameIndex(OwnedNameIndex&& o) noexcept : NameIndex(o.pool_), pool_(o.pool_) {
+  TakeEntries(o);
+}
+
 OwnedNameIndex& OwnedNameIndex::operator=(OwnedNameIndex&& o) noexcept {
   if (this != &o) {
     Clear();
     pool_ = o.pool_;
-    chunks_ = std::move(o.chunks_);
-    lasts_ = std::move(o.lasts_);
-    size_ = o.size_;
-    o.chunks_.clear();
-    o.lasts_.clear();
-    o.size_ = 0;
+    TakeEntries(o);
   }
   return *this;
 }
